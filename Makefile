@@ -1,0 +1,42 @@
+# Thin wrapper over CMake: the README's commands.
+BUILD ?= build
+SAN_BUILD ?= build-san
+JOBS ?= $(shell nproc)
+CMAKE_FLAGS ?=
+
+.PHONY: all deps build run test test-san fuzz bench clean format
+
+all: build
+
+deps:
+	@scripts/deps.sh
+
+$(BUILD)/CMakeCache.txt:
+	@cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo $(CMAKE_FLAGS) >/dev/null
+
+build: deps $(BUILD)/CMakeCache.txt
+	@cmake --build $(BUILD) -j $(JOBS) -- --no-print-directory
+
+run: build
+	@scripts/run-demo.sh $(BUILD)
+
+test: build
+	@cd $(BUILD) && ctest --output-on-failure -j $(JOBS) --timeout 300
+
+$(SAN_BUILD)/CMakeCache.txt:
+	@cmake -S . -B $(SAN_BUILD) -DCMAKE_BUILD_TYPE=Debug -DCMAKE_C_COMPILER=clang \
+		-DRS_SANITIZE=ON -DRS_FUZZ=ON $(CMAKE_FLAGS) >/dev/null
+
+# The whole suite again under ASan+UBSan, plus the libFuzzer targets for a bounded time.
+test-san: deps $(SAN_BUILD)/CMakeCache.txt
+	@cmake --build $(SAN_BUILD) -j $(JOBS) -- --no-print-directory
+	@cd $(SAN_BUILD) && ctest --output-on-failure -j $(JOBS) --timeout 600
+
+bench: build
+	@bench/run.sh $(BUILD)
+
+format:
+	@clang-format -i $$(git ls-files '*.c' '*.h')
+
+clean:
+	rm -rf $(BUILD) $(SAN_BUILD)
