@@ -9,14 +9,18 @@ GRPC_JS_XDS_VERSION=1.14.1
 PKGS=(build-essential cmake pkg-config clang llvm lld libclang-rt-14-dev git
       liburing-dev android-libboringssl-dev libnghttp2-dev nghttp2-client
       libprotobuf-c-dev protobuf-c-compiler libprotobuf-dev
-      libbpf-dev bpftool libyaml-dev libjansson-dev node-llhttp
-      nodejs npm curl python3 procps iproute2 psmisc
-      wrk haproxy nginx-light gnuplot-nox)
+      libbpf-dev bpftool libyaml-dev libjansson-dev node-llhttp libpcre2-dev
+      curl python3 procps iproute2 psmisc
+      wrk haproxy nginx-light)
 
 missing=()
 for p in "${PKGS[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
 done
+# Where a command may come from more than one package (Node.js from NodeSource bundles npm;
+# gnuplot comes as -nox, -qt or -x11), the command's presence is what counts.
+command -v npm >/dev/null || missing+=(nodejs npm)
+command -v gnuplot >/dev/null || missing+=(gnuplot-nox)
 if [ ${#missing[@]} -gt 0 ]; then
     echo "deps: installing ${missing[*]}"
     export DEBIAN_FRONTEND=noninteractive
