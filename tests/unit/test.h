@@ -7,7 +7,6 @@
 #include <stdio.h>
 #include <string.h>
 
-static int rs_test_failures;
 static int rs_test_current_failed;
 
 #define CHECK(cond)                                                                            \
