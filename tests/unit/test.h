@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <string.h>
 
+static int rs_test_failures __attribute__((unused));
 static int rs_test_current_failed;
 
 #define CHECK(cond)                                                                            \
