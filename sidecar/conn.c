@@ -424,8 +424,10 @@ static void on_send(struct rs_conn *c, struct io_uring_cqe *cqe)
 {
     c->flags &= ~RS_CONN_SENDING;
     if (cqe->res < 0) {
-        if (c->flags & RS_CONN_CLOSE_AFTER_FLUSH) close_now(c);
-        else if (!(c->flags & RS_CONN_CLOSED)) c->h->on_error(c, cqe->res);
+        if (c->flags & RS_CONN_CLOSE_AFTER_FLUSH)
+            close_now(c);
+        else if (!(c->flags & RS_CONN_CLOSED))
+            c->h->on_error(c, cqe->res);
         return;
     }
     after_send(c, (uint64_t)cqe->res);
@@ -446,8 +448,10 @@ static void on_send_zc(struct rs_conn *c, struct io_uring_cqe *cqe)
         /* the segments stay queued until the connection is reaped, after the notification */
         if (cqe->flags & IORING_CQE_F_MORE) c->inflight++;
         c->zc_bytes = 0;
-        if (c->flags & RS_CONN_CLOSE_AFTER_FLUSH) close_now(c);
-        else if (!(c->flags & RS_CONN_CLOSED)) c->h->on_error(c, cqe->res);
+        if (c->flags & RS_CONN_CLOSE_AFTER_FLUSH)
+            close_now(c);
+        else if (!(c->flags & RS_CONN_CLOSED))
+            c->h->on_error(c, cqe->res);
         return;
     }
     c->zc_bytes = (uint64_t)cqe->res;

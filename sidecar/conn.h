@@ -52,16 +52,16 @@ struct rs_outq {
 };
 
 enum rs_conn_flag {
-    RS_CONN_RECV_ARMED = 1u << 0,  /* a multishot receive is in flight */
-    RS_CONN_WANT_READ = 1u << 1,   /* the protocol wants bytes */
-    RS_CONN_SENDING = 1u << 2,     /* a send is in flight */
-    RS_CONN_CLOSED = 1u << 3,      /* rs_conn_close() called */
+    RS_CONN_RECV_ARMED = 1u << 0, /* a multishot receive is in flight */
+    RS_CONN_WANT_READ = 1u << 1,  /* the protocol wants bytes */
+    RS_CONN_SENDING = 1u << 2,    /* a send is in flight */
+    RS_CONN_CLOSED = 1u << 3,     /* rs_conn_close() called */
     RS_CONN_CLOSE_AFTER_FLUSH = 1u << 4,
     RS_CONN_CONNECTING = 1u << 5,
     RS_CONN_EOF = 1u << 6,
-    RS_CONN_NOBUF = 1u << 7,       /* waiting for ring buffers */
-    RS_CONN_ZC_OFF = 1u << 8,      /* zero-copy sends were copied anyway (loopback): stop */
-    RS_CONN_SHUT_WR = 1u << 9,     /* shutdown(SHUT_WR) after the queue drains */
+    RS_CONN_NOBUF = 1u << 7,   /* waiting for ring buffers */
+    RS_CONN_ZC_OFF = 1u << 8,  /* zero-copy sends were copied anyway (loopback): stop */
+    RS_CONN_SHUT_WR = 1u << 9, /* shutdown(SHUT_WR) after the queue drains */
     RS_CONN_CANCEL_SENT = 1u << 10,
     RS_CONN_LISTENER = 1u << 11,
 };
@@ -73,7 +73,7 @@ struct rs_conn {
     int fd;
     uint32_t slot, gen;
     uint32_t flags;
-    uint16_t inflight;  /* submitted, not yet completed operations */
+    uint16_t inflight; /* submitted, not yet completed operations */
     uint16_t zc_inflight;
     struct rs_outq out;
     struct rs_conn *next_closing, *next_nobuf;
@@ -83,7 +83,7 @@ struct rs_conn {
     struct sockaddr_storage peer; /* the address connected to (outbound) or accepted from */
     uint64_t zc_bytes;            /* bytes of the zero-copy send awaiting its notification */
     uint64_t rx_bytes, tx_bytes;
-    uint64_t id;       /* connection id, as Envoy's %CONNECTION_ID% */
+    uint64_t id; /* connection id, as Envoy's %CONNECTION_ID% */
 };
 
 /* Creates a connection for an accepted or new socket fd (non-blocking), owned by `owner`. NULL on

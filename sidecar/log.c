@@ -9,7 +9,8 @@
 
 enum rs_log_level rs_log_min = RS_LOG_INFO;
 
-static const char *const level_names[] = {"trace", "debug", "info", "warning", "error", "critical", "off"};
+static const char *const level_names[] = {"trace", "debug",    "info", "warning",
+                                          "error", "critical", "off"};
 
 int rs_log_parse_level(const char *name)
 {
@@ -27,8 +28,8 @@ void rs_log_write(enum rs_log_level lvl, const char *fmt, ...)
     clock_gettime(CLOCK_REALTIME, &ts);
     gmtime_r(&ts.tv_sec, &tm);
     int n = snprintf(line, sizeof line, "[%04d-%02d-%02d %02d:%02d:%02d.%03ld][%ld][%s] ",
-                     tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min,
-                     tm.tm_sec, ts.tv_nsec / 1000000, (long)syscall(SYS_gettid), level_names[lvl]);
+                     tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
+                     ts.tv_nsec / 1000000, (long)syscall(SYS_gettid), level_names[lvl]);
     va_list ap;
     va_start(ap, fmt);
     int m = vsnprintf(line + n, sizeof line - (size_t)n - 1, fmt, ap);

@@ -4,7 +4,15 @@
 
 #include <stdarg.h>
 
-enum rs_log_level { RS_LOG_TRACE, RS_LOG_DEBUG, RS_LOG_INFO, RS_LOG_WARN, RS_LOG_ERROR, RS_LOG_CRITICAL, RS_LOG_OFF };
+enum rs_log_level {
+    RS_LOG_TRACE,
+    RS_LOG_DEBUG,
+    RS_LOG_INFO,
+    RS_LOG_WARN,
+    RS_LOG_ERROR,
+    RS_LOG_CRITICAL,
+    RS_LOG_OFF
+};
 
 extern enum rs_log_level rs_log_min;
 
@@ -12,11 +20,12 @@ extern enum rs_log_level rs_log_min;
  * unknown. */
 int rs_log_parse_level(const char *name);
 
-void rs_log_write(enum rs_log_level lvl, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void rs_log_write(enum rs_log_level lvl, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
 
-#define rs_log(lvl, ...)                                                                       \
-    do {                                                                                       \
-        if ((lvl) >= rs_log_min) rs_log_write((lvl), __VA_ARGS__);                             \
+#define rs_log(lvl, ...)                                                                           \
+    do {                                                                                           \
+        if ((lvl) >= rs_log_min) rs_log_write((lvl), __VA_ARGS__);                                 \
     } while (0)
 #define rs_debug(...) rs_log(RS_LOG_DEBUG, __VA_ARGS__)
 #define rs_info(...) rs_log(RS_LOG_INFO, __VA_ARGS__)

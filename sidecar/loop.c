@@ -34,8 +34,8 @@ static int bufring_init(struct rs_loop *loop, uint32_t nbufs, uint32_t bufsize)
         munmap(ring, ring_bytes);
         return -errno;
     }
-    struct io_uring_buf_reg reg = {.ring_addr = (uint64_t)(uintptr_t)ring, .ring_entries = nbufs,
-                                   .bgid = RS_BGID};
+    struct io_uring_buf_reg reg = {
+        .ring_addr = (uint64_t)(uintptr_t)ring, .ring_entries = nbufs, .bgid = RS_BGID};
     int ret = io_uring_register_buf_ring(&loop->ring, &reg, 0);
     if (ret) {
         munmap(ring, ring_bytes);
@@ -64,8 +64,7 @@ int rs_loop_init(struct rs_loop *loop, int worker_id, uint32_t entries, uint32_t
     loop->worker_id = worker_id;
     loop->wake_fd = -1;
     struct io_uring_params p = {0};
-    p.flags = IORING_SETUP_SUBMIT_ALL | IORING_SETUP_SINGLE_ISSUER |
-              IORING_SETUP_DEFER_TASKRUN;
+    p.flags = IORING_SETUP_SUBMIT_ALL | IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN;
     p.flags |= IORING_SETUP_CQSIZE;
     p.cq_entries = entries * 8;
     int ret = io_uring_queue_init_params(entries, &loop->ring, &p);
@@ -257,7 +256,8 @@ void rs_loop_run(struct rs_loop *loop, void (*on_turn)(struct rs_loop *loop))
             rs_error("worker %d: io_uring wait failed: %s", loop->worker_id, strerror(-ret));
         loop->now_ms = rs_now_ms();
         unsigned head, n = 0;
-        io_uring_for_each_cqe(&loop->ring, head, cqe) {
+        io_uring_for_each_cqe(&loop->ring, head, cqe)
+        {
             dispatch(loop, cqe);
             n++;
         }

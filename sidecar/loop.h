@@ -77,8 +77,8 @@ struct rs_loop {
     struct rs_timer **heap; /* 1-based */
     uint32_t heap_len, heap_cap;
 
-    struct rs_conn *closing;     /* closed conns waiting for their last completion */
-    struct rs_conn *nobuf_head;  /* conns whose receive stopped for lack of buffers */
+    struct rs_conn *closing;    /* closed conns waiting for their last completion */
+    struct rs_conn *nobuf_head; /* conns whose receive stopped for lack of buffers */
     int wake_fd;
     uint64_t wake_val;
     bool stop;

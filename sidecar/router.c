@@ -924,7 +924,7 @@ static int compile_action(struct cctx *c, const RouteAction *a, struct rs_route 
     if (a->timeout && duration_ms(c, "timeout", a->timeout, &r->timeout_ms)) return -1;
     r->idle_timeout_ms = -1;
     if (a->idle_timeout) {
-        uint64_t ms;
+        uint64_t ms = 0;
         if (duration_ms(c, "idle_timeout", a->idle_timeout, &ms)) return -1;
         r->idle_timeout_ms = (int64_t)ms;
     }

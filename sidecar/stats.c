@@ -9,8 +9,8 @@
 
 /* Envoy's default histogram bucket bounds (ms). */
 const double rs_hist_bounds_ms[RS_HIST_BUCKETS - 1] = {
-    0.5, 1, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000, 60000, 300000, 600000,
-    1800000, 3600000};
+    0.5,  1,    5,     10,    25,    50,     100,    250,     500,    1000,
+    2500, 5000, 10000, 30000, 60000, 300000, 600000, 1800000, 3600000};
 
 struct entry {
     char *name;
@@ -83,7 +83,8 @@ rs_stat_id rs_stats_register(const char *name, enum rs_stat_kind kind)
         }
     }
     rs_stat_id id = UINT32_MAX;
-    if (kind == RS_STAT_HISTOGRAM ? reg.next_hist >= RS_HISTS_MAX : reg.next_counter >= RS_STATS_MAX)
+    if (kind == RS_STAT_HISTOGRAM ? reg.next_hist >= RS_HISTS_MAX
+                                  : reg.next_counter >= RS_STATS_MAX)
         goto out;
     if (reg.n == reg.cap) {
         size_t cap = reg.cap ? reg.cap * 2 : 256;
@@ -130,7 +131,8 @@ void rs_hist_record(struct rs_stats_shard *s, rs_stat_id id, uint64_t us)
 uint64_t rs_stats_value(rs_stat_id id)
 {
     uint64_t sum = 0;
-    for (int i = 0; i < reg.nshards; i++) sum += __atomic_load_n(&reg.shards[i].vals[id], __ATOMIC_RELAXED);
+    for (int i = 0; i < reg.nshards; i++)
+        sum += __atomic_load_n(&reg.shards[i].vals[id], __ATOMIC_RELAXED);
     return sum;
 }
 

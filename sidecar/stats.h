@@ -15,15 +15,15 @@ enum rs_stat_kind { RS_STAT_COUNTER, RS_STAT_GAUGE, RS_STAT_HISTOGRAM };
 
 typedef uint32_t rs_stat_id;
 
-#define RS_STATS_MAX (1u << 18)  /* counters and gauges */
-#define RS_HISTS_MAX (1u << 12)  /* histograms */
-#define RS_HIST_BUCKETS 20       /* Envoy's default bucket bounds, in ms, plus +Inf */
+#define RS_STATS_MAX (1u << 18) /* counters and gauges */
+#define RS_HISTS_MAX (1u << 12) /* histograms */
+#define RS_HIST_BUCKETS 20      /* Envoy's default bucket bounds, in ms, plus +Inf */
 #define RS_STATS_MAX_SHARDS 65
 
 struct rs_stats_shard {
-    uint64_t *vals;           /* RS_STATS_MAX values, mapped lazily: untouched pages cost no RSS */
+    uint64_t *vals; /* RS_STATS_MAX values, mapped lazily: untouched pages cost no RSS */
     struct rs_hist_shard *hists;
-    bool shared;              /* the shard of non-worker threads: atomic adds */
+    bool shared; /* the shard of non-worker threads: atomic adds */
 };
 
 struct rs_hist_shard {

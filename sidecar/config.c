@@ -1,0 +1,1180 @@
+/* Compiles an Envoy v3 bootstrap into the immutable snapshot the workers read: clusters with
+ * their host sets and stats, listeners with filter chains, HTTP connection managers with compiled
+ * route tables, TCP proxies, access logs. Anything that would change behaviour and is not
+ * implemented is an error naming its field, never silently ignored. */
+#include "sidecar/config.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netdb.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "envoy/config/bootstrap/v3/bootstrap.pb-c.h"
+#include "envoy/extensions/access_loggers/file/v3/file.pb-c.h"
+#include "envoy/extensions/access_loggers/stream/v3/stream.pb-c.h"
+#include "envoy/extensions/filters/http/buffer/v3/buffer.pb-c.h"
+#include "envoy/extensions/filters/http/router/v3/router.pb-c.h"
+#include "envoy/extensions/filters/network/connection_limit/v3/connection_limit.pb-c.h"
+#include "envoy/extensions/filters/network/http_connection_manager/v3/http_connection_manager.pb-c.h"
+#include "envoy/extensions/filters/network/tcp_proxy/v3/tcp_proxy.pb-c.h"
+#include "envoy/extensions/transport_sockets/raw_buffer/v3/raw_buffer.pb-c.h"
+#include "envoy/extensions/transport_sockets/tls/v3/tls.pb-c.h"
+#include "sidecar/access_log.h"
+#include "sidecar/dns.h"
+#include "sidecar/log.h"
+#include "sidecar/router.h"
+#include "envoy/extensions/upstreams/http/v3/http_protocol_options.pb-c.h"
+#include "xds/any.h"
+
+/* Envoy still accepts its deprecated fields (format, text_format, cluster-level protocol
+ * options), so configs in the wild use them: reading them is deliberate. */
+#pragma GCC diagnostic ignored "-Wdeprecated-declarations"
+
+typedef Envoy__Config__Cluster__V3__Cluster Cluster;
+typedef Envoy__Config__Listener__V3__Listener Listener;
+typedef Envoy__Extensions__Filters__Network__HttpConnectionManager__V3__HttpConnectionManager Hcm;
+typedef Envoy__Extensions__Filters__Network__TcpProxy__V3__TcpProxy TcpProxy;
+typedef Envoy__Config__Accesslog__V3__AccessLog AccessLog;
+typedef Envoy__Config__Core__V3__SubstitutionFormatString FormatString;
+
+/* Compile context: the error buffer and the field path so far. */
+struct cctx {
+    struct rs_snapshot *snap;
+    bool serve;
+    char *err;
+    size_t errlen;
+    char path[512];
+};
+
+__attribute__((format(printf, 3, 4))) static int fail(struct cctx *cx, const char *field,
+                                                      const char *fmt, ...)
+{
+    int n = snprintf(cx->err, cx->errlen, "%s%s%s: ", cx->path, cx->path[0] && field[0] ? "." : "",
+                     field);
+    if (n < 0 || (size_t)n >= cx->errlen) return -1;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(cx->err + n, cx->errlen - (size_t)n, fmt, ap);
+    va_end(ap);
+    return -1;
+}
+
+/* Pushes ".name" (or "name" at the root) onto the path; returns the old length to pop back to. */
+__attribute__((format(printf, 2, 3))) static size_t path_push(struct cctx *cx, const char *fmt, ...)
+{
+    size_t old = strlen(cx->path);
+    size_t n = old;
+    if (n && n < sizeof cx->path - 1) cx->path[n++] = '.';
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(cx->path + n, sizeof cx->path - n, fmt, ap);
+    va_end(ap);
+    return old;
+}
+
+static void path_pop(struct cctx *cx, size_t old)
+{
+    cx->path[old] = '\0';
+}
+
+uint32_t rs_duration_ms(const void *duration, uint32_t dflt)
+{
+    const Google__Protobuf__Duration *d = duration;
+    if (!d) return dflt;
+    uint64_t ms = (uint64_t)(d->seconds < 0 ? 0 : d->seconds) * 1000 +
+                  (uint64_t)(d->nanos < 0 ? 0 : d->nanos) / 1000000;
+    if (ms == 0 && d->nanos > 0) ms = 1;
+    return ms > UINT32_MAX ? UINT32_MAX : (uint32_t)ms;
+}
+
+void rs_addr_str(const struct sockaddr *sa, char *out, size_t cap)
+{
+    char ip[INET6_ADDRSTRLEN] = "?";
+    if (sa->sa_family == AF_INET) {
+        const struct sockaddr_in *in = (const void *)sa;
+        inet_ntop(AF_INET, &in->sin_addr, ip, sizeof ip);
+        snprintf(out, cap, "%s:%u", ip, ntohs(in->sin_port));
+    } else if (sa->sa_family == AF_INET6) {
+        const struct sockaddr_in6 *in6 = (const void *)sa;
+        inet_ntop(AF_INET6, &in6->sin6_addr, ip, sizeof ip);
+        snprintf(out, cap, "[%s]:%u", ip, ntohs(in6->sin6_port));
+    } else {
+        snprintf(out, cap, "unknown");
+    }
+}
+
+static int ip_port(const char *ip, uint32_t port, struct sockaddr_storage *ss, socklen_t *len)
+{
+    memset(ss, 0, sizeof *ss);
+    struct sockaddr_in *in = (void *)ss;
+    struct sockaddr_in6 *in6 = (void *)ss;
+    if (inet_pton(AF_INET, ip, &in->sin_addr) == 1) {
+        in->sin_family = AF_INET;
+        in->sin_port = htons((uint16_t)port);
+        *len = sizeof *in;
+        return 0;
+    }
+    if (inet_pton(AF_INET6, ip, &in6->sin6_addr) == 1) {
+        in6->sin6_family = AF_INET6;
+        in6->sin6_port = htons((uint16_t)port);
+        *len = sizeof *in6;
+        return 0;
+    }
+    return -1;
+}
+
+static int socket_address(struct cctx *cx, const Envoy__Config__Core__V3__Address *a,
+                          const char *field, bool need_ip,
+                          const Envoy__Config__Core__V3__SocketAddress **out)
+{
+    if (!a || a->address_case != ENVOY__CONFIG__CORE__V3__ADDRESS__ADDRESS_SOCKET_ADDRESS)
+        return fail(cx, field,
+                    "a socket_address is required (pipe and internal addresses are "
+                    "not supported)");
+    const Envoy__Config__Core__V3__SocketAddress *sa = a->socket_address;
+    if (sa->protocol != ENVOY__CONFIG__CORE__V3__SOCKET_ADDRESS__PROTOCOL__TCP)
+        return fail(cx, field, "only TCP socket addresses are supported");
+    if (sa->port_specifier_case !=
+            ENVOY__CONFIG__CORE__V3__SOCKET_ADDRESS__PORT_SPECIFIER_PORT_VALUE ||
+        sa->port_value > 65535)
+        return fail(cx, field, "port_value (0-65535) is required");
+    if (!sa->address || !sa->address[0]) return fail(cx, field, "address is required");
+    struct sockaddr_storage ss;
+    socklen_t len;
+    if (need_ip && ip_port(sa->address, sa->port_value, &ss, &len) != 0)
+        return fail(cx, field, "\"%s\" is not an IP address", sa->address);
+    *out = sa;
+    return 0;
+}
+
+static char *xstrdup(const char *s)
+{
+    char *d = strdup(s ? s : "");
+    if (!d) abort(); /* control path */
+    return d;
+}
+
+static void *xcalloc(size_t n, size_t size)
+{
+    void *p = calloc(n ? n : 1, size);
+    if (!p) abort(); /* control path */
+    return p;
+}
+
+/* ---- host sets ---------------------------------------------------------------------------- */
+
+static uint32_t gcd(uint32_t a, uint32_t b)
+{
+    while (b) {
+        uint32_t t = a % b;
+        a = b;
+        b = t;
+    }
+    return a;
+}
+
+/* A smooth weighted round-robin order (each step: every endpoint gains its weight, the largest
+ * current value is picked and loses the total), so weights 5:1:1 interleave as a,a,b,a,c,a,a
+ * rather than bunching. Workers walk the order with their own cursor. */
+struct rs_hostset *rs_hostset_new(const struct rs_endpoint *eps, uint32_t n)
+{
+    struct rs_hostset *h = xcalloc(1, sizeof *h);
+    h->refs = 1;
+    h->n = n;
+    h->eps = xcalloc(n, sizeof *h->eps);
+    if (n) memcpy(h->eps, eps, n * sizeof *eps);
+    if (n == 0) return h;
+    uint32_t g = 0;
+    uint64_t total = 0;
+    for (uint32_t i = 0; i < n; i++) {
+        if (h->eps[i].weight == 0) h->eps[i].weight = 1;
+        g = gcd(g, h->eps[i].weight);
+    }
+    uint32_t *w = xcalloc(n, sizeof *w);
+    for (uint32_t i = 0; i < n; i++) total += (w[i] = h->eps[i].weight / g);
+    /* bound the order's length; scaling keeps proportions to within one part in 4096 */
+    const uint64_t cap = 4096 > n ? 4096 : n;
+    if (total > cap) {
+        uint64_t t2 = 0;
+        for (uint32_t i = 0; i < n; i++) {
+            uint64_t s = (uint64_t)w[i] * cap / total;
+            t2 += (w[i] = s ? (uint32_t)s : 1);
+        }
+        total = t2;
+    }
+    h->order_len = (uint32_t)total;
+    h->order = xcalloc(total, sizeof *h->order);
+    int64_t *cur = xcalloc(n, sizeof *cur);
+    for (uint32_t k = 0; k < total; k++) {
+        uint32_t best = 0;
+        for (uint32_t i = 0; i < n; i++) {
+            cur[i] += w[i];
+            if (cur[i] > cur[best]) best = i;
+        }
+        cur[best] -= (int64_t)total;
+        h->order[k] = best;
+    }
+    free(cur);
+    free(w);
+    return h;
+}
+
+void rs_hostset_unref(struct rs_hostset *h)
+{
+    if (!h || __atomic_sub_fetch(&h->refs, 1, __ATOMIC_ACQ_REL) != 0) return;
+    free(h->eps);
+    free(h->order);
+    free(h);
+}
+
+/* Readers take a reference under a tiny spin so that a concurrent swap cannot free the set
+ * between the pointer load and the increment. Updates are rare (DNS refresh), reads are per
+ * worker per host-set change, not per request. */
+static uint32_t hosts_lock;
+
+struct rs_hostset *rs_cluster_hosts(struct rs_cluster *c)
+{
+    while (__atomic_exchange_n(&hosts_lock, 1, __ATOMIC_ACQUIRE)) {
+    }
+    struct rs_hostset *h = __atomic_load_n(&c->hosts, __ATOMIC_ACQUIRE);
+    if (h) __atomic_add_fetch(&h->refs, 1, __ATOMIC_RELAXED);
+    __atomic_store_n(&hosts_lock, 0, __ATOMIC_RELEASE);
+    return h;
+}
+
+void rs_cluster_set_hosts(struct rs_cluster *c, struct rs_hostset *h)
+{
+    while (__atomic_exchange_n(&hosts_lock, 1, __ATOMIC_ACQUIRE)) {
+    }
+    struct rs_hostset *old = __atomic_exchange_n(&c->hosts, h, __ATOMIC_ACQ_REL);
+    __atomic_store_n(&hosts_lock, 0, __ATOMIC_RELEASE);
+    rs_stat_set(c->st.membership_total, h ? h->n : 0);
+    rs_stat_set(c->st.membership_healthy, h ? h->n : 0);
+    rs_hostset_unref(old);
+}
+
+/* ---- clusters ------------------------------------------------------------------------------ */
+
+static rs_stat_id stat(const char *prefix, const char *name, const char *leaf,
+                       enum rs_stat_kind kind)
+{
+    char full[512];
+    snprintf(full, sizeof full, "%s.%s.%s", prefix, name, leaf);
+    return rs_stats_register(full, kind);
+}
+
+static void cluster_stats(struct rs_cluster *c)
+{
+    struct rs_cluster_stats *s = &c->st;
+#define C(f) s->f = stat("cluster", c->name, #f, RS_STAT_COUNTER)
+#define G(f) s->f = stat("cluster", c->name, #f, RS_STAT_GAUGE)
+#define H(f) s->f = stat("cluster", c->name, #f, RS_STAT_HISTOGRAM)
+    C(upstream_cx_total), G(upstream_cx_active), C(upstream_cx_connect_fail);
+    C(upstream_cx_connect_timeout), C(upstream_cx_destroy), C(upstream_cx_destroy_local);
+    C(upstream_cx_destroy_remote), C(upstream_cx_rx_bytes_total), C(upstream_cx_tx_bytes_total);
+    C(upstream_cx_none_healthy), C(upstream_cx_idle_timeout), C(upstream_cx_overflow);
+    C(upstream_cx_protocol_error), C(upstream_rq_total), G(upstream_rq_active);
+    C(upstream_rq_completed), C(upstream_rq_1xx), C(upstream_rq_2xx), C(upstream_rq_3xx);
+    C(upstream_rq_4xx), C(upstream_rq_5xx), C(upstream_rq_timeout), C(upstream_rq_pending_total);
+    G(upstream_rq_pending_active), C(upstream_rq_pending_overflow), C(upstream_rq_rx_reset);
+    C(upstream_rq_tx_reset), G(membership_total), G(membership_healthy), C(update_attempt);
+    C(update_success), C(update_failure), C(lb_healthy_panic);
+    H(upstream_cx_connect_ms), H(upstream_rq_time);
+#undef C
+#undef G
+#undef H
+}
+
+static int check_transport_socket(struct cctx *cx,
+                                  const Envoy__Config__Core__V3__TransportSocket *ts,
+                                  const char *field)
+{
+    if (!ts) return 0;
+    size_t old = path_push(cx, "%s", field);
+    int ret = 0;
+    if (ts->config_type_case !=
+        ENVOY__CONFIG__CORE__V3__TRANSPORT_SOCKET__CONFIG_TYPE_TYPED_CONFIG) {
+        ret = fail(cx, "typed_config", "is required");
+        goto out;
+    }
+    char err[256];
+    ProtobufCMessage *m = xds_any_unpack(ts->typed_config, NULL, err, sizeof err);
+    if (!m) {
+        ret = fail(cx, "typed_config", "%s", err);
+        goto out;
+    }
+    bool raw = m->descriptor ==
+               &envoy__extensions__transport_sockets__raw_buffer__v3__raw_buffer__descriptor;
+    bool tls =
+        m->descriptor ==
+            &envoy__extensions__transport_sockets__tls__v3__upstream_tls_context__descriptor ||
+        m->descriptor ==
+            &envoy__extensions__transport_sockets__tls__v3__downstream_tls_context__descriptor;
+    protobuf_c_message_free_unpacked(m, NULL);
+    if (!raw && !tls)
+        ret = fail(cx, "typed_config", "unsupported transport socket %s", ts->name);
+    else if (tls && cx->serve)
+        ret = fail(cx, "typed_config",
+                   "TLS transport sockets are validated but not served yet "
+                   "(they come with the mutual-TLS work)");
+out:
+    path_pop(cx, old);
+    return ret;
+}
+
+static int compile_endpoints(struct cctx *cx, struct rs_cluster *c, const Cluster *pc)
+{
+    const Envoy__Config__Endpoint__V3__ClusterLoadAssignment *la = pc->load_assignment;
+    struct rs_endpoint *eps = NULL;
+    uint32_t neps = 0, cap = 0;
+    int ret = 0;
+    size_t old = path_push(cx, "load_assignment");
+    for (size_t i = 0; la && i < la->n_endpoints; i++) {
+        const Envoy__Config__Endpoint__V3__LocalityLbEndpoints *lle = la->endpoints[i];
+        if (lle->priority != 0 && !cx->serve) continue;
+        if (lle->priority != 0) {
+            ret = fail(cx, "endpoints", "[%zu].priority %u: only priority 0 is supported", i,
+                       lle->priority);
+            goto out;
+        }
+        for (size_t j = 0; j < lle->n_lb_endpoints; j++) {
+            const Envoy__Config__Endpoint__V3__LbEndpoint *lbe = lle->lb_endpoints[j];
+            char field[96];
+            snprintf(field, sizeof field, "endpoints[%zu].lb_endpoints[%zu].endpoint.address", i,
+                     j);
+            if (lbe->host_identifier_case !=
+                    ENVOY__CONFIG__ENDPOINT__V3__LB_ENDPOINT__HOST_IDENTIFIER_ENDPOINT ||
+                !lbe->endpoint) {
+                ret = fail(cx, field, "is required");
+                goto out;
+            }
+            const Envoy__Config__Core__V3__SocketAddress *sa;
+            if (socket_address(cx, lbe->endpoint->address, field, c->type == RS_CLUSTER_STATIC,
+                               &sa)) {
+                ret = -1;
+                goto out;
+            }
+            uint32_t weight = lbe->load_balancing_weight ? lbe->load_balancing_weight->value : 1;
+            if (lbe->load_balancing_weight && weight == 0) {
+                ret = fail(cx, field, "load_balancing_weight must be at least 1");
+                goto out;
+            }
+            if (c->type == RS_CLUSTER_STRICT_DNS) {
+                c->dns = realloc(c->dns, (c->ndns + 1) * sizeof *c->dns);
+                if (!c->dns) abort();
+                c->dns[c->ndns++] = (struct rs_dns_slot){.cluster = c,
+                                                         .hostname = xstrdup(sa->address),
+                                                         .port = (uint16_t)sa->port_value,
+                                                         .weight = weight,
+                                                         .id = -1};
+                continue;
+            }
+            if (neps == cap) {
+                cap = cap ? cap * 2 : 8;
+                eps = realloc(eps, cap * sizeof *eps);
+                if (!eps) abort();
+            }
+            struct rs_endpoint *e = &eps[neps++];
+            memset(e, 0, sizeof *e);
+            ip_port(sa->address, sa->port_value, &e->addr, &e->addrlen);
+            e->weight = weight;
+            rs_addr_str((struct sockaddr *)&e->addr, e->name, sizeof e->name);
+        }
+    }
+    if (c->type == RS_CLUSTER_STATIC) rs_cluster_set_hosts(c, rs_hostset_new(eps, neps));
+out:
+    free(eps);
+    path_pop(cx, old);
+    return ret;
+}
+
+static int compile_cluster(struct cctx *cx, struct rs_cluster *c, const Cluster *pc)
+{
+    if (!pc->name || !pc->name[0]) return fail(cx, "name", "is required");
+    c->name = xstrdup(pc->name);
+    pthread_mutex_init(&c->dns_lock, NULL);
+    cluster_stats(c);
+    if (pc->cluster_discovery_type_case ==
+        ENVOY__CONFIG__CLUSTER__V3__CLUSTER__CLUSTER_DISCOVERY_TYPE_CLUSTER_TYPE)
+        return fail(cx, "cluster_type", "custom cluster types are not supported");
+    switch (pc->type) {
+    case ENVOY__CONFIG__CLUSTER__V3__CLUSTER__DISCOVERY_TYPE__STATIC:
+        c->type = RS_CLUSTER_STATIC;
+        break;
+    case ENVOY__CONFIG__CLUSTER__V3__CLUSTER__DISCOVERY_TYPE__STRICT_DNS:
+        c->type = RS_CLUSTER_STRICT_DNS;
+        break;
+    default:
+        return fail(cx, "type",
+                    "only STATIC and STRICT_DNS clusters are supported in a static "
+                    "bootstrap (EDS and ORIGINAL_DST come with xDS)");
+    }
+    if (pc->lb_policy != ENVOY__CONFIG__CLUSTER__V3__CLUSTER__LB_POLICY__ROUND_ROBIN)
+        return fail(cx, "lb_policy", "only ROUND_ROBIN is supported so far");
+    if (pc->lb_config_case != ENVOY__CONFIG__CLUSTER__V3__CLUSTER__LB_CONFIG__NOT_SET &&
+        pc->lb_config_case != ENVOY__CONFIG__CLUSTER__V3__CLUSTER__LB_CONFIG_ROUND_ROBIN_LB_CONFIG)
+        return fail(cx, "lb_config", "does not match lb_policy ROUND_ROBIN");
+    if (pc->n_health_checks)
+        return fail(cx, "health_checks", "active health checks are not supported yet");
+    if (pc->lb_subset_config)
+        return fail(cx, "lb_subset_config", "subset load balancing is not supported");
+    if (pc->upstream_bind_config) return fail(cx, "upstream_bind_config", "is not supported");
+    if (pc->n_filters) return fail(cx, "filters", "upstream network filters are not supported");
+    if (pc->load_balancing_policy) return fail(cx, "load_balancing_policy", "is not supported");
+    if (pc->n_transport_socket_matches)
+        return fail(cx, "transport_socket_matches", "is not supported yet");
+    if (check_transport_socket(cx, pc->transport_socket, "transport_socket")) return -1;
+    c->connect_timeout_ms = rs_duration_ms(pc->connect_timeout, 5000);
+    c->per_connection_buffer_limit = pc->per_connection_buffer_limit_bytes
+                                         ? pc->per_connection_buffer_limit_bytes->value
+                                         : 1024 * 1024;
+    c->idle_timeout_ms = 3600 * 1000;
+    c->max_connections = c->max_pending_requests = c->max_requests = 1024; /* Envoy's defaults */
+    if (pc->circuit_breakers) {
+        for (size_t i = 0; i < pc->circuit_breakers->n_thresholds; i++) {
+            const Envoy__Config__Cluster__V3__CircuitBreakers__Thresholds *t =
+                pc->circuit_breakers->thresholds[i];
+            if (t->priority != ENVOY__CONFIG__CORE__V3__ROUTING_PRIORITY__DEFAULT) continue;
+            if (t->max_connections) c->max_connections = t->max_connections->value;
+            if (t->max_pending_requests) c->max_pending_requests = t->max_pending_requests->value;
+            if (t->max_requests) c->max_requests = t->max_requests->value;
+        }
+    }
+    for (size_t i = 0; i < pc->n_typed_extension_protocol_options; i++) {
+        const char *key = pc->typed_extension_protocol_options[i]->key;
+        size_t old = path_push(cx, "typed_extension_protocol_options[\"%s\"]", key);
+        char err[256];
+        ProtobufCMessage *m =
+            pc->typed_extension_protocol_options[i]->value
+                ? xds_any_unpack(
+                      pc->typed_extension_protocol_options[i]->value,
+                      &envoy__extensions__upstreams__http__v3__http_protocol_options__descriptor,
+                      err, sizeof err)
+                : NULL;
+        if (!m) {
+            int r =
+                fail(cx, "", "%s",
+                     pc->typed_extension_protocol_options[i]->value ? err : "value is required");
+            path_pop(cx, old);
+            return r;
+        }
+        const Envoy__Extensions__Upstreams__Http__V3__HttpProtocolOptions *hpo = (const void *)m;
+        const Envoy__Config__Core__V3__HttpProtocolOptions *o = hpo->common_http_protocol_options;
+        if (o) {
+            c->idle_timeout_ms = rs_duration_ms(o->idle_timeout, c->idle_timeout_ms);
+            if (o->max_requests_per_connection)
+                c->max_requests_per_cx = o->max_requests_per_connection->value;
+        }
+        protobuf_c_message_free_unpacked(m, NULL);
+        path_pop(cx, old);
+    }
+    if (pc->common_http_protocol_options) {
+        const Envoy__Config__Core__V3__HttpProtocolOptions *o = pc->common_http_protocol_options;
+        c->idle_timeout_ms = rs_duration_ms(o->idle_timeout, c->idle_timeout_ms);
+        if (o->max_requests_per_connection)
+            c->max_requests_per_cx = o->max_requests_per_connection->value;
+    }
+    if (pc->max_requests_per_connection)
+        c->max_requests_per_cx = pc->max_requests_per_connection->value;
+    if (pc->outlier_detection) {
+        c->outlier_configured = true;
+        rs_warn("cluster %s: outlier_detection is accepted but not enforced yet", c->name);
+    }
+    switch (pc->dns_lookup_family) {
+    case ENVOY__CONFIG__CLUSTER__V3__CLUSTER__DNS_LOOKUP_FAMILY__V4_ONLY:
+        c->dns_family = RS_DNS_V4_ONLY;
+        break;
+    case ENVOY__CONFIG__CLUSTER__V3__CLUSTER__DNS_LOOKUP_FAMILY__V6_ONLY:
+        c->dns_family = RS_DNS_V6_ONLY;
+        break;
+    case ENVOY__CONFIG__CLUSTER__V3__CLUSTER__DNS_LOOKUP_FAMILY__V4_PREFERRED:
+        c->dns_family = RS_DNS_V4_PREFERRED;
+        break;
+    case ENVOY__CONFIG__CLUSTER__V3__CLUSTER__DNS_LOOKUP_FAMILY__ALL:
+        c->dns_family = RS_DNS_ALL;
+        break;
+    default:
+        c->dns_family = RS_DNS_AUTO;
+    }
+    c->dns_refresh_ms = rs_duration_ms(pc->dns_refresh_rate, 5000);
+    c->dns_failure_refresh_ms =
+        pc->dns_failure_refresh_rate
+            ? rs_duration_ms(pc->dns_failure_refresh_rate->base_interval, c->dns_refresh_ms)
+            : c->dns_refresh_ms;
+    return compile_endpoints(cx, c, pc);
+}
+
+int rs_config_cluster_index(const struct rs_snapshot *s, const char *name)
+{
+    for (uint32_t i = 0; i < s->nclusters; i++)
+        if (s->clusters[i].name && strcmp(s->clusters[i].name, name) == 0) return (int)i;
+    return -1;
+}
+
+static int cluster_index_cb(void *ctx, const char *name)
+{
+    return rs_config_cluster_index(ctx, name);
+}
+
+/* ---- access logs --------------------------------------------------------------------------- */
+
+static struct rs_access_log *format_log(struct cctx *cx, enum rs_access_sink sink, const char *path,
+                                        const FormatString *fs, const char *legacy_text)
+{
+    char err[256];
+    const char *text = legacy_text && legacy_text[0] ? legacy_text : NULL;
+    const char **keys = NULL, **formats = NULL;
+    size_t njson = 0;
+    struct rs_access_log *log = NULL;
+    if (fs) {
+        if (fs->n_formatters) {
+            fail(cx, "log_format.formatters", "custom formatters are not supported");
+            return NULL;
+        }
+        switch (fs->format_case) {
+        case ENVOY__CONFIG__CORE__V3__SUBSTITUTION_FORMAT_STRING__FORMAT_TEXT_FORMAT:
+            text = fs->text_format;
+            break;
+        case ENVOY__CONFIG__CORE__V3__SUBSTITUTION_FORMAT_STRING__FORMAT_TEXT_FORMAT_SOURCE:
+            if (fs->text_format_source->specifier_case !=
+                ENVOY__CONFIG__CORE__V3__DATA_SOURCE__SPECIFIER_INLINE_STRING) {
+                fail(cx, "log_format.text_format_source", "only inline_string is supported");
+                return NULL;
+            }
+            text = fs->text_format_source->inline_string;
+            break;
+        case ENVOY__CONFIG__CORE__V3__SUBSTITUTION_FORMAT_STRING__FORMAT_JSON_FORMAT: {
+            const Google__Protobuf__Struct *st = fs->json_format;
+            njson = st->n_fields;
+            keys = xcalloc(njson, sizeof *keys);
+            formats = xcalloc(njson, sizeof *formats);
+            for (size_t i = 0; i < njson; i++) {
+                const Google__Protobuf__Value *v = st->fields[i]->value;
+                if (!v || v->kind_case != GOOGLE__PROTOBUF__VALUE__KIND_STRING_VALUE) {
+                    fail(cx, "log_format.json_format", "value of \"%s\" must be a string",
+                         st->fields[i]->key);
+                    goto out;
+                }
+                keys[i] = st->fields[i]->key;
+                formats[i] = v->string_value;
+            }
+            break;
+        }
+        default:
+            break;
+        }
+    }
+    log = rs_access_log_create(sink, path, text, keys, formats, njson, err, sizeof err);
+    if (!log) fail(cx, "log_format", "%s", err);
+out:
+    free(keys);
+    free(formats);
+    return log;
+}
+
+static int compile_access_logs(struct cctx *cx, AccessLog **als, size_t n,
+                               struct rs_access_log ***out_logs, uint32_t **out_idx,
+                               uint32_t *out_n)
+{
+    struct rs_snapshot *s = cx->snap;
+    *out_logs = xcalloc(n, sizeof **out_logs);
+    *out_idx = xcalloc(n, sizeof **out_idx);
+    for (size_t i = 0; i < n; i++) {
+        const AccessLog *al = als[i];
+        size_t old = path_push(cx, "access_log[%zu]", i);
+        if (al->filter) {
+            fail(cx, "filter", "access log filters are not supported yet");
+            return -1;
+        }
+        if (al->config_type_case !=
+            ENVOY__CONFIG__ACCESSLOG__V3__ACCESS_LOG__CONFIG_TYPE_TYPED_CONFIG) {
+            fail(cx, "typed_config", "is required");
+            return -1;
+        }
+        char err[256];
+        ProtobufCMessage *m = xds_any_unpack(al->typed_config, NULL, err, sizeof err);
+        if (!m) {
+            fail(cx, "typed_config", "%s", err);
+            return -1;
+        }
+        struct rs_access_log *log = NULL;
+        const ProtobufCMessageDescriptor *d = m->descriptor;
+        if (d == &envoy__extensions__access_loggers__file__v3__file_access_log__descriptor) {
+            const Envoy__Extensions__AccessLoggers__File__V3__FileAccessLog *f = (const void *)m;
+            const FormatString *fs = NULL;
+            const char *legacy = NULL;
+            if (f->access_log_format_case ==
+                ENVOY__EXTENSIONS__ACCESS_LOGGERS__FILE__V3__FILE_ACCESS_LOG__ACCESS_LOG_FORMAT_LOG_FORMAT)
+                fs = f->log_format;
+            else if (
+                f->access_log_format_case ==
+                ENVOY__EXTENSIONS__ACCESS_LOGGERS__FILE__V3__FILE_ACCESS_LOG__ACCESS_LOG_FORMAT_FORMAT)
+                legacy = f->format;
+            else if (
+                f->access_log_format_case !=
+                ENVOY__EXTENSIONS__ACCESS_LOGGERS__FILE__V3__FILE_ACCESS_LOG__ACCESS_LOG_FORMAT__NOT_SET)
+                fail(cx, "typed_config", "use log_format for JSON access logs");
+            bool is_stdout = strcmp(f->path, "/dev/stdout") == 0;
+            bool is_stderr = strcmp(f->path, "/dev/stderr") == 0;
+            if (!cx->err[0])
+                log = format_log(cx,
+                                 is_stdout   ? RS_ACCESS_SINK_STDOUT
+                                 : is_stderr ? RS_ACCESS_SINK_STDERR
+                                             : RS_ACCESS_SINK_FILE,
+                                 f->path, fs, legacy);
+        } else if (d ==
+                   &envoy__extensions__access_loggers__stream__v3__stdout_access_log__descriptor) {
+            const Envoy__Extensions__AccessLoggers__Stream__V3__StdoutAccessLog *f =
+                (const void *)m;
+            log = format_log(cx, RS_ACCESS_SINK_STDOUT, NULL, f->log_format, NULL);
+        } else if (d ==
+                   &envoy__extensions__access_loggers__stream__v3__stderr_access_log__descriptor) {
+            const Envoy__Extensions__AccessLoggers__Stream__V3__StderrAccessLog *f =
+                (const void *)m;
+            log = format_log(cx, RS_ACCESS_SINK_STDERR, NULL, f->log_format, NULL);
+        } else {
+            fail(cx, "typed_config", "unsupported access logger %s", d->name);
+        }
+        protobuf_c_message_free_unpacked(m, NULL);
+        if (!log) return -1;
+        if (s->nlogs == s->logs_cap) {
+            s->logs_cap = s->logs_cap ? s->logs_cap * 2 : 8;
+            s->logs = realloc(s->logs, s->logs_cap * sizeof *s->logs);
+            if (!s->logs) abort();
+        }
+        (*out_idx)[i] = s->nlogs;
+        s->logs[s->nlogs++] = log;
+        (*out_logs)[i] = log;
+        (*out_n)++;
+        path_pop(cx, old);
+    }
+    return 0;
+}
+
+/* ---- network filters ----------------------------------------------------------------------- */
+
+static void hcm_stats(struct rs_hcm_cfg *h)
+{
+    struct rs_hcm_stats *s = &h->st;
+#define C(f) s->f = stat("http", h->stat_prefix, #f, RS_STAT_COUNTER)
+#define G(f) s->f = stat("http", h->stat_prefix, #f, RS_STAT_GAUGE)
+#define H(f) s->f = stat("http", h->stat_prefix, #f, RS_STAT_HISTOGRAM)
+    C(downstream_cx_total), G(downstream_cx_active), C(downstream_cx_http1_total);
+    C(downstream_cx_destroy), C(downstream_cx_destroy_remote), C(downstream_cx_destroy_local);
+    C(downstream_cx_protocol_error), C(downstream_cx_idle_timeout), C(downstream_cx_rx_bytes_total);
+    C(downstream_cx_tx_bytes_total), C(downstream_cx_drain_close), C(downstream_rq_total);
+    C(downstream_rq_http1_total), G(downstream_rq_active), C(downstream_rq_1xx);
+    C(downstream_rq_2xx), C(downstream_rq_3xx), C(downstream_rq_4xx), C(downstream_rq_5xx);
+    C(downstream_rq_completed), C(downstream_rq_timeout), C(downstream_rq_header_timeout);
+    C(downstream_rq_too_large), C(downstream_rq_idle_timeout), C(downstream_rq_rx_reset);
+    C(downstream_rq_tx_reset), C(downstream_rq_non_relative_path), C(rq_direct_response);
+    C(rq_total), C(no_route), C(no_cluster), C(rq_header_too_large);
+    H(downstream_rq_time), H(downstream_cx_length_ms);
+#undef C
+#undef G
+#undef H
+}
+
+static int compile_http_filters(struct cctx *cx, struct rs_hcm_cfg *h, const Hcm *pm)
+{
+    if (pm->n_http_filters == 0)
+        return fail(cx, "http_filters", "must end with envoy.filters.http.router");
+    for (size_t i = 0; i < pm->n_http_filters; i++) {
+        const Envoy__Extensions__Filters__Network__HttpConnectionManager__V3__HttpFilter *f =
+            pm->http_filters[i];
+        char field[64];
+        snprintf(field, sizeof field, "http_filters[%zu]", i);
+        if (f->disabled) continue;
+        if (f->config_type_case !=
+            ENVOY__EXTENSIONS__FILTERS__NETWORK__HTTP_CONNECTION_MANAGER__V3__HTTP_FILTER__CONFIG_TYPE_TYPED_CONFIG)
+            return fail(cx, field, "typed_config is required (%s)", f->name);
+        char err[256];
+        ProtobufCMessage *m = xds_any_unpack(f->typed_config, NULL, err, sizeof err);
+        if (!m) return fail(cx, field, "%s", err);
+        const ProtobufCMessageDescriptor *d = m->descriptor;
+        int ret = 0;
+        bool last = i + 1 == pm->n_http_filters;
+        if (d == &envoy__extensions__filters__http__router__v3__router__descriptor) {
+            if (!last) ret = fail(cx, field, "envoy.filters.http.router must be the last filter");
+        } else if (d == &envoy__extensions__filters__http__buffer__v3__buffer__descriptor) {
+            const Envoy__Extensions__Filters__Http__Buffer__V3__Buffer *b = (const void *)m;
+            h->max_request_bytes = b->max_request_bytes ? b->max_request_bytes->value : 0;
+        } else if (f->is_optional) {
+            rs_warn("%s: optional HTTP filter %s is not supported and skipped", cx->path, f->name);
+        } else {
+            ret = fail(cx, field, "unsupported HTTP filter %s (%s)", f->name, d->name);
+        }
+        if (!ret && last && d != &envoy__extensions__filters__http__router__v3__router__descriptor)
+            ret = fail(cx, field, "the last HTTP filter must be envoy.filters.http.router");
+        protobuf_c_message_free_unpacked(m, NULL);
+        if (ret) return ret;
+    }
+    return 0;
+}
+
+static int compile_hcm(struct cctx *cx, struct rs_filter_chain *fc, const Hcm *pm, uint16_t port)
+{
+    struct rs_hcm_cfg *h = fc->hcm = xcalloc(1, sizeof *h);
+    h->stat_prefix = xstrdup(pm->stat_prefix);
+    if (!pm->stat_prefix || !pm->stat_prefix[0]) return fail(cx, "stat_prefix", "is required");
+    hcm_stats(h);
+    if (pm->codec_type ==
+            ENVOY__EXTENSIONS__FILTERS__NETWORK__HTTP_CONNECTION_MANAGER__V3__HTTP_CONNECTION_MANAGER__CODEC_TYPE__HTTP2 ||
+        pm->codec_type ==
+            ENVOY__EXTENSIONS__FILTERS__NETWORK__HTTP_CONNECTION_MANAGER__V3__HTTP_CONNECTION_MANAGER__CODEC_TYPE__HTTP3)
+        return fail(cx, "codec_type", "only HTTP/1.1 is served so far (HTTP/2 comes next)");
+    if (pm->n_upgrade_configs) return fail(cx, "upgrade_configs", "upgrades are not supported yet");
+    if (pm->tracing) return fail(cx, "tracing", "tracing is not supported");
+    if (pm->local_reply_config) return fail(cx, "local_reply_config", "is not supported");
+    if (pm->n_original_ip_detection_extensions)
+        return fail(cx, "original_ip_detection_extensions", "are not supported");
+    if (pm->forward_client_cert_details !=
+        ENVOY__EXTENSIONS__FILTERS__NETWORK__HTTP_CONNECTION_MANAGER__V3__HTTP_CONNECTION_MANAGER__FORWARD_CLIENT_CERT_DETAILS__SANITIZE)
+        return fail(cx, "forward_client_cert_details", "comes with the mutual-TLS work");
+    h->max_request_headers_kb = pm->max_request_headers_kb ? pm->max_request_headers_kb->value : 60;
+    if (h->max_request_headers_kb == 0 || h->max_request_headers_kb > 8192)
+        return fail(cx, "max_request_headers_kb", "must be 1..8192");
+    const Envoy__Config__Core__V3__HttpProtocolOptions *o = pm->common_http_protocol_options;
+    h->max_headers_count = o && o->max_headers_count ? o->max_headers_count->value : 100;
+    h->idle_timeout_ms = o ? rs_duration_ms(o->idle_timeout, 3600 * 1000) : 3600 * 1000;
+    h->max_connection_duration_ms = o ? rs_duration_ms(o->max_connection_duration, 0) : 0;
+    if (o &&
+        o->headers_with_underscores_action !=
+            ENVOY__CONFIG__CORE__V3__HTTP_PROTOCOL_OPTIONS__HEADERS_WITH_UNDERSCORES_ACTION__ALLOW)
+        return fail(cx, "common_http_protocol_options.headers_with_underscores_action",
+                    "only ALLOW is supported");
+    h->request_headers_timeout_ms = rs_duration_ms(pm->request_headers_timeout, 0);
+    h->request_timeout_ms = rs_duration_ms(pm->request_timeout, 0);
+    h->stream_idle_timeout_ms = rs_duration_ms(pm->stream_idle_timeout, 300 * 1000);
+    h->drain_timeout_ms = rs_duration_ms(pm->drain_timeout, 5000);
+    h->use_remote_address = pm->use_remote_address && pm->use_remote_address->value;
+    h->xff_num_trusted_hops = pm->xff_num_trusted_hops;
+    h->skip_xff_append = pm->skip_xff_append;
+    h->generate_request_id = !pm->generate_request_id || pm->generate_request_id->value;
+    h->preserve_external_request_id = pm->preserve_external_request_id;
+    h->normalize_path = pm->normalize_path && pm->normalize_path->value;
+    h->merge_slashes = pm->merge_slashes;
+    h->server_name = xstrdup(pm->server_name && pm->server_name[0] ? pm->server_name : "envoy");
+    h->server_header_pass_through =
+        pm->server_header_transformation ==
+        ENVOY__EXTENSIONS__FILTERS__NETWORK__HTTP_CONNECTION_MANAGER__V3__HTTP_CONNECTION_MANAGER__SERVER_HEADER_TRANSFORMATION__PASS_THROUGH;
+    if (pm->http_protocol_options) {
+        h->accept_http_10 = pm->http_protocol_options->accept_http_10;
+        if (pm->http_protocol_options->default_host_for_http_10 &&
+            pm->http_protocol_options->default_host_for_http_10[0])
+            h->default_host_for_http_10 =
+                xstrdup(pm->http_protocol_options->default_host_for_http_10);
+    }
+    if (compile_http_filters(cx, h, pm)) return -1;
+    if (compile_access_logs(cx, pm->access_log, pm->n_access_log, &h->logs, &h->log_index,
+                            &h->nlogs))
+        return -1;
+    if (pm->route_specifier_case !=
+        ENVOY__EXTENSIONS__FILTERS__NETWORK__HTTP_CONNECTION_MANAGER__V3__HTTP_CONNECTION_MANAGER__ROUTE_SPECIFIER_ROUTE_CONFIG)
+        return fail(cx, "route_config", "an inline route_config is required (rds comes with xDS)");
+    h->strip_any_host_port =
+        pm->strip_port_mode_case ==
+            ENVOY__EXTENSIONS__FILTERS__NETWORK__HTTP_CONNECTION_MANAGER__V3__HTTP_CONNECTION_MANAGER__STRIP_PORT_MODE_STRIP_ANY_HOST_PORT &&
+        pm->strip_any_host_port;
+    struct rs_route_compile_opts ro = {
+        .cluster_index = cluster_index_cb,
+        .ctx = cx->snap,
+        .validate_clusters = true,
+        .strip_any_host_port = h->strip_any_host_port,
+        .strip_matching_host_port = pm->strip_matching_host_port,
+        .listener_port = port,
+    };
+    char err[512];
+    h->routes = rs_route_table_compile(pm->route_config, &ro, err, sizeof err);
+    if (!h->routes) return fail(cx, "route_config", "%s", err);
+    return 0;
+}
+
+static int tcp_cluster(struct cctx *cx, const char *name, const char *field, uint32_t *out)
+{
+    int idx = rs_config_cluster_index(cx->snap, name);
+    if (idx < 0) return fail(cx, field, "unknown cluster \"%s\"", name);
+    *out = (uint32_t)idx;
+    return 0;
+}
+
+static int compile_tcp(struct cctx *cx, struct rs_filter_chain *fc, const TcpProxy *pt)
+{
+    struct rs_tcp_cfg *t = fc->tcp = xcalloc(1, sizeof *t);
+    if (!pt->stat_prefix || !pt->stat_prefix[0]) return fail(cx, "stat_prefix", "is required");
+    t->stat_prefix = xstrdup(pt->stat_prefix);
+    struct rs_tcp_stats *s = &t->st;
+    s->downstream_cx_total = stat("tcp", t->stat_prefix, "downstream_cx_total", RS_STAT_COUNTER);
+    s->downstream_cx_no_route =
+        stat("tcp", t->stat_prefix, "downstream_cx_no_route", RS_STAT_COUNTER);
+    s->downstream_cx_rx_bytes_total =
+        stat("tcp", t->stat_prefix, "downstream_cx_rx_bytes_total", RS_STAT_COUNTER);
+    s->downstream_cx_tx_bytes_total =
+        stat("tcp", t->stat_prefix, "downstream_cx_tx_bytes_total", RS_STAT_COUNTER);
+    s->idle_timeout = stat("tcp", t->stat_prefix, "idle_timeout", RS_STAT_COUNTER);
+    s->upstream_flush_total = stat("tcp", t->stat_prefix, "upstream_flush_total", RS_STAT_COUNTER);
+    s->max_downstream_connection_duration =
+        stat("tcp", t->stat_prefix, "max_downstream_connection_duration", RS_STAT_COUNTER);
+    if (pt->tunneling_config) return fail(cx, "tunneling_config", "is not supported");
+    if (pt->n_hash_policy) return fail(cx, "hash_policy", "is not supported");
+    if (pt->metadata_match) return fail(cx, "metadata_match", "is not supported");
+    if (pt->on_demand) return fail(cx, "on_demand", "is not supported");
+    t->idle_timeout_ms = rs_duration_ms(pt->idle_timeout, 3600 * 1000);
+    t->max_connect_attempts = pt->max_connect_attempts ? pt->max_connect_attempts->value : 1;
+    if (pt->cluster_specifier_case ==
+        ENVOY__EXTENSIONS__FILTERS__NETWORK__TCP_PROXY__V3__TCP_PROXY__CLUSTER_SPECIFIER_CLUSTER) {
+        t->nclusters = 1;
+        t->clusters = xcalloc(1, sizeof *t->clusters);
+        t->weights = xcalloc(1, sizeof *t->weights);
+        t->weights[0] = 1;
+        t->total_weight = 1;
+        if (tcp_cluster(cx, pt->cluster, "cluster", &t->clusters[0])) return -1;
+    } else if (
+        pt->cluster_specifier_case ==
+        ENVOY__EXTENSIONS__FILTERS__NETWORK__TCP_PROXY__V3__TCP_PROXY__CLUSTER_SPECIFIER_WEIGHTED_CLUSTERS) {
+        const Envoy__Extensions__Filters__Network__TcpProxy__V3__TcpProxy__WeightedCluster *w =
+            pt->weighted_clusters;
+        t->nclusters = (uint32_t)w->n_clusters;
+        t->clusters = xcalloc(w->n_clusters, sizeof *t->clusters);
+        t->weights = xcalloc(w->n_clusters, sizeof *t->weights);
+        for (size_t i = 0; i < w->n_clusters; i++) {
+            char field[64];
+            snprintf(field, sizeof field, "weighted_clusters.clusters[%zu]", i);
+            if (w->clusters[i]->metadata_match)
+                return fail(cx, field, "metadata_match is not supported");
+            if (tcp_cluster(cx, w->clusters[i]->name, field, &t->clusters[i])) return -1;
+            t->weights[i] = w->clusters[i]->weight;
+            t->total_weight += w->clusters[i]->weight;
+        }
+        if (t->total_weight == 0) return fail(cx, "weighted_clusters", "weights sum to 0");
+    } else {
+        return fail(cx, "cluster", "cluster or weighted_clusters is required");
+    }
+    return compile_access_logs(cx, pt->access_log, pt->n_access_log, &t->logs, &t->log_index,
+                               &t->nlogs);
+}
+
+static int compile_filters(struct cctx *cx, struct rs_filter_chain *fc,
+                           const Envoy__Config__Listener__V3__FilterChain *pfc, uint16_t port)
+{
+    if (pfc->transport_socket &&
+        check_transport_socket(cx, pfc->transport_socket, "transport_socket"))
+        return -1;
+    for (size_t i = 0; i < pfc->n_filters; i++) {
+        const Envoy__Config__Listener__V3__Filter *f = pfc->filters[i];
+        size_t old = path_push(cx, "filters[%zu]", i);
+        if (f->config_type_case != ENVOY__CONFIG__LISTENER__V3__FILTER__CONFIG_TYPE_TYPED_CONFIG)
+            return fail(cx, "typed_config", "is required (%s)", f->name);
+        char err[256];
+        ProtobufCMessage *m = xds_any_unpack(f->typed_config, NULL, err, sizeof err);
+        if (!m) return fail(cx, "typed_config", "%s", err);
+        const ProtobufCMessageDescriptor *d = m->descriptor;
+        bool terminal = fc->hcm || fc->tcp;
+        int ret = 0;
+        if (terminal) {
+            ret = fail(cx, "", "no filter may follow the terminal filter");
+        } else if (
+            d ==
+            &envoy__extensions__filters__network__http_connection_manager__v3__http_connection_manager__descriptor) {
+            size_t o2 = path_push(cx, "typed_config");
+            ret = compile_hcm(cx, fc, (const void *)m, port);
+            if (!ret) path_pop(cx, o2);
+        } else if (d ==
+                   &envoy__extensions__filters__network__tcp_proxy__v3__tcp_proxy__descriptor) {
+            size_t o2 = path_push(cx, "typed_config");
+            ret = compile_tcp(cx, fc, (const void *)m);
+            if (!ret) path_pop(cx, o2);
+        } else if (
+            d ==
+            &envoy__extensions__filters__network__connection_limit__v3__connection_limit__descriptor) {
+            const Envoy__Extensions__Filters__Network__ConnectionLimit__V3__ConnectionLimit *cl =
+                (const void *)m;
+            if (cl->delay)
+                ret = fail(cx, "typed_config.delay", "is not supported");
+            else if (!cl->max_connections || cl->max_connections->value == 0)
+                ret = fail(cx, "typed_config.max_connections", "must be at least 1");
+            else {
+                fc->max_cx = cl->max_connections->value;
+                fc->active_cx = xcalloc(1, sizeof *fc->active_cx);
+                fc->limited_connections = stat("connection_limit", cl->stat_prefix,
+                                               "limited_connections", RS_STAT_COUNTER);
+                fc->active_connections =
+                    stat("connection_limit", cl->stat_prefix, "active_connections", RS_STAT_GAUGE);
+            }
+        } else {
+            ret = fail(cx, "typed_config", "unsupported network filter %s (%s)", f->name, d->name);
+        }
+        protobuf_c_message_free_unpacked(m, NULL);
+        if (ret) return ret;
+        path_pop(cx, old);
+    }
+    if (!fc->hcm && !fc->tcp)
+        return fail(cx, "filters",
+                    "a terminal filter (http_connection_manager or tcp_proxy) is required");
+    return 0;
+}
+
+static int compile_chain(struct cctx *cx, struct rs_filter_chain *fc,
+                         const Envoy__Config__Listener__V3__FilterChain *pfc, uint16_t port)
+{
+    fc->name = xstrdup(pfc->name);
+    const Envoy__Config__Listener__V3__FilterChainMatch *m = pfc->filter_chain_match;
+    if (m) {
+        if (m->n_prefix_ranges || m->n_source_prefix_ranges || m->n_direct_source_prefix_ranges ||
+            m->n_source_ports || m->n_server_names || m->n_application_protocols ||
+            (m->transport_protocol && m->transport_protocol[0] &&
+             strcmp(m->transport_protocol, "raw_buffer") != 0) ||
+            m->source_type !=
+                ENVOY__CONFIG__LISTENER__V3__FILTER_CHAIN_MATCH__CONNECTION_SOURCE_TYPE__ANY ||
+            (m->address_suffix && m->address_suffix[0]))
+            return fail(cx, "filter_chain_match",
+                        "only destination_port matching is supported so far");
+        fc->dst_port = m->destination_port ? m->destination_port->value : 0;
+    }
+    return compile_filters(cx, fc, pfc, port);
+}
+
+static int compile_listener(struct cctx *cx, struct rs_listener *l, const Listener *pl)
+{
+    const Envoy__Config__Core__V3__SocketAddress *sa;
+    if (socket_address(cx, pl->address, "address", true, &sa)) return -1;
+    ip_port(sa->address, sa->port_value, &l->addr, &l->addrlen);
+    rs_addr_str((struct sockaddr *)&l->addr, l->addr_str, sizeof l->addr_str);
+    l->name = xstrdup(pl->name && pl->name[0] ? pl->name : l->addr_str);
+    if (pl->n_listener_filters)
+        return fail(cx, "listener_filters", "listener filters are not supported yet");
+    if (pl->filter_chain_matcher) return fail(cx, "filter_chain_matcher", "is not supported yet");
+    if (pl->use_original_dst && pl->use_original_dst->value)
+        return fail(cx, "use_original_dst", "comes with traffic capture");
+    if (pl->udp_listener_config || pl->api_listener)
+        return fail(cx, "", "only TCP listeners are supported");
+    if (pl->n_additional_addresses) return fail(cx, "additional_addresses", "is not supported");
+    l->per_connection_buffer_limit = pl->per_connection_buffer_limit_bytes
+                                         ? pl->per_connection_buffer_limit_bytes->value
+                                         : 1024 * 1024;
+    /* Envoy's listener stat scope: listener.<address with ':' as '_'> */
+    char scope[96];
+    const char *prefix = pl->stat_prefix && pl->stat_prefix[0] ? pl->stat_prefix : l->addr_str;
+    snprintf(scope, sizeof scope, "%s", prefix);
+    for (char *p = scope; *p; p++)
+        if (*p == ':') *p = '_';
+    l->st.downstream_cx_total = stat("listener", scope, "downstream_cx_total", RS_STAT_COUNTER);
+    l->st.downstream_cx_active = stat("listener", scope, "downstream_cx_active", RS_STAT_GAUGE);
+    l->st.downstream_cx_destroy = stat("listener", scope, "downstream_cx_destroy", RS_STAT_COUNTER);
+    l->st.downstream_cx_overflow =
+        stat("listener", scope, "downstream_cx_overflow", RS_STAT_COUNTER);
+    l->st.no_filter_chain_match = stat("listener", scope, "no_filter_chain_match", RS_STAT_COUNTER);
+    l->st.downstream_cx_length_ms =
+        stat("listener", scope, "downstream_cx_length_ms", RS_STAT_HISTOGRAM);
+    uint16_t port = (uint16_t)sa->port_value;
+    l->nchains = (uint32_t)pl->n_filter_chains;
+    l->chains = xcalloc(l->nchains + 1, sizeof *l->chains);
+    for (uint32_t i = 0; i < l->nchains; i++) {
+        size_t old = path_push(cx, "filter_chains[%u]", i);
+        if (compile_chain(cx, &l->chains[i], pl->filter_chains[i], port)) return -1;
+        path_pop(cx, old);
+    }
+    if (pl->default_filter_chain) {
+        size_t old = path_push(cx, "default_filter_chain");
+        if (compile_chain(cx, &l->chains[l->nchains], pl->default_filter_chain, port)) return -1;
+        l->default_chain = &l->chains[l->nchains];
+        path_pop(cx, old);
+    }
+    if (l->nchains == 0 && !l->default_chain)
+        return fail(cx, "filter_chains", "at least one filter chain is required");
+    return 0;
+}
+
+/* ---- snapshot ------------------------------------------------------------------------------ */
+
+static void free_logs_refs(struct rs_access_log **logs, uint32_t *idx)
+{
+    free(logs);
+    free(idx);
+}
+
+static void free_chain(struct rs_filter_chain *fc)
+{
+    free(fc->name);
+    free(fc->active_cx);
+    if (fc->hcm) {
+        if (fc->hcm->routes) rs_route_table_free(fc->hcm->routes);
+        free(fc->hcm->stat_prefix);
+        free(fc->hcm->server_name);
+        free(fc->hcm->default_host_for_http_10);
+        free_logs_refs(fc->hcm->logs, fc->hcm->log_index);
+        free(fc->hcm);
+    }
+    if (fc->tcp) {
+        free(fc->tcp->stat_prefix);
+        free(fc->tcp->clusters);
+        free(fc->tcp->weights);
+        free_logs_refs(fc->tcp->logs, fc->tcp->log_index);
+        free(fc->tcp);
+    }
+}
+
+static void snapshot_free(struct rs_snapshot *s)
+{
+    for (uint32_t i = 0; i < s->nlisteners; i++) {
+        struct rs_listener *l = &s->listeners[i];
+        for (uint32_t j = 0; j < l->nchains + 1 && l->chains; j++) free_chain(&l->chains[j]);
+        free(l->chains);
+        free(l->name);
+    }
+    free(s->listeners);
+    for (uint32_t i = 0; i < s->nclusters; i++) {
+        struct rs_cluster *c = &s->clusters[i];
+        for (uint32_t j = 0; j < c->ndns; j++) {
+            free(c->dns[j].hostname);
+            free(c->dns[j].eps);
+        }
+        free(c->dns);
+        rs_hostset_unref(c->hosts);
+        free(c->name);
+        if (c->name) pthread_mutex_destroy(&c->dns_lock);
+    }
+    free(s->clusters);
+    for (uint32_t i = 0; i < s->nlogs; i++) rs_access_log_destroy(s->logs[i]);
+    free(s->logs);
+    free(s->node_id);
+    free(s->node_cluster);
+    free(s->admin_access_log_path);
+    if (s->bootstrap) protobuf_c_message_free_unpacked(&s->bootstrap->base, NULL);
+    free(s);
+}
+
+void rs_snapshot_ref(struct rs_snapshot *s)
+{
+    __atomic_add_fetch(&s->refs, 1, __ATOMIC_RELAXED);
+}
+
+void rs_snapshot_unref(struct rs_snapshot *s)
+{
+    if (s && __atomic_sub_fetch(&s->refs, 1, __ATOMIC_ACQ_REL) == 0) snapshot_free(s);
+}
+
+static int compile_bootstrap(struct cctx *cx, const Envoy__Config__Bootstrap__V3__Bootstrap *bs)
+{
+    struct rs_snapshot *s = cx->snap;
+    if (bs->node) {
+        s->node_id = xstrdup(bs->node->id);
+        s->node_cluster = xstrdup(bs->node->cluster);
+    }
+    if (bs->admin && bs->admin->address) {
+        size_t old = path_push(cx, "admin");
+        const Envoy__Config__Core__V3__SocketAddress *sa;
+        if (socket_address(cx, bs->admin->address, "address", true, &sa)) return -1;
+        ip_port(sa->address, sa->port_value, &s->admin_addr, &s->admin_addrlen);
+        s->has_admin = true;
+        path_pop(cx, old);
+    }
+    if (bs->dynamic_resources && cx->serve)
+        return fail(cx, "dynamic_resources",
+                    "xDS is not supported yet (it comes with the xDS work)");
+    const Envoy__Config__Bootstrap__V3__Bootstrap__StaticResources *sr = bs->static_resources;
+    if (!sr) return 0;
+    if (sr->n_secrets && cx->serve)
+        return fail(cx, "static_resources.secrets", "comes with the mutual-TLS work");
+    s->nclusters = (uint32_t)sr->n_clusters;
+    s->clusters = xcalloc(s->nclusters, sizeof *s->clusters);
+    for (uint32_t i = 0; i < s->nclusters; i++) {
+        s->clusters[i].index = i;
+        size_t old = path_push(cx, "static_resources.clusters[%u]", i);
+        if (compile_cluster(cx, &s->clusters[i], sr->clusters[i])) return -1;
+        for (uint32_t j = 0; j < i; j++)
+            if (strcmp(s->clusters[j].name, s->clusters[i].name) == 0)
+                return fail(cx, "name", "duplicate cluster name \"%s\"", s->clusters[i].name);
+        path_pop(cx, old);
+    }
+    s->nlisteners = (uint32_t)sr->n_listeners;
+    s->listeners = xcalloc(s->nlisteners, sizeof *s->listeners);
+    for (uint32_t i = 0; i < s->nlisteners; i++) {
+        s->listeners[i].index = i;
+        size_t old = path_push(cx, "static_resources.listeners[%u]", i);
+        if (compile_listener(cx, &s->listeners[i], sr->listeners[i])) return -1;
+        for (uint32_t j = 0; j < i; j++)
+            if (strcmp(s->listeners[j].name, s->listeners[i].name) == 0)
+                return fail(cx, "name", "duplicate listener name \"%s\"", s->listeners[i].name);
+        path_pop(cx, old);
+    }
+    return 0;
+}
+
+struct rs_snapshot *rs_config_compile(Envoy__Config__Bootstrap__V3__Bootstrap *bs, bool serve,
+                                      char *err, size_t errlen)
+{
+    struct rs_snapshot *s = xcalloc(1, sizeof *s);
+    s->refs = 1;
+    s->bootstrap = bs;
+    struct cctx cx = {.snap = s, .serve = serve, .err = err, .errlen = errlen};
+    err[0] = '\0';
+    if (compile_bootstrap(&cx, bs) != 0) {
+        snapshot_free(s);
+        return NULL;
+    }
+    return s;
+}
+
+/* ---- DNS ------------------------------------------------------------------------------------ */
+
+/* Called on the resolver thread: merge this target's addresses with the cluster's other
+ * targets' last results and publish a new host set. */
+static void on_dns(void *ctx, const struct sockaddr_storage *addrs, size_t n, int error)
+{
+    struct rs_dns_slot *slot = ctx;
+    struct rs_cluster *c = slot->cluster;
+    struct rs_stats_shard *sh = rs_stats_shard(-1);
+    rs_stat_inc(sh, c->st.update_attempt);
+    if (error) {
+        rs_stat_inc(sh, c->st.update_failure);
+        rs_warn("cluster %s: DNS resolution of %s failed (%s); keeping %u previous addresses",
+                c->name, slot->hostname, gai_strerror(error), slot->n);
+        return;
+    }
+    rs_stat_inc(sh, c->st.update_success);
+    pthread_mutex_lock(&c->dns_lock);
+    struct rs_endpoint *eps = xcalloc(n, sizeof *eps);
+    for (size_t i = 0; i < n; i++) {
+        eps[i].addr = addrs[i];
+        eps[i].addrlen = addrs[i].ss_family == AF_INET6 ? sizeof(struct sockaddr_in6)
+                                                        : sizeof(struct sockaddr_in);
+        eps[i].weight = slot->weight;
+        rs_addr_str((const struct sockaddr *)&addrs[i], eps[i].name, sizeof eps[i].name);
+    }
+    free(slot->eps);
+    slot->eps = eps;
+    slot->n = (uint32_t)n;
+    uint32_t total = 0;
+    for (uint32_t i = 0; i < c->ndns; i++) total += c->dns[i].n;
+    struct rs_endpoint *all = xcalloc(total, sizeof *all);
+    uint32_t k = 0;
+    for (uint32_t i = 0; i < c->ndns; i++)
+        for (uint32_t j = 0; j < c->dns[i].n; j++) all[k++] = c->dns[i].eps[j];
+    rs_cluster_set_hosts(c, rs_hostset_new(all, total));
+    pthread_mutex_unlock(&c->dns_lock);
+    free(all);
+    rs_debug("cluster %s: %s resolved to %zu addresses", c->name, slot->hostname, n);
+}
+
+int rs_config_start_dns(struct rs_snapshot *s, struct rs_dns *dns)
+{
+    for (uint32_t i = 0; i < s->nclusters; i++) {
+        struct rs_cluster *c = &s->clusters[i];
+        for (uint32_t j = 0; j < c->ndns; j++) {
+            struct rs_dns_target t = {
+                .hostname = c->dns[j].hostname,
+                .port = c->dns[j].port,
+                .family = (enum rs_dns_family)c->dns_family,
+                .refresh_ms = c->dns_refresh_ms,
+                .failure_refresh_ms = c->dns_failure_refresh_ms,
+            };
+            c->dns[j].id = rs_dns_add(dns, &t, on_dns, &c->dns[j]);
+            if (c->dns[j].id < 0) return c->dns[j].id;
+        }
+    }
+    return 0;
+}

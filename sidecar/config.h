@@ -1,0 +1,216 @@
+/* The data plane's configuration: an immutable snapshot compiled from the Envoy v3 bootstrap
+ * (static_resources today; xDS resources later), read by every worker without locks.
+ *
+ * A snapshot owns its clusters, listeners, filter chains and route tables. Workers hold a
+ * reference while anything of theirs points into it; the last reference frees it. Cluster host
+ * sets change independently (DNS re-resolution) and are published with an atomic pointer swap. */
+#ifndef RS_CONFIG_H
+#define RS_CONFIG_H
+
+#include <netinet/in.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+#include "sidecar/stats.h"
+
+struct rs_route_table;
+struct rs_access_log;
+struct rs_dns;
+struct Envoy__Config__Bootstrap__V3__Bootstrap;
+
+struct rs_dns_slot {
+    struct rs_cluster *cluster;
+    char *hostname;
+    uint16_t port;
+    uint32_t weight;
+    int id;                  /* resolver target id */
+    struct rs_endpoint *eps; /* last good result (under cluster->dns_lock) */
+    uint32_t n;
+};
+
+struct rs_endpoint {
+    struct sockaddr_storage addr;
+    socklen_t addrlen;
+    uint32_t weight;
+    char name[64]; /* "ip:port", as Envoy prints hosts */
+};
+
+/* The endpoints of a cluster at one moment, with a precomputed weighted round-robin order. */
+struct rs_hostset {
+    uint32_t refs; /* atomic */
+    uint32_t n;
+    struct rs_endpoint *eps;
+    uint32_t *order; /* smooth weighted round-robin schedule of endpoint indexes */
+    uint32_t order_len;
+};
+
+enum rs_cluster_type { RS_CLUSTER_STATIC, RS_CLUSTER_STRICT_DNS };
+
+struct rs_cluster_stats {
+    rs_stat_id upstream_cx_total, upstream_cx_active, upstream_cx_connect_fail,
+        upstream_cx_connect_timeout, upstream_cx_destroy, upstream_cx_destroy_local,
+        upstream_cx_destroy_remote, upstream_cx_rx_bytes_total, upstream_cx_tx_bytes_total,
+        upstream_cx_none_healthy, upstream_cx_idle_timeout, upstream_cx_overflow,
+        upstream_cx_protocol_error;
+    rs_stat_id upstream_rq_total, upstream_rq_active, upstream_rq_completed, upstream_rq_1xx,
+        upstream_rq_2xx, upstream_rq_3xx, upstream_rq_4xx, upstream_rq_5xx, upstream_rq_timeout,
+        upstream_rq_pending_total, upstream_rq_pending_active, upstream_rq_pending_overflow,
+        upstream_rq_rx_reset, upstream_rq_tx_reset;
+    rs_stat_id membership_total, membership_healthy, update_attempt, update_success, update_failure,
+        lb_healthy_panic;
+    rs_stat_id upstream_cx_connect_ms, upstream_rq_time; /* histograms */
+};
+
+struct rs_cluster {
+    char *name;
+    uint32_t index;
+    enum rs_cluster_type type;
+    uint32_t connect_timeout_ms;
+    uint32_t idle_timeout_ms;     /* pooled upstream connection idle timeout */
+    uint32_t max_requests_per_cx; /* 0 = unlimited */
+    uint32_t max_connections, max_pending_requests, max_requests; /* circuit breakers */
+    uint32_t per_connection_buffer_limit;
+    struct rs_hostset *hosts; /* atomic: read with rs_cluster_hosts() */
+    struct rs_cluster_stats st;
+    int64_t active_cx, pending_rq, active_rq; /* circuit-breaker gauges, atomic */
+    /* STRICT_DNS: one resolver target per configured endpoint; results merged into `hosts` */
+    struct rs_dns_slot *dns;
+    uint32_t ndns;
+    int dns_family; /* enum rs_dns_family */
+    uint32_t dns_refresh_ms, dns_failure_refresh_ms;
+    pthread_mutex_t dns_lock;
+    bool outlier_configured;
+};
+
+/* HTTP connection manager settings (envoy.filters.network.http_connection_manager). */
+struct rs_hcm_stats {
+    rs_stat_id downstream_cx_total, downstream_cx_active, downstream_cx_http1_total,
+        downstream_cx_destroy, downstream_cx_destroy_remote, downstream_cx_destroy_local,
+        downstream_cx_protocol_error, downstream_cx_idle_timeout, downstream_cx_rx_bytes_total,
+        downstream_cx_tx_bytes_total, downstream_cx_drain_close;
+    rs_stat_id downstream_rq_total, downstream_rq_http1_total, downstream_rq_active,
+        downstream_rq_1xx, downstream_rq_2xx, downstream_rq_3xx, downstream_rq_4xx,
+        downstream_rq_5xx, downstream_rq_completed, downstream_rq_timeout,
+        downstream_rq_header_timeout, downstream_rq_too_large, downstream_rq_idle_timeout,
+        downstream_rq_rx_reset, downstream_rq_tx_reset, downstream_rq_non_relative_path,
+        rq_direct_response, rq_total, no_route, no_cluster, rq_header_too_large;
+    rs_stat_id downstream_rq_time, downstream_cx_length_ms; /* histograms */
+};
+
+struct rs_hcm_cfg {
+    char *stat_prefix;
+    struct rs_route_table *routes;
+    uint32_t max_request_headers_kb, max_headers_count;
+    uint64_t max_request_bytes; /* envoy.filters.http.buffer max_request_bytes; 0 = none */
+    uint32_t request_headers_timeout_ms, request_timeout_ms, stream_idle_timeout_ms,
+        idle_timeout_ms, drain_timeout_ms, max_connection_duration_ms;
+    uint32_t xff_num_trusted_hops;
+    bool accept_http_10;
+    char *default_host_for_http_10;
+    bool use_remote_address, skip_xff_append, generate_request_id, preserve_external_request_id,
+        normalize_path, merge_slashes, strip_any_host_port;
+    char *server_name;
+    bool server_header_pass_through; /* server_header_transformation PASS_THROUGH */
+    struct rs_access_log **logs;
+    uint32_t *log_index;
+    uint32_t nlogs;
+    struct rs_hcm_stats st;
+};
+
+/* TCP proxy settings (envoy.filters.network.tcp_proxy). */
+struct rs_tcp_stats {
+    rs_stat_id downstream_cx_total, downstream_cx_no_route, downstream_cx_rx_bytes_total,
+        downstream_cx_tx_bytes_total, idle_timeout, upstream_flush_total,
+        max_downstream_connection_duration;
+};
+
+struct rs_tcp_cfg {
+    char *stat_prefix;
+    uint32_t *clusters, *weights; /* cluster indexes; weights for weighted_clusters */
+    uint32_t nclusters;
+    uint64_t total_weight;
+    uint32_t idle_timeout_ms; /* default 1 h; 0 = none */
+    uint32_t max_connect_attempts;
+    struct rs_access_log **logs;
+    uint32_t *log_index;
+    uint32_t nlogs;
+    struct rs_tcp_stats st;
+};
+
+struct rs_filter_chain {
+    char *name;
+    uint32_t dst_port;  /* filter_chain_match.destination_port; 0 = any */
+    int64_t *active_cx; /* connection_limit filter: shared counter (atomic), or NULL */
+    uint64_t max_cx;
+    rs_stat_id limited_connections, active_connections;
+    struct rs_hcm_cfg *hcm;
+    struct rs_tcp_cfg *tcp;
+};
+
+struct rs_listener_stats {
+    rs_stat_id downstream_cx_total, downstream_cx_active, downstream_cx_destroy,
+        downstream_cx_overflow, no_filter_chain_match, downstream_cx_length_ms;
+};
+
+struct rs_listener {
+    char *name;
+    struct sockaddr_storage addr;
+    socklen_t addrlen;
+    char addr_str[64];
+    uint32_t per_connection_buffer_limit; /* default 1 MiB */
+    struct rs_filter_chain *chains;
+    uint32_t nchains;
+    struct rs_filter_chain *default_chain;
+    struct rs_listener_stats st;
+    uint32_t index;
+};
+
+struct rs_snapshot {
+    uint32_t refs; /* atomic */
+    struct rs_cluster *clusters;
+    uint32_t nclusters;
+    struct rs_listener *listeners;
+    uint32_t nlisteners;
+    struct rs_access_log **logs; /* every access log of the snapshot; workers index buffers */
+    uint32_t nlogs, logs_cap;
+    struct Envoy__Config__Bootstrap__V3__Bootstrap *bootstrap; /* for /config_dump */
+    char *node_id, *node_cluster;
+    struct sockaddr_storage admin_addr;
+    socklen_t admin_addrlen;
+    bool has_admin;
+    char *admin_access_log_path;
+    uint64_t version;
+};
+
+/* Compiles a bootstrap. On error returns NULL and writes "field.path: reason" to err. The
+ * bootstrap's ownership passes to the snapshot (success or not). `serve` also rejects what can be
+ * validated but not yet served (e.g. TLS transport sockets). */
+struct rs_snapshot *rs_config_compile(struct Envoy__Config__Bootstrap__V3__Bootstrap *bs,
+                                      bool serve, char *err, size_t errlen);
+
+void rs_snapshot_ref(struct rs_snapshot *s);
+void rs_snapshot_unref(struct rs_snapshot *s);
+
+int rs_config_cluster_index(const struct rs_snapshot *s, const char *name);
+
+/* Starts DNS resolution of the snapshot's STRICT_DNS clusters on resolver thread `dns`. */
+int rs_config_start_dns(struct rs_snapshot *s, struct rs_dns *dns);
+
+/* The current host set of a cluster, referenced: release with rs_hostset_unref. */
+struct rs_hostset *rs_cluster_hosts(struct rs_cluster *c);
+void rs_hostset_unref(struct rs_hostset *h);
+
+/* Builds a host set with its weighted round-robin order (weights default to 1). */
+struct rs_hostset *rs_hostset_new(const struct rs_endpoint *eps, uint32_t n);
+/* Replaces a cluster's host set (any thread); the old one is freed with its last reference. */
+void rs_cluster_set_hosts(struct rs_cluster *c, struct rs_hostset *h);
+
+/* Envoy's Duration to ms, saturating. */
+uint32_t rs_duration_ms(const void *duration, uint32_t dflt);
+
+/* Formats an address as Envoy does ("1.2.3.4:80", "[::1]:80"). */
+void rs_addr_str(const struct sockaddr *sa, char *out, size_t cap);
+
+#endif

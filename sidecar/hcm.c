@@ -1,0 +1,1444 @@
+/* envoy.filters.network.http_connection_manager for HTTP/1.1: a downstream session parses
+ * requests, routes each through the compiled route table, and proxies it to a pooled keep-alive
+ * upstream connection; the response streams back. Bodies move as ring-buffer references (chunked
+ * framing is re-encoded around them), and each direction stops reading while the other side's
+ * queue is over the buffer limit.
+ *
+ * One request is in flight per downstream connection: after a request the parser pauses, so a
+ * pipelined request waits (its bytes held by reference) until the response before it is done.
+ * Objects are never freed inside their own callbacks: sessions and upstream connections are
+ * marked dead and freed after the batch (rs_worker_defer_free). */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "sidecar/http1.h"
+#include "sidecar/log.h"
+#include "sidecar/router.h"
+#include "sidecar/server.h"
+
+#define MAX_HDRS 512
+
+struct rs_upstream {
+    struct rs_upstream *next; /* idle list */
+    struct rs_worker *w;
+    struct rs_conn *c;
+    struct rs_cluster *cluster;
+    struct rs_endpoint host;
+    struct stream *st; /* the stream using it; NULL while idle */
+    struct rs_h1_parser parser;
+    struct rs_timer idle;
+    uint32_t requests;
+    bool connected, dead, reusable, in_pool;
+};
+
+struct str_ref {
+    uint32_t off, len; /* into the stream's arena; len 0 = absent */
+};
+
+struct stream {
+    struct hsess *s;
+    struct rs_upstream *up;
+    const struct rs_route *route;
+    const struct rs_route_cluster *rc;
+    struct rs_cluster *cluster;
+    uint64_t start_us, start_ms, upstream_start_ms;
+    uint64_t timeout_ms;
+    struct rs_timer timer;
+    int status;
+    uint32_t flags;
+    bool counted_upstream, req_complete, resp_started, resp_complete, head_request, req_chunked,
+        rechunk, in_1xx, http10;
+    uint64_t req_body, resp_body;
+    char *arena;
+    uint32_t arena_len, arena_cap;
+    struct str_ref method, path, orig_path, authority, ua, xff, rid, ust;
+    const char *details;
+};
+
+struct pend {
+    int32_t bid;
+    const char *p;
+    uint32_t len;
+};
+
+struct hsess {
+    struct rs_session link;
+    struct rs_worker *w;
+    struct rs_worker_listener *wl;
+    struct rs_filter_chain *fc;
+    const struct rs_hcm_cfg *cfg;
+    struct rs_conn *down;
+    struct rs_h1_parser parser;
+    struct stream *st;
+    struct pend *pend;
+    uint32_t npend, pend_cap;
+    uint64_t pend_bytes;
+    int32_t cur_bid; /* the buffer being parsed, for zero-copy body forwarding */
+    bool paused, closing, dead, down_eof;
+    struct rs_timer idle, hdr_timer;
+    uint64_t start_ms;
+    struct sockaddr_storage peer, local;
+    char peer_ip[48];
+    bool peer_internal;
+};
+
+static const struct rs_conn_handler down_handler, up_handler;
+static const struct rs_h1_callbacks req_cb, resp_cb;
+
+static uint64_t wall_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
+}
+
+/* ---- small helpers ------------------------------------------------------------------------- */
+
+struct obuf {
+    char *p;
+    size_t len, cap;
+    bool oom;
+};
+
+static void ob_put(struct obuf *b, const void *d, size_t n)
+{
+    if (b->oom) return;
+    if (b->len + n > b->cap) {
+        size_t cap = b->cap ? b->cap * 2 : 512;
+        while (cap < b->len + n) cap *= 2;
+        char *np = realloc(b->p, cap);
+        if (!np) {
+            b->oom = true;
+            return;
+        }
+        b->p = np;
+        b->cap = cap;
+    }
+    memcpy(b->p + b->len, d, n);
+    b->len += n;
+}
+
+static void ob_str(struct obuf *b, const char *s)
+{
+    ob_put(b, s, strlen(s));
+}
+
+static void ob_hdr(struct obuf *b, const char *n, size_t nl, const char *v, size_t vl)
+{
+    ob_put(b, n, nl);
+    ob_put(b, ": ", 2);
+    ob_put(b, v, vl);
+    ob_put(b, "\r\n", 2);
+}
+
+static struct str_ref arena_add(struct stream *st, const char *p, size_t n)
+{
+    struct str_ref r = {0, 0};
+    if (!p || n == 0 || n > 8192) return r;
+    if (st->arena_len + n > st->arena_cap) {
+        uint32_t cap = st->arena_cap ? st->arena_cap * 2 : 512;
+        while (cap < st->arena_len + n) cap *= 2;
+        char *np = realloc(st->arena, cap);
+        if (!np) return r;
+        st->arena = np;
+        st->arena_cap = cap;
+    }
+    memcpy(st->arena + st->arena_len, p, n);
+    r.off = st->arena_len;
+    r.len = (uint32_t)n;
+    st->arena_len += (uint32_t)n;
+    return r;
+}
+
+static bool is_internal(const struct sockaddr *sa)
+{
+    if (sa->sa_family == AF_INET) {
+        uint32_t a = ntohl(((const struct sockaddr_in *)sa)->sin_addr.s_addr);
+        return (a >> 24) == 127 || (a >> 24) == 10 || (a >> 20) == 0xac1 || (a >> 16) == 0xc0a8;
+    }
+    if (sa->sa_family == AF_INET6) {
+        const uint8_t *b = ((const struct sockaddr_in6 *)sa)->sin6_addr.s6_addr;
+        static const uint8_t loop[16] = {[15] = 1};
+        return memcmp(b, loop, 16) == 0 || (b[0] & 0xfe) == 0xfc;
+    }
+    return false;
+}
+
+static void ip_only(const struct sockaddr *sa, char *out, size_t cap)
+{
+    out[0] = '\0';
+    if (sa->sa_family == AF_INET)
+        inet_ntop(AF_INET, &((const struct sockaddr_in *)sa)->sin_addr, out, (socklen_t)cap);
+    else if (sa->sa_family == AF_INET6)
+        inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)sa)->sin6_addr, out, (socklen_t)cap);
+}
+
+static void uuid4(struct rs_worker *w, char out[37])
+{
+    uint64_t a = rs_worker_rand(w), b = rs_worker_rand(w);
+    a = (a & ~0xf000ull) | 0x4000ull;                        /* version 4 */
+    b = (b & 0x3fffffffffffffffull) | 0x8000000000000000ull; /* variant 10 */
+    snprintf(out, 37, "%08x-%04x-%04x-%04x-%012llx", (unsigned)(a >> 32),
+             (unsigned)(a >> 16) & 0xffff, (unsigned)a & 0xffff, (unsigned)(b >> 48),
+             (unsigned long long)(b & 0xffffffffffffull));
+}
+
+/* ---- stream end, access log, stats --------------------------------------------------------- */
+
+static const char *log_header(void *ctx, const char *name, size_t *len)
+{
+    struct stream *st = ctx;
+    struct str_ref r = {0, 0};
+    if (strcmp(name, ":method") == 0)
+        r = st->method;
+    else if (strcmp(name, ":path") == 0)
+        r = st->path;
+    else if (strcmp(name, ":authority") == 0 || strcmp(name, "host") == 0)
+        r = st->authority;
+    else if (strcmp(name, "user-agent") == 0)
+        r = st->ua;
+    else if (strcmp(name, "x-forwarded-for") == 0)
+        r = st->xff;
+    else if (strcmp(name, "x-request-id") == 0)
+        r = st->rid;
+    else if (strcmp(name, "x-envoy-original-path") == 0)
+        r = st->orig_path;
+    else if (strcmp(name, ":scheme") == 0) {
+        *len = 4;
+        return "http";
+    }
+    if (!r.len) return NULL;
+    *len = r.len;
+    return st->arena + r.off;
+}
+
+static const char *log_resp_header(void *ctx, const char *name, size_t *len)
+{
+    struct stream *st = ctx;
+    if (strcmp(name, "x-envoy-upstream-service-time") != 0 || !st->ust.len) return NULL;
+    *len = st->ust.len;
+    return st->arena + st->ust.off;
+}
+
+static void count_status(struct rs_stats_shard *sh, int code, rs_stat_id c1, rs_stat_id c2,
+                         rs_stat_id c3, rs_stat_id c4, rs_stat_id c5)
+{
+    switch (code / 100) {
+    case 1:
+        rs_stat_inc(sh, c1);
+        break;
+    case 2:
+        rs_stat_inc(sh, c2);
+        break;
+    case 3:
+        rs_stat_inc(sh, c3);
+        break;
+    case 4:
+        rs_stat_inc(sh, c4);
+        break;
+    default:
+        rs_stat_inc(sh, c5);
+        break;
+    }
+}
+
+static void up_release(struct rs_upstream *u, bool reuse);
+
+/* Ends the stream: stats, access log, upstream connection back to the pool or closed. */
+static void stream_end(struct stream *st)
+{
+    struct hsess *s = st->s;
+    struct rs_worker *w = s->w;
+    struct rs_stats_shard *sh = w->stats;
+    const struct rs_hcm_stats *hs = &s->cfg->st;
+    rs_timer_cancel(&w->loop, &st->timer);
+    uint64_t dur_us = wall_us() - st->start_us;
+    rs_stat_dec(sh, hs->downstream_rq_active);
+    rs_stat_inc(sh, hs->downstream_rq_completed);
+    count_status(sh, st->status, hs->downstream_rq_1xx, hs->downstream_rq_2xx,
+                 hs->downstream_rq_3xx, hs->downstream_rq_4xx, hs->downstream_rq_5xx);
+    rs_hist_record(sh, hs->downstream_rq_time, dur_us);
+    if (st->counted_upstream) {
+        const struct rs_cluster_stats *cs = &st->cluster->st;
+        rs_stat_dec(sh, cs->upstream_rq_active);
+        if (st->resp_started) {
+            rs_stat_inc(sh, cs->upstream_rq_completed);
+            count_status(sh, st->status, cs->upstream_rq_1xx, cs->upstream_rq_2xx,
+                         cs->upstream_rq_3xx, cs->upstream_rq_4xx, cs->upstream_rq_5xx);
+            rs_hist_record(sh, cs->upstream_rq_time,
+                           (w->loop.now_ms - st->upstream_start_ms) * 1000);
+        }
+        __atomic_sub_fetch(&st->cluster->active_rq, 1, __ATOMIC_RELAXED);
+    }
+    if (s->cfg->nlogs) {
+        struct rs_access_info info = {
+            .start_time_us = (int64_t)st->start_us,
+            .duration_us = (int64_t)dur_us,
+            .request_duration_us = -1,
+            .response_duration_us = -1,
+            .response_code = (uint32_t)st->status,
+            .response_flags = st->flags,
+            .upstream_request_attempt_count = st->up || st->counted_upstream ? 1 : 0,
+            .bytes_received = st->req_body,
+            .bytes_sent = st->resp_body,
+            .connection_id = s->down ? s->down->id : 0,
+            .has_connection_id = true,
+            .downstream_remote = (struct sockaddr *)&s->peer,
+            .downstream_local = (struct sockaddr *)&s->local,
+            .protocol = {st->http10 ? "HTTP/1.0" : "HTTP/1.1", 8},
+            .upstream_cluster = {st->cluster ? st->cluster->name : NULL,
+                                 st->cluster ? strlen(st->cluster->name) : 0},
+            .response_code_details = {st->details, st->details ? strlen(st->details) : 0},
+            .route_name = {st->route && st->route->name ? st->route->name : NULL,
+                           st->route && st->route->name ? strlen(st->route->name) : 0},
+            .req_header = log_header,
+            .resp_header = log_resp_header,
+            .header_ctx = st,
+        };
+        if (st->counted_upstream && st->up) {
+            info.upstream_host.ptr = st->up->host.name;
+            info.upstream_host.len = strlen(st->up->host.name);
+        }
+        rs_worker_access_log(w, s->cfg->logs, s->cfg->log_index, s->cfg->nlogs, &info);
+    }
+    if (st->up) {
+        struct rs_upstream *u = st->up;
+        u->st = NULL;
+        st->up = NULL;
+        up_release(u, u->reusable && st->req_complete && st->resp_complete);
+    }
+    s->st = NULL;
+    free(st->arena);
+    free(st);
+}
+
+/* ---- sessions ------------------------------------------------------------------------------ */
+
+static void sess_free(void *p)
+{
+    struct hsess *s = p;
+    rs_h1_free(&s->parser);
+    free(s->pend);
+    free(s);
+}
+
+static void sess_destroy(struct hsess *s, bool local)
+{
+    if (s->dead) return;
+    s->dead = true;
+    struct rs_worker *w = s->w;
+    struct rs_stats_shard *sh = w->stats;
+    if (s->st) {
+        if (!s->st->resp_complete) s->st->flags |= local ? 0 : RS_RF_DC;
+        if (!s->st->status) s->st->status = 0;
+        if (s->st->up) s->st->up->reusable = false;
+        stream_end(s->st);
+    }
+    for (uint32_t i = 0; i < s->npend; i++)
+        if (s->pend[i].bid >= 0) rs_buf_unref(&w->loop, (uint32_t)s->pend[i].bid);
+    s->npend = 0;
+    rs_timer_cancel(&w->loop, &s->idle);
+    rs_timer_cancel(&w->loop, &s->hdr_timer);
+    const struct rs_hcm_stats *hs = &s->cfg->st;
+    rs_stat_dec(sh, hs->downstream_cx_active);
+    rs_stat_inc(sh, hs->downstream_cx_destroy);
+    rs_stat_inc(sh, local ? hs->downstream_cx_destroy_local : hs->downstream_cx_destroy_remote);
+    rs_hist_record(sh, hs->downstream_cx_length_ms, (w->loop.now_ms - s->start_ms) * 1000);
+    rs_stat_dec(sh, s->wl->cfg->st.downstream_cx_active);
+    rs_stat_inc(sh, s->wl->cfg->st.downstream_cx_destroy);
+    if (s->down) {
+        rs_stat_add(sh, hs->downstream_cx_rx_bytes_total, (int64_t)s->down->rx_bytes);
+        rs_stat_add(sh, hs->downstream_cx_tx_bytes_total, (int64_t)s->down->tx_bytes);
+        if (local)
+            rs_conn_close_after_flush(s->down);
+        else
+            rs_conn_close(s->down);
+        s->down = NULL;
+    }
+    if (s->fc->active_cx) {
+        __atomic_sub_fetch(s->fc->active_cx, 1, __ATOMIC_RELAXED);
+        rs_stat_dec(sh, s->fc->active_connections);
+    }
+    rs_worker_session_del(w, &s->link);
+    rs_worker_defer_free(w, sess_free, s);
+}
+
+/* Writes a locally generated response (Envoy's local reply: text/plain body, and the connection
+ * closes after it when the request was not read to its end). */
+static void local_reply(struct hsess *s, int code, uint32_t flags, const char *body,
+                        const char *details)
+{
+    struct stream *st = s->st;
+    if (st && st->resp_started) {
+        /* the response head already went out: all we can do is reset */
+        st->flags |= flags;
+        sess_destroy(s, true);
+        return;
+    }
+    if (!st || !st->req_complete) s->closing = true;
+    struct obuf b = {0};
+    char line[64], num[24];
+    rs_h1_status_line(line, sizeof line, code, st && st->http10);
+    ob_str(&b, line);
+    size_t blen = body ? strlen(body) : 0;
+    snprintf(num, sizeof num, "%zu", blen);
+    ob_hdr(&b, "content-length", 14, num, strlen(num));
+    if (blen) ob_hdr(&b, "content-type", 12, "text/plain", 10);
+    ob_hdr(&b, "date", 4, s->w->date, s->w->date_len);
+    ob_hdr(&b, "server", 6, s->cfg->server_name, strlen(s->cfg->server_name));
+    if (s->closing) ob_hdr(&b, "connection", 10, "close", 5);
+    ob_put(&b, "\r\n", 2);
+    ob_put(&b, body, blen);
+    if (b.oom || rs_conn_write_heap(s->down, b.p, b.len) != 0) {
+        free(b.oom ? b.p : NULL);
+        sess_destroy(s, true);
+        return;
+    }
+    if (st) {
+        st->status = code;
+        st->flags |= flags;
+        st->details = details;
+        st->resp_started = st->resp_complete = true;
+        st->resp_body = blen;
+        if (st->up) st->up->reusable = false;
+        stream_end(st);
+    }
+}
+
+static void arm_idle(struct hsess *s)
+{
+    if (s->cfg->idle_timeout_ms) rs_timer_arm(&s->w->loop, &s->idle, s->cfg->idle_timeout_ms);
+}
+
+static void update_down_read(struct hsess *s)
+{
+    if (s->dead || !s->down || s->down_eof) return;
+    bool full = s->pend_bytes > s->wl->cfg->per_connection_buffer_limit ||
+                (s->st && s->st->up &&
+                 rs_conn_queued(s->st->up->c) > s->wl->cfg->per_connection_buffer_limit);
+    if (full)
+        rs_conn_read_stop(s->down);
+    else
+        rs_conn_read_start(s->down);
+}
+
+static void parse_error(struct hsess *s, enum rs_h1_status err);
+
+static bool pend_push(struct hsess *s, int32_t bid, const char *p, size_t len)
+{
+    if (s->npend == s->pend_cap) {
+        uint32_t cap = s->pend_cap ? s->pend_cap * 2 : 4;
+        struct pend *np = realloc(s->pend, cap * sizeof *np);
+        if (!np) return false;
+        s->pend = np;
+        s->pend_cap = cap;
+    }
+    if (bid >= 0)
+        rs_buf_ref(&s->w->loop, (uint32_t)bid);
+    else {
+        char *copy = malloc(len);
+        if (!copy) return false;
+        memcpy(copy, p, len);
+        p = copy; /* transports without ring buffers (none yet) */
+    }
+    s->pend[s->npend++] = (struct pend){bid, p, (uint32_t)len};
+    s->pend_bytes += len;
+    return true;
+}
+
+/* Parses bytes; returns the number consumed (the rest must be kept for later). */
+static size_t parse(struct hsess *s, int32_t bid, const char *data, size_t len)
+{
+    if (!s->st && !rs_timer_armed(&s->hdr_timer) && s->cfg->request_headers_timeout_ms)
+        rs_timer_arm(&s->w->loop, &s->hdr_timer, s->cfg->request_headers_timeout_ms);
+    rs_timer_cancel(&s->w->loop, &s->idle);
+    s->cur_bid = bid;
+    size_t consumed = 0;
+    enum rs_h1_status r = rs_h1_execute(&s->parser, data, len, &consumed);
+    s->cur_bid = -1;
+    if (s->dead) return len;
+    if (r == RS_H1_PAUSED) {
+        s->paused = true;
+        return consumed;
+    }
+    if (r != RS_H1_OK) {
+        parse_error(s, r);
+        return len;
+    }
+    return len;
+}
+
+/* After a response: resume parsing held bytes (pipelined requests), or close. */
+static void pump(struct hsess *s)
+{
+    if (s->dead || s->st) return;
+    if (s->closing) {
+        sess_destroy(s, true);
+        return;
+    }
+    if (s->paused) {
+        s->paused = false;
+        rs_h1_resume(&s->parser);
+        uint32_t i = 0;
+        for (; i < s->npend && !s->dead; i++) {
+            struct pend *p = &s->pend[i];
+            size_t used = parse(s, p->bid, p->p, p->len);
+            if (s->dead) return;
+            s->pend_bytes -= used;
+            if (used < p->len) {
+                p->p += used;
+                p->len -= (uint32_t)used;
+                break;
+            }
+            if (p->bid >= 0)
+                rs_buf_unref(&s->w->loop, (uint32_t)p->bid);
+            else
+                free((void *)p->p);
+        }
+        memmove(s->pend, s->pend + i, (s->npend - i) * sizeof *s->pend);
+        s->npend -= i;
+    }
+    if (s->dead) return;
+    if (!s->st && !s->paused) {
+        if (s->down_eof) {
+            sess_destroy(s, false);
+            return;
+        }
+        rs_h1_trim(&s->parser);
+        arm_idle(s);
+    }
+    update_down_read(s);
+}
+
+static void parse_error(struct hsess *s, enum rs_h1_status err)
+{
+    const struct rs_hcm_stats *hs = &s->cfg->st;
+    rs_stat_inc(s->w->stats, hs->downstream_cx_protocol_error);
+    rs_debug("http %s: bad request from %s: %s", s->cfg->stat_prefix, s->peer_ip,
+             rs_h1_reason(&s->parser));
+    s->closing = true;
+    if (s->st && s->st->up) s->st->up->reusable = false;
+    switch (err) {
+    case RS_H1_ERR_HEADERS_TOO_LARGE:
+        rs_stat_inc(s->w->stats, hs->rq_header_too_large);
+        local_reply(s, 431, RS_RF_DPE, "Request Header Fields Too Large", "codec_error");
+        break;
+    case RS_H1_ERR_BODY_TOO_LARGE:
+        rs_stat_inc(s->w->stats, hs->downstream_rq_too_large);
+        local_reply(s, 413, 0, "Payload Too Large", "request_payload_too_large");
+        break;
+    case RS_H1_ERR_NO_MEMORY:
+        sess_destroy(s, true);
+        return;
+    default:
+        local_reply(s, 400, RS_RF_DPE, "Bad Request", "codec_error");
+    }
+    if (!s->dead && !s->st) sess_destroy(s, true);
+}
+
+/* ---- downstream connection events ---------------------------------------------------------- */
+
+static void down_data(struct rs_conn *c, int32_t bid, const char *data, size_t len)
+{
+    struct hsess *s = c->owner;
+    if (s->paused || s->npend) {
+        if (!pend_push(s, bid, data, len))
+            sess_destroy(s, true);
+        else
+            update_down_read(s);
+        return;
+    }
+    size_t used = parse(s, bid, data, len);
+    if (!s->dead && used < len && !pend_push(s, bid, data + used, len - used))
+        sess_destroy(s, true);
+    if (!s->dead) pump(s);
+}
+
+static void down_eof(struct rs_conn *c)
+{
+    struct hsess *s = c->owner;
+    s->down_eof = true;
+    if (!s->st && !s->paused) {
+        if (!s->dead) {
+            enum rs_h1_status r = rs_h1_finish(&s->parser);
+            (void)r; /* a truncated request at close is just a closed connection */
+        }
+        sess_destroy(s, false);
+        return;
+    }
+    /* the client half-closed after its request: answer it, then close */
+    s->closing = true;
+}
+
+static void down_error(struct rs_conn *c, int err)
+{
+    (void)err;
+    sess_destroy(c->owner, false);
+}
+
+static void down_drained(struct rs_conn *c)
+{
+    struct hsess *s = c->owner;
+    if (s->st && s->st->up && !s->st->up->dead) rs_conn_read_start(s->st->up->c);
+}
+
+static void on_idle_timeout(struct rs_loop *loop, struct rs_timer *t)
+{
+    (void)loop;
+    struct hsess *s = (struct hsess *)((char *)t - offsetof(struct hsess, idle));
+    if (s->st) return;
+    rs_stat_inc(s->w->stats, s->cfg->st.downstream_cx_idle_timeout);
+    sess_destroy(s, true);
+}
+
+static void on_header_timeout(struct rs_loop *loop, struct rs_timer *t)
+{
+    (void)loop;
+    struct hsess *s = (struct hsess *)((char *)t - offsetof(struct hsess, hdr_timer));
+    if (s->st) return;
+    rs_stat_inc(s->w->stats, s->cfg->st.downstream_rq_header_timeout);
+    s->closing = true;
+    local_reply(s, 408, 0, "request header timeout", "request_header_timeout");
+    if (!s->dead) sess_destroy(s, true);
+}
+
+/* ---- upstream connections ------------------------------------------------------------------ */
+
+static void up_free(void *p)
+{
+    struct rs_upstream *u = p;
+    rs_h1_free(&u->parser);
+    free(u);
+}
+
+static void up_destroy(struct rs_upstream *u)
+{
+    if (u->dead) return;
+    u->dead = true;
+    struct rs_worker *w = u->w;
+    struct rs_stats_shard *sh = w->stats;
+    const struct rs_cluster_stats *cs = &u->cluster->st;
+    if (u->in_pool) {
+        struct rs_worker_cluster *wc = &w->clusters[u->cluster->index];
+        for (struct rs_upstream **pp = &wc->idle; *pp; pp = &(*pp)->next)
+            if (*pp == u) {
+                *pp = u->next;
+                wc->nidle--;
+                break;
+            }
+        u->in_pool = false;
+    }
+    rs_timer_cancel(&w->loop, &u->idle);
+    if (u->connected) {
+        rs_stat_dec(sh, cs->upstream_cx_active);
+        rs_stat_inc(sh, cs->upstream_cx_destroy);
+    }
+    __atomic_sub_fetch(&u->cluster->active_cx, 1, __ATOMIC_RELAXED);
+    rs_stat_add(sh, cs->upstream_cx_rx_bytes_total, (int64_t)u->c->rx_bytes);
+    rs_stat_add(sh, cs->upstream_cx_tx_bytes_total, (int64_t)u->c->tx_bytes);
+    rs_conn_close(u->c);
+    rs_worker_defer_free(w, up_free, u);
+}
+
+static void on_up_idle(struct rs_loop *loop, struct rs_timer *t)
+{
+    (void)loop;
+    struct rs_upstream *u = (struct rs_upstream *)((char *)t - offsetof(struct rs_upstream, idle));
+    rs_stat_inc(u->w->stats, u->cluster->st.upstream_cx_idle_timeout);
+    up_destroy(u);
+}
+
+static void up_release(struct rs_upstream *u, bool reuse)
+{
+    if (u->dead) return;
+    uint32_t maxrq = u->cluster->max_requests_per_cx;
+    if (!reuse || (maxrq && u->requests >= maxrq) || u->w->draining) {
+        up_destroy(u);
+        return;
+    }
+    rs_h1_reset(&u->parser);
+    rs_h1_trim(&u->parser);
+    struct rs_worker_cluster *wc = &u->w->clusters[u->cluster->index];
+    u->next = wc->idle;
+    wc->idle = u;
+    wc->nidle++;
+    u->in_pool = true;
+    rs_conn_read_start(u->c); /* notice the server closing an idle connection */
+    if (u->cluster->idle_timeout_ms)
+        rs_timer_arm(&u->w->loop, &u->idle, u->cluster->idle_timeout_ms);
+}
+
+void rs_hcm_pool_close(struct rs_worker *w, uint32_t cluster)
+{
+    struct rs_worker_cluster *wc = &w->clusters[cluster];
+    while (wc->idle) up_destroy(wc->idle);
+}
+
+/* Fails the stream bound to an upstream that broke before or during the response. */
+static void up_failed(struct rs_upstream *u, uint32_t flag, const char *reason)
+{
+    struct stream *st = u->st;
+    up_destroy(u);
+    if (!st) return;
+    struct hsess *s = st->s;
+    st->up = NULL;
+    if (st->resp_started) {
+        st->flags |= flag;
+        sess_destroy(s, true);
+        return;
+    }
+    char body[160];
+    snprintf(body, sizeof body,
+             "upstream connect error or disconnect/reset before headers. reset reason: %s", reason);
+    local_reply(s, 503, flag, body, "upstream_reset_before_response_started");
+    pump(s);
+}
+
+static void up_data(struct rs_conn *c, int32_t bid, const char *data, size_t len)
+{
+    struct rs_upstream *u = c->owner;
+    if (!u->st) {
+        /* bytes on an idle connection: the server broke protocol; never reuse it */
+        rs_stat_inc(u->w->stats, u->cluster->st.upstream_cx_protocol_error);
+        up_destroy(u);
+        return;
+    }
+    struct hsess *s = u->st->s;
+    s->cur_bid = bid;
+    size_t consumed = 0;
+    enum rs_h1_status r = rs_h1_execute(&u->parser, data, len, &consumed);
+    s->cur_bid = -1;
+    if (u->dead) {
+        if (!s->dead) pump(s);
+        return;
+    }
+    if (r == RS_H1_PAUSED) {
+        if (consumed < len) u->reusable = false; /* bytes after the response: protocol error */
+    } else if (r != RS_H1_OK) {
+        rs_stat_inc(u->w->stats, u->cluster->st.upstream_cx_protocol_error);
+        up_failed(u, RS_RF_UPE, "protocol error");
+        return;
+    }
+    if (!s->dead) pump(s);
+}
+
+static void up_eof(struct rs_conn *c)
+{
+    struct rs_upstream *u = c->owner;
+    if (!u->st) {
+        up_destroy(u);
+        return;
+    }
+    struct hsess *s = u->st->s;
+    u->reusable = false;
+    if (u->st->resp_started && rs_h1_finish(&u->parser) == RS_H1_OK) {
+        if (!s->dead) pump(s);
+        return; /* a body delimited by close ended */
+    }
+    rs_stat_inc(u->w->stats, u->cluster->st.upstream_cx_destroy_remote);
+    up_failed(u, RS_RF_UC, "connection termination");
+}
+
+static void up_error(struct rs_conn *c, int err)
+{
+    (void)err;
+    struct rs_upstream *u = c->owner;
+    rs_stat_inc(u->w->stats, u->cluster->st.upstream_rq_rx_reset);
+    up_failed(u, RS_RF_UC, "connection termination");
+}
+
+static void up_drained(struct rs_conn *c)
+{
+    struct rs_upstream *u = c->owner;
+    if (u->st && !u->st->s->dead) update_down_read(u->st->s);
+}
+
+static void up_connected(struct rs_conn *c, int err)
+{
+    struct rs_upstream *u = c->owner;
+    struct rs_stats_shard *sh = u->w->stats;
+    const struct rs_cluster_stats *cs = &u->cluster->st;
+    if (err) {
+        rs_stat_inc(sh, cs->upstream_cx_connect_fail);
+        if (err == -ETIMEDOUT) rs_stat_inc(sh, cs->upstream_cx_connect_timeout);
+        rs_debug("cluster %s: connect to %s failed: %s", u->cluster->name, u->host.name,
+                 strerror(-err));
+        up_failed(u, RS_RF_UF, err == -ETIMEDOUT ? "connection timeout" : "connection failure");
+        return;
+    }
+    u->connected = true;
+    rs_stat_inc(sh, cs->upstream_cx_active);
+    if (u->st)
+        rs_hist_record(sh, cs->upstream_cx_connect_ms,
+                       (u->w->loop.now_ms - u->st->upstream_start_ms) * 1000);
+    rs_conn_read_start(c);
+}
+
+/* A pooled connection to this host, or a new one. */
+static struct rs_upstream *up_acquire(struct hsess *s, struct rs_cluster *cl,
+                                      const struct rs_endpoint *ep)
+{
+    struct rs_worker *w = s->w;
+    struct rs_worker_cluster *wc = &w->clusters[cl->index];
+    for (struct rs_upstream **pp = &wc->idle; *pp; pp = &(*pp)->next) {
+        struct rs_upstream *u = *pp;
+        if (u->host.addrlen == ep->addrlen && memcmp(&u->host.addr, &ep->addr, ep->addrlen) == 0) {
+            *pp = u->next;
+            wc->nidle--;
+            u->in_pool = false;
+            u->next = NULL;
+            rs_timer_cancel(&w->loop, &u->idle);
+            return u;
+        }
+    }
+    if (__atomic_load_n(&cl->active_cx, __ATOMIC_RELAXED) >= cl->max_connections) {
+        rs_stat_inc(w->stats, cl->st.upstream_cx_overflow);
+        return NULL;
+    }
+    int fd = rs_socket_for(ep->addr.ss_family);
+    if (fd < 0) return NULL;
+    struct rs_upstream *u = calloc(1, sizeof *u);
+    if (!u) {
+        close(fd);
+        return NULL;
+    }
+    u->w = w;
+    u->cluster = cl;
+    u->host = *ep;
+    u->idle.cb = on_up_idle;
+    u->c = rs_conn_new(&w->loop, fd, &up_handler, u);
+    if (!u->c) {
+        free(u);
+        return NULL;
+    }
+    __atomic_add_fetch(&cl->active_cx, 1, __ATOMIC_RELAXED);
+    struct rs_h1_limits lim = {.max_header_bytes = 60 * 1024, .max_headers = 100};
+    rs_h1_init(&u->parser, RS_H1_RESPONSE, &lim, &resp_cb, u);
+    rs_stat_inc(w->stats, cl->st.upstream_cx_total);
+    rs_conn_connect(u->c, (const struct sockaddr *)&ep->addr, ep->addrlen, cl->connect_timeout_ms);
+    return u;
+}
+
+/* ---- response path ------------------------------------------------------------------------- */
+
+static void on_route_timeout(struct rs_loop *loop, struct rs_timer *t)
+{
+    (void)loop;
+    struct stream *st = (struct stream *)((char *)t - offsetof(struct stream, timer));
+    struct hsess *s = st->s;
+    rs_stat_inc(s->w->stats, s->cfg->st.downstream_rq_timeout);
+    if (st->cluster) rs_stat_inc(s->w->stats, st->cluster->st.upstream_rq_timeout);
+    if (st->up) {
+        struct rs_upstream *u = st->up;
+        st->up = NULL;
+        u->st = NULL;
+        up_destroy(u);
+    }
+    local_reply(s, 504, RS_RF_UT, "upstream request timeout", "upstream_response_timeout");
+    pump(s);
+}
+
+static int resp_head(void *ud, const struct rs_h1_head *h)
+{
+    struct rs_upstream *u = ud;
+    struct stream *st = u->st;
+    struct hsess *s = st->s;
+    if (h->status < 200) {
+        st->in_1xx = true; /* Envoy answers Expect: 100-continue itself; 1xx stay upstream */
+        return 0;
+    }
+    u->reusable = h->keep_alive;
+    st->status = h->status;
+    st->resp_started = true;
+    char ust[24];
+    int ustn = snprintf(ust, sizeof ust, "%llu",
+                        (unsigned long long)(s->w->loop.now_ms - st->upstream_start_ms));
+    st->ust = arena_add(st, ust, (size_t)ustn);
+    bool body_allowed = !st->head_request && h->status != 204 && h->status != 304;
+    bool framed = h->content_length >= 0 && !h->chunked;
+    st->rechunk = body_allowed && !framed && !st->http10;
+    if (body_allowed && !framed && st->http10) s->closing = true; /* close-delimited to 1.0 */
+
+    const struct rs_header_edits *lv[4];
+    size_t nlv = rs_route_response_edits(s->cfg->routes, st->route, st->rc, lv);
+    struct obuf b = {0};
+    char line[64];
+    rs_h1_status_line(line, sizeof line, h->status, st->http10);
+    ob_str(&b, line);
+    bool have_date = false;
+    for (uint32_t i = 0; i < h->nheaders; i++) {
+        const struct rs_h1_header *x = &h->headers[i];
+        if (rs_h1_is_hop_by_hop(x->name, x->name_len) ||
+            rs_h1_connection_lists(h, x->name, x->name_len))
+            continue;
+        if (rs_h1_name_eq(x->name, x->name_len, "server") && !s->cfg->server_header_pass_through)
+            continue;
+        if (rs_h1_name_eq(x->name, x->name_len, "x-envoy-upstream-service-time")) continue;
+        bool removed = false;
+        for (size_t l = 0; l < nlv && !removed; l++)
+            for (uint32_t k = 0; k < lv[l]->n_remove && !removed; k++)
+                removed = rs_h1_name_eq(x->name, x->name_len, lv[l]->remove[k].name);
+        for (size_t l = 0; l < nlv && !removed; l++)
+            for (uint32_t k = 0; k < lv[l]->n_add && !removed; k++)
+                removed = (lv[l]->add[k].action == RS_HDR_OVERWRITE_IF_EXISTS_OR_ADD ||
+                           lv[l]->add[k].action == RS_HDR_OVERWRITE_IF_EXISTS) &&
+                          rs_h1_name_eq(x->name, x->name_len, lv[l]->add[k].name);
+        if (removed) continue;
+        if (rs_h1_name_eq(x->name, x->name_len, "date")) have_date = true;
+        ob_hdr(&b, x->name, x->name_len, x->value, x->value_len);
+    }
+    for (size_t l = 0; l < nlv; l++)
+        for (uint32_t k = 0; k < lv[l]->n_add; k++) {
+            const struct rs_header_add *a = &lv[l]->add[k];
+            if (a->action == RS_HDR_ADD_IF_ABSENT && rs_h1_find(h, a->name)) continue;
+            if (a->action == RS_HDR_OVERWRITE_IF_EXISTS && !rs_h1_find(h, a->name)) continue;
+            char val[1024];
+            const char *v = a->value;
+            ssize_t vl = a->value_len;
+            if (a->has_format) {
+                struct rs_route_format_vars fv = {.protocol = "HTTP/1.1",
+                                                  .upstream_remote_address = u->host.name};
+                vl = rs_route_format_value(a, &fv, val, sizeof val);
+                v = val;
+                if (vl < 0) continue;
+            }
+            if (vl == 0 && !a->keep_empty_value) continue;
+            ob_hdr(&b, a->name, a->name_len, v, (size_t)vl);
+        }
+    if (!have_date) ob_hdr(&b, "date", 4, s->w->date, s->w->date_len);
+    if (!s->cfg->server_header_pass_through)
+        ob_hdr(&b, "server", 6, s->cfg->server_name, strlen(s->cfg->server_name));
+    ob_hdr(&b, "x-envoy-upstream-service-time", 29, ust, (size_t)ustn);
+    if (st->rechunk) ob_hdr(&b, "transfer-encoding", 17, "chunked", 7);
+    if (s->closing || s->w->draining) {
+        s->closing = true;
+        ob_hdr(&b, "connection", 10, "close", 5);
+    } else if (st->http10) {
+        ob_hdr(&b, "connection", 10, "keep-alive", 10);
+    }
+    ob_put(&b, "\r\n", 2);
+    if (b.oom || rs_conn_write_heap(s->down, b.p, b.len) != 0) {
+        free(b.p);
+        return -1;
+    }
+    return st->head_request ? RS_H1_SKIP_BODY : 0;
+}
+
+static int resp_body(void *ud, const char *at, size_t len)
+{
+    struct rs_upstream *u = ud;
+    struct stream *st = u->st;
+    struct hsess *s = st->s;
+    st->resp_body += len;
+    int ret = 0;
+    if (st->rechunk) {
+        char hdr[20];
+        size_t n = rs_h1_chunk_header(hdr, len);
+        ret |= rs_conn_write_copy(s->down, hdr, n);
+    }
+    ret |= rs_conn_write_buf(s->down, s->cur_bid, at, len);
+    if (st->rechunk) ret |= rs_conn_write_static(s->down, "\r\n", 2);
+    if (ret) return -1;
+    if (rs_conn_queued(s->down) > s->wl->cfg->per_connection_buffer_limit) rs_conn_read_stop(u->c);
+    return 0;
+}
+
+static int resp_complete(void *ud)
+{
+    struct rs_upstream *u = ud;
+    struct stream *st = u->st;
+    if (st->in_1xx) {
+        st->in_1xx = false;
+        return 0;
+    }
+    struct hsess *s = st->s;
+    if (st->rechunk && rs_conn_write_static(s->down, RS_H1_LAST_CHUNK, 5) != 0) return -1;
+    st->resp_complete = true;
+    u->requests++;
+    if (!st->req_complete) {
+        /* answered before the request ended: the rest of it cannot be read in step any more */
+        u->reusable = false;
+        s->closing = true;
+    }
+    stream_end(st);
+    return RS_H1_PAUSE;
+}
+
+static const struct rs_h1_callbacks resp_cb = {
+    .on_head = resp_head,
+    .on_body = resp_body,
+    .on_complete = resp_complete,
+};
+
+/* ---- request path -------------------------------------------------------------------------- */
+
+struct hdr {
+    const char *n, *v;
+    uint32_t nl, vl;
+};
+
+struct hdrs {
+    struct hdr h[MAX_HDRS];
+    uint32_t n;
+    char scratch[4096];
+    size_t used;
+};
+
+static int hdrs_find(const struct hdrs *hs, const char *lname, size_t len)
+{
+    for (uint32_t i = 0; i < hs->n; i++)
+        if (hs->h[i].n && hs->h[i].nl == len && strncasecmp(hs->h[i].n, lname, len) == 0)
+            return (int)i;
+    return -1;
+}
+
+static void hdrs_remove(struct hdrs *hs, const char *lname, size_t len)
+{
+    for (uint32_t i = 0; i < hs->n; i++)
+        if (hs->h[i].n && hs->h[i].nl == len && strncasecmp(hs->h[i].n, lname, len) == 0)
+            hs->h[i].n = NULL;
+}
+
+static void hdrs_add(struct hdrs *hs, const char *n, size_t nl, const char *v, size_t vl)
+{
+    if (hs->n < MAX_HDRS) hs->h[hs->n++] = (struct hdr){n, v, (uint32_t)nl, (uint32_t)vl};
+}
+
+static const char *hdrs_keep(struct hdrs *hs, const char *v, size_t vl)
+{
+    if (hs->used + vl > sizeof hs->scratch) return NULL;
+    char *p = hs->scratch + hs->used;
+    memcpy(p, v, vl);
+    hs->used += vl;
+    return p;
+}
+
+static bool route_header(void *ctx, const char *lname, size_t len, const char **value, size_t *vlen)
+{
+    const struct hdrs *hs = ctx;
+    int i = hdrs_find(hs, lname, len);
+    if (i < 0) return false;
+    *value = hs->h[i].v;
+    *vlen = hs->h[i].vl;
+    return true;
+}
+
+static void apply_edits(struct hdrs *hs, const struct rs_header_edits *const *lv, size_t nlv,
+                        const struct rs_route_format_vars *fv)
+{
+    for (size_t l = 0; l < nlv; l++) {
+        for (uint32_t k = 0; k < lv[l]->n_remove; k++)
+            hdrs_remove(hs, lv[l]->remove[k].name, lv[l]->remove[k].len);
+        for (uint32_t k = 0; k < lv[l]->n_add; k++) {
+            const struct rs_header_add *a = &lv[l]->add[k];
+            bool exists = hdrs_find(hs, a->name, a->name_len) >= 0;
+            if (a->action == RS_HDR_ADD_IF_ABSENT && exists) continue;
+            if (a->action == RS_HDR_OVERWRITE_IF_EXISTS && !exists) continue;
+            const char *v = a->value;
+            ssize_t vl = a->value_len;
+            if (a->has_format) {
+                char tmp[1024];
+                vl = rs_route_format_value(a, fv, tmp, sizeof tmp);
+                if (vl < 0 || !(v = hdrs_keep(hs, tmp, (size_t)vl))) continue;
+            }
+            if (vl == 0 && !a->keep_empty_value) continue;
+            if (a->action != RS_HDR_APPEND_IF_EXISTS_OR_ADD) hdrs_remove(hs, a->name, a->name_len);
+            hdrs_add(hs, a->name, a->name_len, v, (size_t)vl);
+        }
+    }
+}
+
+static struct str_ref hdr_ref(struct stream *st, const struct hdrs *hs, const char *name)
+{
+    int i = hdrs_find(hs, name, strlen(name));
+    return i < 0 ? (struct str_ref){0, 0} : arena_add(st, hs->h[i].v, hs->h[i].vl);
+}
+
+static int forward(struct hsess *s, struct stream *st, const struct rs_h1_head *h, struct hdrs *hs,
+                   const char *path, size_t path_len, const char *authority, size_t auth_len);
+
+static int req_head(void *ud, const struct rs_h1_head *h)
+{
+    struct hsess *s = ud;
+    struct rs_worker *w = s->w;
+    const struct rs_hcm_cfg *cfg = s->cfg;
+    rs_timer_cancel(&w->loop, &s->hdr_timer);
+    struct stream *st = calloc(1, sizeof *st);
+    if (!st) return -1;
+    st->s = s;
+    st->start_us = wall_us();
+    st->start_ms = w->loop.now_ms;
+    st->timer.cb = on_route_timeout;
+    st->http10 = h->http_minor == 0;
+    st->head_request = h->method == HTTP_HEAD;
+    st->req_chunked = h->chunked;
+    s->st = st;
+    rs_stat_inc(w->stats, cfg->st.downstream_rq_total);
+    rs_stat_inc(w->stats, cfg->st.downstream_rq_http1_total);
+    rs_stat_inc(w->stats, cfg->st.downstream_rq_active);
+    if (!h->keep_alive || w->draining) s->closing = true;
+    st->method = arena_add(st, h->method_str, h->method_len);
+    st->path = arena_add(st, h->url, h->url_len);
+
+    static struct hdrs hs; /* per thread would be nicer; workers are single threaded per ring */
+    static __thread struct hdrs *tls_hs;
+    (void)hs;
+    if (!tls_hs && !(tls_hs = malloc(sizeof *tls_hs))) return -1;
+    struct hdrs *H = tls_hs;
+    H->n = 0;
+    H->used = 0;
+    for (uint32_t i = 0; i < h->nheaders; i++)
+        hdrs_add(H, h->headers[i].name, h->headers[i].name_len, h->headers[i].value,
+                 h->headers[i].value_len);
+
+    if (st->http10 && !cfg->accept_http_10) {
+        local_reply(s, 426, 0, "Upgrade Required", "low_version");
+        return 0;
+    }
+    if (h->upgrade || h->method == HTTP_CONNECT) {
+        local_reply(s, 403, 0, "Upgrade not configured", "upgrade_failed");
+        return 0;
+    }
+    /* request-target: origin-form, or absolute-form (http://host/path) as Envoy accepts it */
+    const char *path = h->url, *authority = NULL;
+    size_t path_len = h->url_len, auth_len = 0;
+    if (path_len >= 7 && strncasecmp(path, "http://", 7) == 0) {
+        const char *a = path + 7, *end = path + path_len;
+        const char *slash = memchr(a, '/', (size_t)(end - a));
+        authority = a;
+        auth_len = (size_t)((slash ? slash : end) - a);
+        path = slash ? slash : "/";
+        path_len = slash ? (size_t)(end - slash) : 1;
+    } else if (path_len == 0 || (path[0] != '/' && !(path_len == 1 && path[0] == '*'))) {
+        rs_stat_inc(w->stats, cfg->st.downstream_rq_non_relative_path);
+        local_reply(s, 404, RS_RF_NR, NULL, "absolute_path_rejected");
+        return 0;
+    }
+    if (!authority) {
+        int hi = hdrs_find(H, "host", 4);
+        if (hi >= 0) {
+            authority = H->h[hi].v;
+            auth_len = H->h[hi].vl;
+        } else if (cfg->default_host_for_http_10) {
+            authority = cfg->default_host_for_http_10;
+            auth_len = strlen(authority);
+        } else {
+            authority = "";
+        }
+    }
+    st->authority = arena_add(st, authority, auth_len);
+    st->ua = hdr_ref(st, H, "user-agent");
+
+    struct rs_route_request rq = {
+        .method = h->method_str,
+        .method_len = h->method_len,
+        .path = path,
+        .path_len = path_len,
+        .authority = authority,
+        .authority_len = auth_len,
+        .header = route_header,
+        .ctx = H,
+    };
+    const struct rs_route *r = rs_route_match(cfg->routes, &rq);
+    st->route = r;
+    if (!r) {
+        rs_stat_inc(w->stats, cfg->st.no_route);
+        local_reply(s, 404, RS_RF_NR, NULL, "route_not_found");
+        return 0;
+    }
+    if (r->kind == RS_ROUTE_DIRECT_RESPONSE) {
+        rs_stat_inc(w->stats, cfg->st.rq_direct_response);
+        char *body = NULL;
+        if (r->direct_body && (body = malloc(r->direct_body_len + 1))) {
+            memcpy(body, r->direct_body, r->direct_body_len);
+            body[r->direct_body_len] = '\0';
+        }
+        local_reply(s, (int)r->direct_status, 0, body, "direct_response");
+        free(body);
+        return 0;
+    }
+    return forward(s, st, h, H, path, path_len, authority, auth_len);
+}
+
+static int forward(struct hsess *s, struct stream *st, const struct rs_h1_head *h, struct hdrs *H,
+                   const char *path, size_t path_len, const char *authority, size_t auth_len)
+{
+    struct rs_worker *w = s->w;
+    const struct rs_hcm_cfg *cfg = s->cfg;
+    const struct rs_route *r = st->route;
+    const struct rs_route_cluster *rc = rs_route_pick_cluster(r, rs_worker_rand(w));
+    st->rc = rc;
+    if (rc->index < 0) {
+        rs_stat_inc(w->stats, cfg->st.no_cluster);
+        local_reply(s, 503, RS_RF_NC, NULL, "cluster_not_found");
+        return 0;
+    }
+    struct rs_cluster *cl = &w->snap->clusters[rc->index];
+    st->cluster = cl;
+    const struct rs_endpoint *ep = rs_worker_pick_host(w, cl->index);
+    if (!ep) {
+        rs_stat_inc(w->stats, cl->st.upstream_cx_none_healthy);
+        local_reply(s, 503, RS_RF_UH, "no healthy upstream", "no_healthy_upstream");
+        return 0;
+    }
+    if (__atomic_load_n(&cl->active_rq, __ATOMIC_RELAXED) >= cl->max_requests) {
+        rs_stat_inc(w->stats, cl->st.upstream_rq_pending_overflow);
+        local_reply(
+            s, 503, RS_RF_UO,
+            "upstream connect error or disconnect/reset before headers. reset reason: overflow",
+            "overflow");
+        return 0;
+    }
+    st->timeout_ms = r->timeout_ms;
+    int ti = hdrs_find(H, "x-envoy-upstream-rq-timeout-ms", 30);
+    if (ti >= 0 && s->peer_internal) {
+        char tmp[24];
+        size_t n = H->h[ti].vl < sizeof tmp - 1 ? H->h[ti].vl : sizeof tmp - 1;
+        memcpy(tmp, H->h[ti].v, n);
+        tmp[n] = '\0';
+        char *end;
+        unsigned long long v = strtoull(tmp, &end, 10);
+        if (end != tmp && *end == '\0') st->timeout_ms = v;
+    }
+
+    /* Envoy's request header handling: hop-by-hop out, Expect handled here, x-envoy-* from
+     * untrusted peers dropped, XFF and x-request-id maintained. */
+    bool expect_continue = false;
+    for (uint32_t i = 0; i < H->n; i++) {
+        struct hdr *x = &H->h[i];
+        if (!x->n) continue;
+        if (rs_h1_is_hop_by_hop(x->n, x->nl) || rs_h1_connection_lists(h, x->n, x->nl) ||
+            rs_h1_name_eq(x->n, x->nl, "host") || rs_h1_name_eq(x->n, x->nl, "content-length")) {
+            x->n = NULL;
+        } else if (rs_h1_name_eq(x->n, x->nl, "expect")) {
+            expect_continue = x->vl == 12 && strncasecmp(x->v, "100-continue", 12) == 0;
+            x->n = NULL;
+        } else if (x->nl > 8 && strncasecmp(x->n, "x-envoy-", 8) == 0 && cfg->use_remote_address &&
+                   !s->peer_internal) {
+            x->n = NULL;
+        }
+    }
+    if (cfg->use_remote_address && !cfg->skip_xff_append) {
+        int xi = hdrs_find(H, "x-forwarded-for", 15);
+        if (xi >= 0) {
+            char tmp[1024];
+            int n = snprintf(tmp, sizeof tmp, "%.*s,%s", (int)H->h[xi].vl, H->h[xi].v, s->peer_ip);
+            const char *v = n > 0 && (size_t)n < sizeof tmp ? hdrs_keep(H, tmp, (size_t)n) : NULL;
+            if (v) {
+                H->h[xi].v = v;
+                H->h[xi].vl = (uint32_t)n;
+            }
+        } else {
+            hdrs_add(H, "x-forwarded-for", 15, s->peer_ip, strlen(s->peer_ip));
+        }
+        if (!s->peer_internal) {
+            hdrs_remove(H, "x-envoy-external-address", 24);
+            hdrs_add(H, "x-envoy-external-address", 24, s->peer_ip, strlen(s->peer_ip));
+        }
+    }
+    if (hdrs_find(H, "x-forwarded-proto", 17) < 0) hdrs_add(H, "x-forwarded-proto", 17, "http", 4);
+    int ri = hdrs_find(H, "x-request-id", 12);
+    bool regen = cfg->use_remote_address && !s->peer_internal && !cfg->preserve_external_request_id;
+    if (cfg->generate_request_id && (ri < 0 || regen)) {
+        char id[37];
+        uuid4(w, id);
+        const char *v = hdrs_keep(H, id, 36);
+        if (v) {
+            hdrs_remove(H, "x-request-id", 12);
+            hdrs_add(H, "x-request-id", 12, v, 36);
+        }
+    }
+    char tbuf[24];
+    if (st->timeout_ms) {
+        int n = snprintf(tbuf, sizeof tbuf, "%llu", (unsigned long long)st->timeout_ms);
+        hdrs_remove(H, "x-envoy-expected-rq-timeout-ms", 30);
+        hdrs_add(H, "x-envoy-expected-rq-timeout-ms", 30, tbuf, (size_t)n);
+    }
+    char newpath[4096];
+    ssize_t np = rs_route_rewrite_path(r, path, path_len, newpath, sizeof newpath);
+    if (np >= 0) {
+        hdrs_remove(H, "x-envoy-original-path", 21);
+        hdrs_add(H, "x-envoy-original-path", 21, path, path_len);
+        st->orig_path = arena_add(st, path, path_len);
+        path = newpath;
+        path_len = (size_t)np;
+    }
+    char local_str[64];
+    rs_addr_str((struct sockaddr *)&s->local, local_str, sizeof local_str);
+    char peer_str[64];
+    rs_addr_str((struct sockaddr *)&s->peer, peer_str, sizeof peer_str);
+    struct rs_route_format_vars fv = {.downstream_remote_address = peer_str,
+                                      .downstream_local_address = local_str,
+                                      .upstream_remote_address = ep->name,
+                                      .protocol = st->http10 ? "HTTP/1.0" : "HTTP/1.1"};
+    const struct rs_header_edits *lv[4];
+    size_t nlv = rs_route_request_edits(cfg->routes, r, rc, lv);
+    apply_edits(H, lv, nlv, &fv);
+    st->xff = hdr_ref(st, H, "x-forwarded-for");
+    st->rid = hdr_ref(st, H, "x-request-id");
+
+    const char *host = rs_route_host_rewrite(r, rc);
+    size_t host_len = host ? strlen(host) : auth_len;
+    if (!host) host = authority;
+
+    struct obuf b = {0};
+    ob_put(&b, h->method_str, h->method_len);
+    ob_put(&b, " ", 1);
+    ob_put(&b, path, path_len);
+    ob_str(&b, " HTTP/1.1\r\n");
+    ob_hdr(&b, "host", 4, host, host_len);
+    for (uint32_t i = 0; i < H->n; i++)
+        if (H->h[i].n) ob_hdr(&b, H->h[i].n, H->h[i].nl, H->h[i].v, H->h[i].vl);
+    if (h->chunked)
+        ob_hdr(&b, "transfer-encoding", 17, "chunked", 7);
+    else if (h->content_length >= 0) {
+        char cl[24];
+        int n = snprintf(cl, sizeof cl, "%lld", (long long)h->content_length);
+        ob_hdr(&b, "content-length", 14, cl, (size_t)n);
+    }
+    ob_put(&b, "\r\n", 2);
+    if (b.oom) {
+        free(b.p);
+        return -1;
+    }
+
+    struct rs_upstream *u = up_acquire(s, cl, ep);
+    if (!u) {
+        free(b.p);
+        local_reply(
+            s, 503, RS_RF_UO,
+            "upstream connect error or disconnect/reset before headers. reset reason: overflow",
+            "overflow");
+        return 0;
+    }
+    __atomic_add_fetch(&cl->active_rq, 1, __ATOMIC_RELAXED);
+    st->counted_upstream = true;
+    rs_stat_inc(w->stats, cl->st.upstream_rq_total);
+    rs_stat_inc(w->stats, cl->st.upstream_rq_active);
+    st->upstream_start_ms = w->loop.now_ms;
+    st->up = u;
+    u->st = st;
+    u->reusable = true;
+    if (rs_conn_write_heap(u->c, b.p, b.len) != 0) return -1;
+    if (expect_continue && rs_conn_write_static(s->down, "HTTP/1.1 100 Continue\r\n\r\n", 25) != 0)
+        return -1;
+    return 0;
+}
+
+static int req_body(void *ud, const char *at, size_t len)
+{
+    struct hsess *s = ud;
+    struct stream *st = s->st;
+    if (!st) return 0; /* answered locally: the body is read and dropped */
+    st->req_body += len;
+    if (!st->up) return 0;
+    struct rs_conn *c = st->up->c;
+    int ret = 0;
+    if (st->req_chunked) {
+        char hdr[20];
+        size_t n = rs_h1_chunk_header(hdr, len);
+        ret |= rs_conn_write_copy(c, hdr, n);
+    }
+    ret |= rs_conn_write_buf(c, s->cur_bid, at, len);
+    if (st->req_chunked) ret |= rs_conn_write_static(c, "\r\n", 2);
+    if (ret) return -1;
+    if (rs_conn_queued(c) > s->wl->cfg->per_connection_buffer_limit) rs_conn_read_stop(s->down);
+    return 0;
+}
+
+static int req_complete(void *ud)
+{
+    struct hsess *s = ud;
+    struct stream *st = s->st;
+    if (!st) return s->closing ? RS_H1_PAUSE : 0;
+    st->req_complete = true;
+    if (st->up && st->req_chunked && rs_conn_write_static(st->up->c, RS_H1_LAST_CHUNK, 5) != 0)
+        return -1;
+    if (st->timeout_ms) rs_timer_arm(&s->w->loop, &st->timer, st->timeout_ms);
+    return RS_H1_PAUSE;
+}
+
+static const struct rs_h1_callbacks req_cb = {
+    .on_head = req_head,
+    .on_body = req_body,
+    .on_complete = req_complete,
+};
+
+/* ---- accept and drain ---------------------------------------------------------------------- */
+
+static void drain(struct rs_session *link)
+{
+    struct hsess *s = (struct hsess *)link;
+    s->closing = true;
+    if (!s->st) {
+        rs_stat_inc(s->w->stats, s->cfg->st.downstream_cx_drain_close);
+        sess_destroy(s, true);
+    }
+}
+
+static void kill_session(struct rs_session *link)
+{
+    sess_destroy((struct hsess *)link, true);
+}
+
+void rs_hcm_accept(struct rs_worker *w, struct rs_worker_listener *wl, struct rs_filter_chain *fc,
+                   int fd)
+{
+    const struct rs_hcm_cfg *cfg = fc->hcm;
+    struct hsess *s = calloc(1, sizeof *s);
+    if (!s) {
+        close(fd);
+        return;
+    }
+    s->w = w;
+    s->wl = wl;
+    s->fc = fc;
+    s->cfg = cfg;
+    s->cur_bid = -1;
+    s->start_ms = w->loop.now_ms;
+    s->link.drain = drain;
+    s->link.kill = kill_session;
+    s->idle.cb = on_idle_timeout;
+    s->hdr_timer.cb = on_header_timeout;
+    socklen_t len = sizeof s->peer;
+    getpeername(fd, (struct sockaddr *)&s->peer, &len);
+    len = sizeof s->local;
+    getsockname(fd, (struct sockaddr *)&s->local, &len);
+    ip_only((struct sockaddr *)&s->peer, s->peer_ip, sizeof s->peer_ip);
+    s->peer_internal = is_internal((struct sockaddr *)&s->peer);
+    struct rs_h1_limits lim = {.max_header_bytes = cfg->max_request_headers_kb * 1024,
+                               .max_headers = cfg->max_headers_count,
+                               .max_body_bytes = cfg->max_request_bytes};
+    rs_h1_init(&s->parser, RS_H1_REQUEST, &lim, &req_cb, s);
+    rs_worker_session_add(w, &s->link);
+    rs_stat_inc(w->stats, cfg->st.downstream_cx_total);
+    rs_stat_inc(w->stats, cfg->st.downstream_cx_active);
+    rs_stat_inc(w->stats, cfg->st.downstream_cx_http1_total);
+    s->down = rs_conn_new(&w->loop, fd, &down_handler, s);
+    if (!s->down) {
+        sess_destroy(s, true);
+        return;
+    }
+    arm_idle(s);
+    rs_conn_read_start(s->down);
+}
+
+static const struct rs_conn_handler down_handler = {
+    .on_data = down_data,
+    .on_eof = down_eof,
+    .on_drained = down_drained,
+    .on_error = down_error,
+};
+
+static const struct rs_conn_handler up_handler = {
+    .on_data = up_data,
+    .on_eof = up_eof,
+    .on_drained = up_drained,
+    .on_connected = up_connected,
+    .on_error = up_error,
+};

@@ -1,0 +1,322 @@
+/* ringside: the sidecar binary. Envoy's command line where it overlaps (and the flags Istio's
+ * pilot-agent passes are accepted), the bootstrap loaded and compiled into a snapshot, workers
+ * and the admin listener started, then signals: SIGTERM/SIGINT drain and exit 0. */
+#include <errno.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "sidecar/admin.h"
+#include "sidecar/config.h"
+#include "sidecar/dns.h"
+#include "sidecar/log.h"
+#include "sidecar/server.h"
+#include "xds/bootstrap.h"
+
+#define RS_VERSION "0.1.0"
+
+struct options {
+    const char *config_path, *config_yaml, *mode, *service_node, *service_cluster;
+    int concurrency;
+    uint32_t drain_time_s;
+    bool allow_unknown;
+};
+
+static struct rs_server server;
+static char command_line[1024];
+
+static void usage(FILE *f)
+{
+    fprintf(f, "usage: ringside -c FILE [--config-yaml YAML] [--mode serve|validate]\n"
+               "                [--concurrency N] [--drain-time-s S] [-l LEVEL]\n"
+               "                [--service-node ID] [--service-cluster NAME]\n"
+               "Envoy's other flags that Istio's pilot-agent passes are accepted.\n");
+}
+
+enum {
+    OPT_CONFIG_YAML = 256,
+    OPT_MODE,
+    OPT_CONCURRENCY,
+    OPT_DRAIN_TIME,
+    OPT_NODE,
+    OPT_CLUSTER,
+    OPT_ALLOW_UNKNOWN,
+    OPT_IGNORED_ARG,
+    OPT_IGNORED_FLAG,
+    OPT_VERSION,
+};
+
+static int parse_options(int argc, char **argv, struct options *o)
+{
+    static const struct option longs[] = {
+        {"config-path", required_argument, NULL, 'c'},
+        {"config-yaml", required_argument, NULL, OPT_CONFIG_YAML},
+        {"mode", required_argument, NULL, OPT_MODE},
+        {"concurrency", required_argument, NULL, OPT_CONCURRENCY},
+        {"drain-time-s", required_argument, NULL, OPT_DRAIN_TIME},
+        {"log-level", required_argument, NULL, 'l'},
+        {"service-node", required_argument, NULL, OPT_NODE},
+        {"service-cluster", required_argument, NULL, OPT_CLUSTER},
+        {"allow-unknown-static-fields", no_argument, NULL, OPT_ALLOW_UNKNOWN},
+        /* accepted for pilot-agent compatibility; they tune Envoy internals Ringside lacks */
+        {"drain-strategy", required_argument, NULL, OPT_IGNORED_ARG},
+        {"local-address-ip-version", required_argument, NULL, OPT_IGNORED_ARG},
+        {"file-flush-interval-msec", required_argument, NULL, OPT_IGNORED_ARG},
+        {"log-format", required_argument, NULL, OPT_IGNORED_ARG},
+        {"component-log-level", required_argument, NULL, OPT_IGNORED_ARG},
+        {"parent-shutdown-time-s", required_argument, NULL, OPT_IGNORED_ARG},
+        {"restart-epoch", required_argument, NULL, OPT_IGNORED_ARG},
+        {"base-id", required_argument, NULL, OPT_IGNORED_ARG},
+        {"log-path", required_argument, NULL, OPT_IGNORED_ARG},
+        {"service-zone", required_argument, NULL, OPT_IGNORED_ARG},
+        {"disable-hot-restart", no_argument, NULL, OPT_IGNORED_FLAG},
+        {"use-dynamic-base-id", no_argument, NULL, OPT_IGNORED_FLAG},
+        {"reject-unknown-dynamic-fields", no_argument, NULL, OPT_IGNORED_FLAG},
+        {"ignore-unknown-dynamic-fields", no_argument, NULL, OPT_IGNORED_FLAG},
+        {"disable-extensions", required_argument, NULL, OPT_IGNORED_ARG},
+        {"version", no_argument, NULL, OPT_VERSION},
+        {"help", no_argument, NULL, 'h'},
+        {0},
+    };
+    o->mode = "serve";
+    o->concurrency = (int)sysconf(_SC_NPROCESSORS_ONLN);
+    o->drain_time_s = 600; /* Envoy's default */
+    int c;
+    while ((c = getopt_long(argc, argv, "c:l:h", longs, NULL)) != -1) {
+        switch (c) {
+        case 'c':
+            o->config_path = optarg;
+            break;
+        case OPT_CONFIG_YAML:
+            o->config_yaml = optarg;
+            break;
+        case OPT_MODE:
+            o->mode = optarg;
+            break;
+        case OPT_CONCURRENCY:
+            o->concurrency = atoi(optarg);
+            break;
+        case OPT_DRAIN_TIME:
+            o->drain_time_s = (uint32_t)strtoul(optarg, NULL, 10);
+            break;
+        case 'l': {
+            int lvl = rs_log_parse_level(optarg);
+            if (lvl < 0) {
+                fprintf(stderr, "ringside: unknown log level '%s'\n", optarg);
+                return -1;
+            }
+            rs_log_min = (enum rs_log_level)lvl;
+            break;
+        }
+        case OPT_NODE:
+            o->service_node = optarg;
+            break;
+        case OPT_CLUSTER:
+            o->service_cluster = optarg;
+            break;
+        case OPT_ALLOW_UNKNOWN:
+            o->allow_unknown = true;
+            break;
+        case OPT_IGNORED_ARG:
+        case OPT_IGNORED_FLAG:
+            break;
+        case OPT_VERSION:
+            printf("ringside version: %s\n", RS_VERSION);
+            exit(0);
+        case 'h':
+            usage(stdout);
+            exit(0);
+        default:
+            usage(stderr);
+            return -1;
+        }
+    }
+    if (optind < argc) {
+        fprintf(stderr, "ringside: unexpected argument '%s'\n", argv[optind]);
+        return -1;
+    }
+    if (strcmp(o->mode, "serve") != 0 && strcmp(o->mode, "validate") != 0) {
+        fprintf(stderr,
+                "ringside: --mode must be serve or validate (init_only is not supported)\n");
+        return -1;
+    }
+    if (!o->config_path && !o->config_yaml) {
+        fprintf(stderr, "ringside: a configuration is required (-c FILE or --config-yaml)\n");
+        return -1;
+    }
+    if (o->concurrency < 1 || o->concurrency > 64) {
+        fprintf(stderr, "ringside: --concurrency must be 1..64\n");
+        return -1;
+    }
+    return 0;
+}
+
+/* ---- admin hooks --------------------------------------------------------------------------- */
+
+static volatile sig_atomic_t admin_quit;
+
+static struct rs_snapshot *hook_snapshot(void *ctx)
+{
+    (void)ctx;
+    rs_snapshot_ref(server.snap);
+    return server.snap;
+}
+
+static void hook_quit(void *ctx)
+{
+    (void)ctx;
+    admin_quit = 1; /* the main thread stops everything, admin included */
+    kill(getpid(), SIGUSR1);
+}
+
+static void hook_drain(void *ctx, bool graceful, bool inbound_only)
+{
+    (void)ctx, (void)graceful, (void)inbound_only;
+    rs_info("draining listeners (admin request)");
+    rs_server_drain(&server, false);
+}
+
+static int hook_state(void *ctx)
+{
+    (void)ctx;
+    return __atomic_load_n(&server.state, __ATOMIC_ACQUIRE);
+}
+
+static uint64_t hook_uptime(void *ctx)
+{
+    (void)ctx;
+    return (rs_now_ms() - server.start_ms) / 1000;
+}
+
+uint32_t rs_server_sessions(struct rs_server *srv);
+
+static void raise_fd_limit(void)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        setrlimit(RLIMIT_NOFILE, &rl);
+    }
+}
+
+int main(int argc, char **argv)
+{
+    struct options o = {0};
+    size_t n = 0;
+    for (int i = 0; i < argc && n < sizeof command_line - 1; i++)
+        n += (size_t)snprintf(command_line + n, sizeof command_line - n, "%s%s", i ? " " : "",
+                              argv[i]);
+    if (parse_options(argc, argv, &o) != 0) return 1;
+
+    char err[1024];
+    unsigned flags = o.allow_unknown ? XDS_LOAD_ALLOW_UNKNOWN : 0;
+    xds_bootstrap *bs = xds_bootstrap_load(o.config_path, o.config_yaml, flags, err, sizeof err);
+    if (!bs) {
+        fprintf(stderr, "ringside: error initializing configuration '%s': %s\n",
+                o.config_path ? o.config_path : "--config-yaml", err);
+        return 1;
+    }
+    bool validate = strcmp(o.mode, "validate") == 0;
+    rs_stats_init(o.concurrency);
+    struct rs_snapshot *snap = rs_config_compile(bs, !validate, err, sizeof err);
+    if (!snap) {
+        fprintf(stderr, "ringside: error initializing configuration '%s': %s\n",
+                o.config_path ? o.config_path : "--config-yaml", err);
+        return 1;
+    }
+    if (validate) {
+        printf("configuration '%s' OK\n", o.config_path ? o.config_path : "--config-yaml");
+        rs_snapshot_unref(snap);
+        return 0;
+    }
+    if (o.service_node) {
+        free(snap->node_id);
+        snap->node_id = strdup(o.service_node);
+    }
+    if (o.service_cluster) {
+        free(snap->node_cluster);
+        snap->node_cluster = strdup(o.service_cluster);
+    }
+    raise_fd_limit();
+    signal(SIGPIPE, SIG_IGN);
+    sigset_t sigs;
+    sigemptyset(&sigs);
+    sigaddset(&sigs, SIGTERM);
+    sigaddset(&sigs, SIGINT);
+    sigaddset(&sigs, SIGUSR1);
+    sigaddset(&sigs, SIGHUP);
+    pthread_sigmask(SIG_BLOCK, &sigs, NULL); /* every thread inherits the mask; main waits */
+
+    server.snap = snap;
+    server.nworkers = o.concurrency;
+    server.drain_time_ms = o.drain_time_s * 1000;
+    server.start_ms = rs_now_ms();
+    server.state = RS_STATE_PRE_INITIALIZING;
+    if (rs_server_bind(&server, err, sizeof err) != 0) {
+        rs_error("%s", err);
+        return 1;
+    }
+    struct rs_dns *dns = rs_dns_start();
+    if (!dns || rs_config_start_dns(snap, dns) != 0) {
+        rs_error("cannot start the DNS resolver");
+        return 1;
+    }
+    if (rs_server_start(&server) != 0) return 1;
+    struct rs_admin *admin = NULL;
+    if (snap->has_admin) {
+        struct rs_admin_hooks hooks = {
+            .snapshot = hook_snapshot,
+            .quit = hook_quit,
+            .drain_listeners = hook_drain,
+            .state = hook_state,
+            .uptime_s = hook_uptime,
+            .concurrency = (uint32_t)o.concurrency,
+            .command_line = command_line,
+            .hot_restart_version = "disabled",
+        };
+        admin = rs_admin_start((struct sockaddr *)&snap->admin_addr, snap->admin_addrlen, &hooks,
+                               err, sizeof err);
+        if (!admin) {
+            rs_error("admin: %s", err);
+            rs_server_quit(&server);
+            rs_server_join(&server);
+            return 1;
+        }
+        char a[64];
+        rs_addr_str((struct sockaddr *)&snap->admin_addr, a, sizeof a);
+        rs_info("admin address: %s (port %u)", a, rs_admin_port(admin));
+    }
+    __atomic_store_n(&server.state, RS_STATE_LIVE, __ATOMIC_RELEASE);
+    rs_info("ringside %s started: %d workers, %u listeners, %u clusters", RS_VERSION, o.concurrency,
+            snap->nlisteners, snap->nclusters);
+
+    /* Signals and the drain deadline: bounded waits, the loop ends on quit or a finished drain. */
+    uint64_t drain_deadline = 0;
+    for (;;) {
+        struct timespec ts = {0, 50 * 1000000};
+        int sig = sigtimedwait(&sigs, NULL, &ts);
+        if (admin_quit) break;
+        if (sig == SIGTERM || sig == SIGINT) {
+            if (drain_deadline) break; /* a second signal: stop now */
+            rs_info("caught %s: draining for up to %us", sig == SIGTERM ? "SIGTERM" : "SIGINT",
+                    o.drain_time_s);
+            rs_server_drain(&server, true);
+            drain_deadline = rs_now_ms() + server.drain_time_ms;
+        }
+        if (drain_deadline && (rs_server_sessions(&server) == 0 || rs_now_ms() >= drain_deadline))
+            break;
+    }
+    rs_info("shutting down");
+    if (admin) rs_admin_stop(admin);
+    rs_server_quit(&server);
+    rs_server_join(&server);
+    rs_dns_stop(dns);
+    rs_snapshot_unref(snap);
+    rs_info("exiting");
+    return 0;
+}

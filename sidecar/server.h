@@ -1,0 +1,125 @@
+/* The server: worker threads (one ring each), their listener sockets, the shared snapshot,
+ * draining and shutdown. Protocol sessions (tcp_proxy.c, hcm.c) hang off a worker. */
+#ifndef RS_SERVER_H
+#define RS_SERVER_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "sidecar/access_log.h"
+#include "sidecar/config.h"
+#include "sidecar/conn.h"
+#include "sidecar/loop.h"
+#include "sidecar/stats.h"
+
+struct rs_server;
+struct rs_upstream; /* a pooled upstream HTTP connection (hcm.c) */
+
+/* Per worker, per cluster: its view of the host set and its idle upstream connections. */
+struct rs_worker_cluster {
+    struct rs_hostset *hosts; /* cached reference, refreshed when the cluster's set changes */
+    uint32_t cursor;          /* weighted round-robin position */
+    struct rs_upstream *idle; /* idle keep-alive connections, most recently used first */
+    uint32_t nidle;
+};
+
+/* Per worker, per listener. */
+struct rs_worker_listener {
+    struct rs_worker *w;
+    struct rs_listener *cfg;
+    struct rs_conn *conn;
+    int fd;
+    struct rs_timer retry; /* re-arms accept after EMFILE/ENFILE */
+};
+
+/* A downstream session (HTTP or TCP) as the worker tracks it for draining. */
+struct rs_session {
+    struct rs_session *prev, *next;
+    void (*drain)(struct rs_session *s); /* close when idle, or finish and close */
+    void (*kill)(struct rs_session *s);  /* close now (drain deadline passed) */
+};
+
+struct rs_worker {
+    struct rs_loop loop;
+    int id;
+    pthread_t thread;
+    struct rs_server *srv;
+    struct rs_snapshot *snap;
+    struct rs_stats_shard *stats;
+    struct rs_worker_listener *listeners;
+    struct rs_worker_cluster *clusters;
+    struct rs_access_log_buf *logbufs;
+    struct rs_session sessions; /* list head */
+    uint32_t nsessions;
+    uint64_t rng;
+    bool draining, listeners_closed;
+    int init_result;      /* 0 starting, 1 running, <0 set-up failed */
+    struct rs_timer tick; /* 1 s: flush access logs, date cache */
+    struct rs_deferred {
+        void (*fn)(void *);
+        void *p;
+    } * deferred; /* freed after the batch */
+    uint32_t ndeferred, deferred_cap;
+    char date[40]; /* "Date" header value, refreshed each second */
+    uint32_t date_len;
+};
+
+enum rs_server_state {
+    RS_STATE_LIVE = 0,
+    RS_STATE_DRAINING = 1,
+    RS_STATE_PRE_INITIALIZING = 2,
+    RS_STATE_INITIALIZING = 3
+};
+
+struct rs_server {
+    struct rs_snapshot *snap;
+    struct rs_worker *workers;
+    int nworkers;
+    uint32_t drain_time_ms;
+    int state;           /* atomic, enum rs_server_state */
+    int drain_requested; /* atomic: 1 drain listeners, 2 drain and exit */
+    int quit;            /* atomic */
+    uint64_t start_ms;
+    int **listen_fds; /* [listener][worker] */
+    pthread_mutex_t start_lock;
+    pthread_cond_t start_cond;
+};
+
+/* Creates the listening sockets of every listener for every worker (SO_REUSEPORT), so a port 0
+ * listener gets one port shared by all workers. */
+int rs_server_bind(struct rs_server *srv, char *err, size_t errlen);
+/* Starts the workers; returns when they run. */
+int rs_server_start(struct rs_server *srv);
+/* Stops accepting everywhere; with `exit`, workers finish in-flight work and the process exits
+ * once all are idle or drain_time passes. Any thread. */
+void rs_server_drain(struct rs_server *srv, bool exit);
+/* Waits for the workers to finish (after quit or a completed drain) and frees them. */
+void rs_server_join(struct rs_server *srv);
+/* Stops the workers now. Any thread. */
+void rs_server_quit(struct rs_server *srv);
+
+/* Worker helpers used by the protocol sessions. */
+void rs_worker_session_add(struct rs_worker *w, struct rs_session *s);
+void rs_worker_session_del(struct rs_worker *w, struct rs_session *s);
+uint64_t rs_worker_rand(struct rs_worker *w);
+/* Runs fn(p) after the current batch of completions: how objects are freed from their own
+ * callbacks. */
+void rs_worker_defer_free(struct rs_worker *w, void (*fn)(void *), void *p);
+/* Picks an endpoint of a cluster by weighted round robin, or NULL if it has none. */
+const struct rs_endpoint *rs_worker_pick_host(struct rs_worker *w, uint32_t cluster);
+/* Renders and buffers an access-log line for each log. */
+void rs_worker_access_log(struct rs_worker *w, struct rs_access_log **logs, const uint32_t *index,
+                          uint32_t n, const struct rs_access_info *info);
+/* Opens a non-blocking TCP socket for an upstream address family. */
+int rs_socket_for(int family);
+
+/* The protocol entry points, called on accept. */
+void rs_tcp_proxy_accept(struct rs_worker *w, struct rs_worker_listener *wl,
+                         struct rs_filter_chain *fc, int fd);
+void rs_hcm_accept(struct rs_worker *w, struct rs_worker_listener *wl, struct rs_filter_chain *fc,
+                   int fd);
+/* Releases a worker's idle upstream connections of one cluster (shutdown). */
+void rs_hcm_pool_close(struct rs_worker *w, uint32_t cluster);
+
+#endif
