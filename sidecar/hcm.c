@@ -1133,6 +1133,19 @@ static int req_head(void *ud, const struct rs_h1_head *h)
     }
     st->authority = arena_add(st, authority, auth_len);
     st->ua = hdr_ref(st, H, "user-agent");
+    /* x-request-id before routing, so local replies are logged with one too */
+    int ri = hdrs_find(H, "x-request-id", 12);
+    bool regen = cfg->use_remote_address && !s->peer_internal && !cfg->preserve_external_request_id;
+    if (cfg->generate_request_id && (ri < 0 || regen)) {
+        char id[37];
+        uuid4(w, id);
+        const char *v = hdrs_keep(H, id, 36);
+        if (v) {
+            hdrs_remove(H, "x-request-id", 12);
+            hdrs_add(H, "x-request-id", 12, v, 36);
+        }
+    }
+    st->rid = hdr_ref(st, H, "x-request-id");
 
     struct rs_route_request rq = {
         .method = h->method_str,
@@ -1242,17 +1255,6 @@ static int forward(struct hsess *s, struct stream *st, const struct rs_h1_head *
         }
     }
     if (hdrs_find(H, "x-forwarded-proto", 17) < 0) hdrs_add(H, "x-forwarded-proto", 17, "http", 4);
-    int ri = hdrs_find(H, "x-request-id", 12);
-    bool regen = cfg->use_remote_address && !s->peer_internal && !cfg->preserve_external_request_id;
-    if (cfg->generate_request_id && (ri < 0 || regen)) {
-        char id[37];
-        uuid4(w, id);
-        const char *v = hdrs_keep(H, id, 36);
-        if (v) {
-            hdrs_remove(H, "x-request-id", 12);
-            hdrs_add(H, "x-request-id", 12, v, 36);
-        }
-    }
     char tbuf[24];
     if (st->timeout_ms) {
         int n = snprintf(tbuf, sizeof tbuf, "%llu", (unsigned long long)st->timeout_ms);
