@@ -719,6 +719,7 @@ static void up_data(struct rs_conn *c, int32_t bid, const char *data, size_t len
     }
     if (r == RS_H1_PAUSED) {
         if (consumed < len) u->reusable = false; /* bytes after the response: protocol error */
+        if (u->st && u->st->resp_complete) stream_end(u->st);
     } else if (r != RS_H1_OK) {
         rs_stat_inc(u->w->stats, u->cluster->st.upstream_cx_protocol_error);
         up_failed(u, RS_RF_UPE, "protocol error");
@@ -736,7 +737,8 @@ static void up_eof(struct rs_conn *c)
     }
     struct hsess *s = u->st->s;
     u->reusable = false;
-    if (u->st->resp_started && rs_h1_finish(&u->parser) == RS_H1_OK) {
+    if (u->st->resp_started && rs_h1_finish(&u->parser) == RS_H1_OK && u->st->resp_complete) {
+        stream_end(u->st);
         if (!s->dead) pump(s);
         return; /* a body delimited by close ended */
     }
@@ -965,7 +967,8 @@ static int resp_complete(void *ud)
         u->reusable = false;
         s->closing = true;
     }
-    stream_end(st);
+    /* the stream ends in up_data/up_eof once the parser has returned: releasing the connection
+     * resets this very parser */
     return RS_H1_PAUSE;
 }
 
@@ -1085,9 +1088,7 @@ static int req_head(void *ud, const struct rs_h1_head *h)
     st->method = arena_add(st, h->method_str, h->method_len);
     st->path = arena_add(st, h->url, h->url_len);
 
-    static struct hdrs hs; /* per thread would be nicer; workers are single threaded per ring */
-    static __thread struct hdrs *tls_hs;
-    (void)hs;
+    static __thread struct hdrs *tls_hs; /* one per worker thread: too big for the stack */
     if (!tls_hs && !(tls_hs = malloc(sizeof *tls_hs))) return -1;
     struct hdrs *H = tls_hs;
     H->n = 0;
