@@ -1,0 +1,59 @@
+#!/usr/bin/env bash
+# `make run` under `make test`: runs scripts/run-demo.sh against the build being tested and
+# checks that it exits 0, printed what a person is meant to see, and left no process behind.
+set -euo pipefail
+
+SRC=${RS_SRC:-$(cd "$(dirname "$0")/../.." && pwd)}
+BUILD=${RS_BUILD:-$SRC/build}
+[[ -x $BUILD/sidecar/ringside ]] || {
+    echo "skip: $BUILD/sidecar/ringside not built"
+    exit 77
+}
+command -v curl >/dev/null || {
+    echo "skip: curl not installed"
+    exit 77
+}
+
+out=$(mktemp)
+trap 'rm -f "$out"' EXIT
+
+rc=0
+timeout -k 5 120 "$SRC/scripts/run-demo.sh" "$BUILD" >"$out" 2>&1 || rc=$?
+cat "$out"
+fail=0
+check() {
+    if ! grep -qE -- "$1" "$out"; then
+        echo "FAIL: demo output lacks /$1/"
+        fail=1
+    fi
+}
+[[ $rc == 0 ]] || {
+    echo "FAIL: run-demo.sh exited $rc"
+    fail=1
+}
+check '^== Setup =='
+check 'ready: +GET :[0-9]+/ready -> 200'
+check '< HTTP/1\.[01] 200'
+check '< x-served-by: ringside'
+check '< x-envoy-upstream-service-time: [0-9]+'
+check 'body: ok$'
+check '"GET /healthz HTTP/1.1" 200'
+check 'http\.ingress_http\.downstream_rq_2xx: [1-9]'
+check 'cluster\.app\.upstream_rq_2xx: [1-9]'
+check 'tcp\.tcp_app\.downstream_cx_total: [1-9]'
+check '^ +app::127\.0\.0\.1:[0-9]+::health_flags::healthy'
+check 'exited with status 0'
+check '^== Demo finished'
+if grep -q 'FAILED' "$out"; then
+    echo "FAIL: demo reported a failed step"
+    fail=1
+fi
+
+# Nothing the demo started may outlive it.
+while read -r pid; do
+    if kill -0 "$pid" 2>/dev/null; then
+        echo "FAIL: pid $pid from the demo is still running"
+        fail=1
+    fi
+done < <(sed -nE 's/.*\(pid ([0-9]+)[;)].*/\1/p' "$out")
+exit "$fail"
