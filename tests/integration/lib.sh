@@ -1,0 +1,221 @@
+# Helpers sourced by every integration test: ports, processes with cleanup traps, bounded waits,
+# admin stats, assertions. A test writes its bootstrap with a heredoc using the ports it got from
+# free_ports, starts upstreams and ringside, and asserts what a user would see.
+#
+# ctest sets RS_BUILD (build directory) and RS_SRC (source tree); run by hand, they default to
+# ./build and the checkout this file is in. Exit 77 = skipped (ctest's SKIP_RETURN_CODE).
+set -u -o pipefail
+
+RS_SRC=${RS_SRC:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)}
+RS_BUILD=${RS_BUILD:-$RS_SRC/build}
+RINGSIDE=$RS_BUILD/sidecar/ringside
+UPSTREAM=$RS_BUILD/bench/upstream
+TEST_NAME=$(basename "$0" .sh)
+TMP=$(mktemp -d "${TMPDIR:-/tmp}/rs-$TEST_NAME.XXXXXX")
+PIDS=()          # background processes to stop on exit
+RS_PID=          # the ringside under test
+ADMIN_PORT=      # its admin port (set by start_ringside from the bootstrap)
+RS_FAILED=0
+
+# 1 under the ASan/UBSan build: slower and hungrier, so timing and memory bounds scale.
+RS_SANITIZED=0
+if grep -q '^RS_SANITIZE:BOOL=ON' "$RS_BUILD/CMakeCache.txt" 2>/dev/null; then RS_SANITIZED=1; fi
+# Sanitizer reports go to the process's stderr; a finding fails the test (checked at exit).
+export ASAN_OPTIONS=${ASAN_OPTIONS:-abort_on_error=0:detect_leaks=1}
+export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1}
+
+log() { printf '[%s] %s\n' "$TEST_NAME" "$*"; }
+
+skip() {
+    log "SKIP: $*"
+    exit 77
+}
+
+# Prints the logs of the processes this test started, then fails.
+fail() {
+    log "FAIL: $*"
+    RS_FAILED=1
+    exit 1
+}
+
+need() {
+    for c in "$@"; do command -v "$c" >/dev/null 2>&1 || skip "needs $c"; done
+}
+
+[ -x "$RINGSIDE" ] || skip "no ringside binary at $RINGSIDE (build first)"
+[ -x "$UPSTREAM" ] || skip "no upstream binary at $UPSTREAM (build first)"
+need curl python3
+
+# ---- processes -------------------------------------------------------------------------------
+
+stop_pid() { # stop_pid PID: SIGTERM, then a second SIGTERM, then SIGKILL, each with a bounded wait
+    local pid=$1 i
+    kill -0 "$pid" 2>/dev/null || return 0
+    for sig in TERM TERM KILL; do
+        kill -s $sig "$pid" 2>/dev/null || return 0
+        for ((i = 0; i < 100; i++)); do
+            kill -0 "$pid" 2>/dev/null || return 0
+            sleep 0.05
+        done
+    done
+}
+
+cleanup() {
+    local rc=$?
+    trap - EXIT
+    local p
+    for p in "${PIDS[@]}"; do stop_pid "$p"; done
+    wait 2>/dev/null
+    # A sanitizer finding in any process we ran is a failure, whatever the assertions said.
+    if grep -lE 'ERROR: (Address|Leak)Sanitizer|runtime error:' "$TMP"/*.err >/dev/null 2>&1; then
+        log "FAIL: sanitizer report:"
+        grep -hE -A40 'ERROR: (Address|Leak)Sanitizer|runtime error:' "$TMP"/*.err | head -120
+        rc=1
+    fi
+    if [ $rc -ne 0 ] && [ $rc -ne 77 ]; then
+        local f
+        for f in "$TMP"/*.err "$TMP"/*.out; do
+            [ -s "$f" ] || continue
+            log "---- tail of $(basename "$f") ----"
+            tail -n 30 "$f"
+        done
+        log "logs kept in $TMP"
+    else
+        rm -rf "$TMP"
+    fi
+    exit $rc
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# free_ports N: N distinct TCP ports free on 127.0.0.1, below the ephemeral range so an
+# outgoing connection cannot take one; random, so tests running in parallel do not collide.
+free_ports() {
+    python3 - "$1" <<'EOF'
+import random, socket, sys
+n, got = int(sys.argv[1]), []
+while len(got) < n:
+    p = random.randrange(20000, 32000)
+    if p in got: continue
+    s = socket.socket()
+    try:
+        s.bind(("127.0.0.1", p)); got.append(p)
+    except OSError: pass
+    finally: s.close()
+print(" ".join(map(str, got)))
+EOF
+}
+
+# wait_for DESCRIPTION SECONDS CMD...: polls CMD until it succeeds; fails the test at the deadline.
+wait_for() {
+    local what=$1 secs=$2
+    shift 2
+    local deadline=$((SECONDS + secs)) start=$EPOCHREALTIME
+    while ! "$@" >/dev/null 2>&1; do
+        if [ "$SECONDS" -ge "$deadline" ]; then fail "timed out after ${secs}s waiting for $what"; fi
+        sleep 0.02
+    done
+}
+
+port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+wait_for_port() { wait_for "port $1 to accept" "${2:-10}" port_open "$1"; }
+port_closed() { ! port_open "$1"; }
+
+# start_upstream ID PORT [upstream args...]: an upstream HTTP server answering with x-upstream-id ID.
+start_upstream() {
+    local id=$1 port=$2
+    shift 2
+    "$UPSTREAM" --port "$port" --id "$id" "$@" >"$TMP/upstream-$id.out" 2>"$TMP/upstream-$id.err" &
+    PIDS+=($!)
+    wait_for_port "$port"
+}
+
+# start_ringside CONFIG [ringside args...]: ringside in the background with --concurrency 2 (unless
+# given), waits until its admin says LIVE. Access log (stdout) in $TMP/ringside.out.
+start_ringside() {
+    local cfg=$1
+    shift
+    local conc=(--concurrency 2)
+    case " $* " in *" --concurrency "*) conc=() ;; esac
+    ADMIN_PORT=$(python3 - "$cfg" <<'EOF'
+import re, sys
+t = open(sys.argv[1]).read()
+m = re.search(r"admin:.*?port_value:\s*(\d+)", t, re.S)
+print(m.group(1) if m else "")
+EOF
+)
+    "$RINGSIDE" -c "$cfg" "${conc[@]}" --drain-time-s 5 "$@" >"$TMP/ringside.out" 2>"$TMP/ringside.err" &
+    RS_PID=$!
+    PIDS+=($RS_PID)
+    if [ -n "$ADMIN_PORT" ]; then
+        wait_for "ringside admin to be ready" 20 ready_ok
+    fi
+}
+
+ready_ok() {
+    kill -0 "$RS_PID" 2>/dev/null || fail "ringside exited during startup"
+    curl -sf "http://127.0.0.1:$ADMIN_PORT/ready" | grep -q LIVE
+}
+
+# ---- admin -----------------------------------------------------------------------------------
+
+admin() { curl -s --max-time 5 "http://127.0.0.1:$ADMIN_PORT$1"; }
+
+# stat_value NAME: the value of one stat from /stats ("" when absent).
+stat_value() {
+    admin /stats | awk -v n="$1" -F': ' '$1 == n { print $2; exit }'
+}
+
+# stat_at_least NAME MIN: true once the stat has reached MIN (for wait_for).
+stat_at_least() { local v; v=$(stat_value "$1"); [ -n "$v" ] && [ "$v" -ge "$2" ]; }
+
+# wait_stat NAME MIN: waits until a counter reaches MIN (stats are flushed by workers periodically).
+wait_stat() { wait_for "stat $1 >= $2 (now '$(stat_value "$1")')" "${3:-10}" stat_at_least "$1" "$2"; }
+
+# ---- assertions (each says what was expected and what was seen) -------------------------------
+
+assert_eq() { # ACTUAL EXPECTED WHAT
+    [ "$1" == "$2" ] || fail "$3: expected '$2', got '$1'"
+    log "ok: $3 ($1)"
+}
+assert_ne() { [ "$1" != "$2" ] || fail "$3: expected anything but '$2'"; log "ok: $3"; }
+assert_match() { # STRING REGEX WHAT
+    [[ "$1" =~ $2 ]] || fail "$3: '$1' does not match /$2/"
+    log "ok: $3"
+}
+assert_contains() { # HAYSTACK NEEDLE WHAT
+    [[ "$1" == *"$2"* ]] || fail "$3: '$2' not found in: $(printf '%s' "$1" | head -c 2000)"
+    log "ok: $3"
+}
+assert_not_contains() {
+    [[ "$1" != *"$2"* ]] || fail "$3: '$2' unexpectedly found in: $(printf '%s' "$1" | head -c 2000)"
+    log "ok: $3"
+}
+assert_between() { # VALUE LOW HIGH WHAT (inclusive)
+    [ -n "$1" ] && [ "$1" -ge "$2" ] && [ "$1" -le "$3" ] || fail "$4: $1 not within [$2, $3]"
+    log "ok: $4 ($1 in [$2, $3])"
+}
+assert_ge() { [ -n "$1" ] && [ "$1" -ge "$2" ] || fail "$3: '$1' < $2"; log "ok: $3 ($1 >= $2)"; }
+assert_le() { [ -n "$1" ] && [ "$1" -le "$2" ] || fail "$3: '$1' > $2"; log "ok: $3 ($1 <= $2)"; }
+
+# ---- HTTP ------------------------------------------------------------------------------------
+
+# status URL [curl args...]: the response status code (000 when no response).
+status() { curl -s -o /dev/null -w '%{http_code}' --max-time 10 "$@"; }
+
+# header NAME URL [curl args...]: the value of one response header.
+header() {
+    local name=$1
+    shift
+    curl -s -D - -o /dev/null --max-time 10 "$@" | tr -d '\r' |
+        awk -v n="$(printf '%s' "$name" | tr A-Z a-z)" -F': ' 'tolower($1) == n { print $2; exit }'
+}
+
+# raw PORT [python args]: sends stdin bytes on one connection, prints what comes back until the
+# peer closes or IDLE seconds pass without data; with -c prints "CLOSED" or "OPEN" last.
+raw() {
+    python3 "$RS_SRC/tests/integration/rawclient.py" "$@"
+}
+
+# rss_kb PID FIELD: VmRSS / VmHWM of a process, in KiB.
+proc_kb() { awk -v f="$2:" '$1 == f { print $2 }' "/proc/$1/status"; }
