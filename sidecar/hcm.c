@@ -368,12 +368,34 @@ static void sess_destroy(struct hsess *s, bool local)
     rs_worker_defer_free(w, sess_free, s);
 }
 
+static void on_route_timeout(struct rs_loop *loop, struct rs_timer *t);
+
+/* Starts the session's stream and counts the request. */
+static struct stream *stream_open(struct hsess *s)
+{
+    struct rs_worker *w = s->w;
+    struct stream *st = calloc(1, sizeof *st);
+    if (!st) return NULL;
+    st->s = s;
+    st->start_us = wall_us();
+    st->start_ms = w->loop.now_ms;
+    st->timer.cb = on_route_timeout;
+    s->st = st;
+    rs_stat_inc(w->stats, s->cfg->st.downstream_rq_total);
+    rs_stat_inc(w->stats, s->cfg->st.downstream_rq_http1_total);
+    rs_stat_inc(w->stats, s->cfg->st.downstream_rq_active);
+    return st;
+}
+
 /* Writes a locally generated response (Envoy's local reply: text/plain body, and the connection
  * closes after it when the request was not read to its end). */
 static void local_reply(struct hsess *s, int code, uint32_t flags, const char *body,
                         const char *details)
 {
-    struct stream *st = s->st;
+    /* A reply before the request head was complete (codec error, header timeout) still ends a
+     * request: Envoy opens the stream at the message's first byte, so such requests are counted
+     * in downstream_rq_<code> and written to the access log like any other. */
+    struct stream *st = s->st ? s->st : stream_open(s);
     if (st && st->resp_started) {
         /* the response head already went out: all we can do is reset */
         st->flags |= flags;
@@ -1071,19 +1093,11 @@ static int req_head(void *ud, const struct rs_h1_head *h)
     struct rs_worker *w = s->w;
     const struct rs_hcm_cfg *cfg = s->cfg;
     rs_timer_cancel(&w->loop, &s->hdr_timer);
-    struct stream *st = calloc(1, sizeof *st);
+    struct stream *st = stream_open(s);
     if (!st) return -1;
-    st->s = s;
-    st->start_us = wall_us();
-    st->start_ms = w->loop.now_ms;
-    st->timer.cb = on_route_timeout;
     st->http10 = h->http_minor == 0;
     st->head_request = h->method == HTTP_HEAD;
     st->req_chunked = h->chunked;
-    s->st = st;
-    rs_stat_inc(w->stats, cfg->st.downstream_rq_total);
-    rs_stat_inc(w->stats, cfg->st.downstream_rq_http1_total);
-    rs_stat_inc(w->stats, cfg->st.downstream_rq_active);
     if (!h->keep_alive || w->draining) s->closing = true;
     st->method = arena_add(st, h->method_str, h->method_len);
     st->path = arena_add(st, h->url, h->url_len);
