@@ -3,6 +3,8 @@
 
   rawclient.py PORT DATA [--responses N] [--idle S] [--wait-close] [--pause S] [--split]
 
+With --probe PATH, a separate keep-alive connection does GET PATH before and after the exchange
+and a last line "<<PROBE s1 s2>>" gives both statuses (a bad client must not hurt a good one).
 DATA has Python escapes (\\r\\n, \\x00) decoded; "-" reads it from stdin. With --split, DATA is
 split on the marker "|PAUSE|" and the pieces are sent --pause seconds apart (slow clients).
 Prints the bytes received, then a last line "<<CLOSED>>" when the peer closed (EOF or reset) or
@@ -62,7 +64,12 @@ def main():
     ap.add_argument("--wait-close", action="store_true")
     ap.add_argument("--pause", type=float, default=0.0)
     ap.add_argument("--split", action="store_true")
+    ap.add_argument("--probe")
     a = ap.parse_args()
+    probe = None
+    if a.probe:
+        probe = socket.create_connection(("127.0.0.1", a.port))
+        before = probe_get(probe, a.probe)
     raw = sys.stdin.buffer.read() if a.data == "-" else a.data.encode("latin-1").decode("unicode_escape").encode("latin-1")
     pieces = raw.split(b"|PAUSE|") if a.split else [raw]
     s = socket.create_connection(("127.0.0.1", a.port))
@@ -74,7 +81,7 @@ def main():
                 time.sleep(a.pause)  # the test is about a slow client: this pause is the input
             s.sendall(piece)
     except (BrokenPipeError, ConnectionResetError):
-        closed = True
+        pass  # the peer answered early and closed: read what it sent
     buf = b""
     s.settimeout(a.idle)
     while not closed:
@@ -93,6 +100,24 @@ def main():
         buf += d
     sys.stdout.write(buf.decode("latin-1"))
     sys.stdout.write("\n<<CLOSED>>\n" if closed else "\n<<OPEN>>\n")
+    if probe:
+        sys.stdout.write("<<PROBE %s %s>>\n" % (before, probe_get(probe, a.probe)))
+
+
+def probe_get(s, path):
+    """One GET on keep-alive connection s; returns the status, or "closed"."""
+    try:
+        s.settimeout(10)
+        s.sendall(b"GET %s HTTP/1.1\r\nHost: probe\r\n\r\n" % path.encode())
+        buf = b""
+        while complete_responses(buf) < 1:
+            d = s.recv(65536)
+            if not d:
+                return "closed"
+            buf += d
+        return buf.split(b" ")[1].decode()
+    except OSError as e:
+        return "error:%s" % e.__class__.__name__
 
 
 if __name__ == "__main__":
