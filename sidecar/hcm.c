@@ -1172,6 +1172,9 @@ static int req_head(void *ud, const struct rs_h1_head *h)
         .header = route_header,
         .ctx = H,
     };
+    /* the router filter's rq_total counts every request it decodes, routed or not (Envoy's
+     * router.cc increments it before the route lookup) */
+    rs_stat_inc(w->stats, cfg->st.rq_total);
     const struct rs_route *r = rs_route_match(cfg->routes, &rq);
     st->route = r;
     if (!r) {
