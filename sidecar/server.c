@@ -16,7 +16,12 @@
 #include "sidecar/router.h"
 
 #define RING_ENTRIES 4096
-#define RING_BUFS 4096
+/* The provided-buffer ring is FIFO: a returned buffer goes to the tail, so any sustained stream
+ * cycles through every buffer and the whole ring becomes resident. Its size is therefore each
+ * worker's RSS floor under load (4096 x 16 KiB made that 64 MiB per worker). 1024 buffers (16 MiB)
+ * still cover 16 connections at the 1 MiB per_connection_buffer_limit; past that, recv waits for
+ * buffers to return (ENOBUFS is parked in conn.c) instead of growing memory. */
+#define RING_BUFS 1024
 #define RING_BUF_SIZE (16 * 1024)
 
 int rs_socket_for(int family)
