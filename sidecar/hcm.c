@@ -107,7 +107,7 @@ struct obuf {
 
 static void ob_put(struct obuf *b, const void *d, size_t n)
 {
-    if (b->oom) return;
+    if (b->oom || n == 0) return; /* d may be NULL for an empty body */
     if (b->len + n > b->cap) {
         size_t cap = b->cap ? b->cap * 2 : 512;
         while (cap < b->len + n) cap *= 2;
@@ -522,8 +522,10 @@ static void pump(struct hsess *s)
             else
                 free((void *)p->p);
         }
-        memmove(s->pend, s->pend + i, (s->npend - i) * sizeof *s->pend);
-        s->npend -= i;
+        if (i) { /* s->pend is NULL until the first push: NULL + 0 is still undefined */
+            memmove(s->pend, s->pend + i, (s->npend - i) * sizeof *s->pend);
+            s->npend -= i;
+        }
     }
     if (s->dead) return;
     if (!s->st && !s->paused) {
