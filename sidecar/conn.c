@@ -336,12 +336,12 @@ void rs_conn_close_after_flush(struct rs_conn *c)
     rs_conn_read_stop(c);
 }
 
-void rs_conn_reap(struct rs_loop *loop)
+static void reap(struct rs_loop *loop, bool all)
 {
     struct rs_conn **pp = &loop->closing;
     while (*pp) {
         struct rs_conn *c = *pp;
-        if (c->inflight) {
+        if (c->inflight && !all) {
             pp = &c->next_closing;
             continue;
         }
@@ -356,6 +356,16 @@ void rs_conn_reap(struct rs_loop *loop)
         slot_release(loop, c->slot);
         free(c);
     }
+}
+
+void rs_conn_reap(struct rs_loop *loop)
+{
+    reap(loop, false);
+}
+
+void rs_conn_reap_all(struct rs_loop *loop)
+{
+    reap(loop, true);
 }
 
 void rs_conn_retry_nobuf(struct rs_loop *loop)

@@ -131,6 +131,10 @@ void rs_conn_retry_nobuf(struct rs_loop *loop);
 
 /* Frees connections whose last completion arrived (called by the loop after each batch). */
 void rs_conn_reap(struct rs_loop *loop);
+/* At teardown, once the loop has stopped for good (before rs_loop_destroy): frees every closing
+ * connection, including those still waiting for completions that will now never be delivered
+ * (a cancelled multishot recv, a send cut off by the stop). */
+void rs_conn_reap_all(struct rs_loop *loop);
 
 extern uint32_t rs_conn_zc_threshold; /* batches at least this large go out with SENDMSG_ZC */
 

@@ -1086,6 +1086,14 @@ static struct str_ref hdr_ref(struct stream *st, const struct hdrs *hs, const ch
     return i < 0 ? (struct str_ref){0, 0} : arena_add(st, hs->h[i].v, hs->h[i].vl);
 }
 
+static __thread struct hdrs *tls_hs; /* one per worker thread: too big for the stack */
+
+void rs_hcm_thread_cleanup(void)
+{
+    free(tls_hs);
+    tls_hs = NULL;
+}
+
 static int forward(struct hsess *s, struct stream *st, const struct rs_h1_head *h, struct hdrs *hs,
                    const char *path, size_t path_len, const char *authority, size_t auth_len);
 
@@ -1104,7 +1112,6 @@ static int req_head(void *ud, const struct rs_h1_head *h)
     st->method = arena_add(st, h->method_str, h->method_len);
     st->path = arena_add(st, h->url, h->url_len);
 
-    static __thread struct hdrs *tls_hs; /* one per worker thread: too big for the stack */
     if (!tls_hs && !(tls_hs = malloc(sizeof *tls_hs))) return -1;
     struct hdrs *H = tls_hs;
     H->n = 0;

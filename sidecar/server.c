@@ -289,6 +289,7 @@ static void *worker_main(void *arg)
     rs_loop_run(&w->loop, on_turn);
     for (uint32_t i = 0; i < w->snap->nlogs; i++) rs_access_log_buf_free(&w->logbufs[i]);
     rs_router_thread_cleanup();
+    rs_hcm_thread_cleanup();
     return NULL;
 }
 
@@ -382,7 +383,7 @@ void rs_server_join(struct rs_server *srv)
         struct rs_worker *w = &srv->workers[i];
         pthread_join(w->thread, NULL);
         for (uint32_t c = 0; c < w->snap->nclusters; c++) rs_hostset_unref(w->clusters[c].hosts);
-        rs_conn_reap(&w->loop);
+        rs_conn_reap_all(&w->loop);
         rs_loop_destroy(&w->loop);
         free(w->clusters);
         free(w->listeners);

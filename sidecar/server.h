@@ -121,5 +121,7 @@ void rs_hcm_accept(struct rs_worker *w, struct rs_worker_listener *wl, struct rs
                    int fd);
 /* Releases a worker's idle upstream connections of one cluster (shutdown). */
 void rs_hcm_pool_close(struct rs_worker *w, uint32_t cluster);
+/* Frees the calling worker thread's header scratch table (allocated on its first request). */
+void rs_hcm_thread_cleanup(void);
 
 #endif
