@@ -33,28 +33,32 @@ port_in_use() {
     ss -Hltn "( sport = :$1 )" 2>/dev/null | grep -q .
 }
 
-# A TCP port nobody listens on, from the ephemeral-free range 20000-29999, not in $taken_ports.
+# free_port VAR: sets VAR to a TCP port nobody listens on and this script has not handed out,
+# from 20000 up to the start of the kernel's ephemeral range (a port inside that range may be
+# held by some client connection's local end, which makes bind fail).
 taken_ports=" "
 free_port() {
-    local p tries=0
-    while ((tries++ < 200)); do
-        p=$((20000 + RANDOM % 10000))
+    local p tries=0 lo span
+    read -r lo _ </proc/sys/net/ipv4/ip_local_port_range
+    span=$((lo > 21000 ? lo - 20000 : 10000))
+    while ((tries++ < 500)); do
+        p=$((20000 + RANDOM % span))
         [[ $taken_ports == *" $p "* ]] && continue
         port_in_use "$p" && continue
         taken_ports+="$p "
-        echo "$p"
+        printf -v "$1" '%s' "$p"
         return 0
     done
-    die "no free TCP port found in 20000-29999"
+    die "no free TCP port found from 20000"
 }
 
-# The example's port if free, else a free one.
+# choose_port VAR PORT: the example's PORT if free, else a free one.
 choose_port() {
-    if port_in_use "$1" || [[ $taken_ports == *" $1 "* ]]; then
-        free_port
+    if port_in_use "$2" || [[ $taken_ports == *" $2 "* ]]; then
+        free_port "$1"
     else
-        taken_ports+="$1 "
-        echo "$1"
+        taken_ports+="$2 "
+        printf -v "$1" '%s' "$2"
     fi
 }
 
@@ -106,10 +110,11 @@ command -v ss >/dev/null || die "ss (iproute2) is required"
 # --- ports and config -----------------------------------------------------------------------------
 
 heading "Setup"
-http_port=$(choose_port 10000)
-tcp_port=$(choose_port 10001)
-admin_port=$(choose_port 15000)
-up_port=$(choose_port 8080)
+http_port="" tcp_port="" admin_port="" up_port=""
+choose_port http_port 10000
+choose_port tcp_port 10001
+choose_port admin_port 15000
+choose_port up_port 8080
 if [[ "$http_port $tcp_port $admin_port $up_port" != "10000 10001 15000 8080" ]]; then
     sed -e "s/port_value: 10000\b/port_value: $http_port/" \
         -e "s/port_value: 10001\b/port_value: $tcp_port/" \
