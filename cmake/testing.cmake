@@ -27,8 +27,11 @@ function(rs_fuzz_target name src corpus)
   if(RS_FUZZ)
     target_compile_options(${name} PRIVATE -fsanitize=fuzzer)
     target_link_options(${name} PRIVATE -fsanitize=fuzzer)
+    # New inputs go to a scratch corpus in the build tree; the seed corpus is only read.
+    set(scratch ${CMAKE_BINARY_DIR}/fuzz-corpus/${name})
+    file(MAKE_DIRECTORY ${scratch})
     add_test(NAME ${name} COMMAND ${name} -max_total_time=20 -timeout=5 -rss_limit_mb=2048
-      -artifact_prefix=${CMAKE_BINARY_DIR}/ ${corpus})
+      -artifact_prefix=${CMAKE_BINARY_DIR}/ ${scratch} ${corpus})
   else()
     target_sources(${name} PRIVATE ${CMAKE_SOURCE_DIR}/tests/fuzz/replay_main.c)
     add_test(NAME ${name} COMMAND ${name} ${corpus})
