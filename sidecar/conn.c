@@ -99,6 +99,7 @@ struct rs_conn *rs_conn_new(struct rs_loop *loop, int fd, const struct rs_conn_h
     c->fd = fd;
     c->h = h;
     c->owner = owner;
+    c->tp = &rs_transport_plain;
     c->id = __atomic_add_fetch(&next_conn_id, 1, __ATOMIC_RELAXED);
     return c;
 }
@@ -235,21 +236,59 @@ static void flush(struct rs_conn *c)
     }
 }
 
-static int write_seg(struct rs_conn *c, struct rs_seg seg)
+static void seg_drop(struct rs_loop *loop, struct rs_seg *seg)
 {
-    if (seg.len == 0) {
-        if (seg.bid >= 0) rs_buf_unref(c->loop, (uint32_t)seg.bid);
-        free(seg.heap);
+    if (seg->bid >= 0) rs_buf_unref(loop, (uint32_t)seg->bid);
+    free(seg->heap);
+}
+
+int rs_conn_queue_wire(struct rs_conn *c, struct rs_seg *seg)
+{
+    if (seg->len == 0) {
+        seg_drop(c->loop, seg);
         return 0;
     }
-    if (outq_push(c, seg) != 0) {
-        if (seg.bid >= 0) rs_buf_unref(c->loop, (uint32_t)seg.bid);
-        free(seg.heap);
+    if (outq_push(c, *seg) != 0) {
+        seg_drop(c->loop, seg);
         return -ENOMEM;
     }
     flush(c);
     return 0;
 }
+
+static int write_seg(struct rs_conn *c, struct rs_seg seg)
+{
+    return c->tp->write(c, &seg);
+}
+
+void rs_conn_deliver(struct rs_conn *c, int32_t bid, const char *data, size_t len)
+{
+    c->h->on_data(c, bid, data, len);
+}
+
+void rs_conn_deliver_eof(struct rs_conn *c)
+{
+    c->h->on_eof(c);
+}
+
+void rs_conn_set_transport(struct rs_conn *c, const struct rs_transport *tp, void *state)
+{
+    c->tp = tp;
+    c->tp_state = state;
+}
+
+/* The plain transport: bytes pass through untouched, received buffers by reference. */
+static void plain_recv(struct rs_conn *c, int32_t bid, const char *data, size_t len)
+{
+    rs_conn_deliver(c, bid, data, len);
+}
+
+const struct rs_transport rs_transport_plain = {
+    .name = "raw_buffer",
+    .on_recv = plain_recv,
+    .write = rs_conn_queue_wire,
+    .on_eof = rs_conn_deliver_eof,
+};
 
 int rs_conn_write_buf(struct rs_conn *c, int32_t bid, const char *p, size_t len)
 {
@@ -352,6 +391,7 @@ static void reap(struct rs_loop *loop, bool all)
             if (*np) *np = c->next_nobuf;
         }
         outq_clear(c);
+        if (c->tp->destroy) c->tp->destroy(c);
         close(c->fd);
         slot_release(loop, c->slot);
         free(c);
@@ -391,7 +431,7 @@ static void on_recv(struct rs_conn *c, struct io_uring_cqe *cqe)
         loop->br.refs[bid] = 1;
         loop->br.in_use++;
         c->rx_bytes += (uint64_t)res;
-        c->h->on_data(c, (int32_t)bid, rs_buf_data(loop, bid), (size_t)res);
+        c->tp->on_recv(c, (int32_t)bid, rs_buf_data(loop, bid), (size_t)res);
         rs_buf_unref(loop, bid);
     } else if (res == 0) {
         c->flags |= RS_CONN_EOF;
@@ -400,7 +440,7 @@ static void on_recv(struct rs_conn *c, struct io_uring_cqe *cqe)
     c->flags &= ~(RS_CONN_RECV_ARMED | RS_CONN_CANCEL_SENT);
     if (c->flags & RS_CONN_CLOSED) return;
     if (res == 0) {
-        c->h->on_eof(c);
+        c->tp->on_eof(c);
     } else if (res == -ENOBUFS) {
         /* the ring ran dry: wait for buffers to come back rather than spin */
         c->flags |= RS_CONN_NOBUF;

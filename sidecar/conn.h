@@ -17,6 +17,7 @@
 #include <sys/uio.h>
 
 #include "sidecar/loop.h"
+#include "sidecar/transport.h"
 
 struct rs_conn;
 
@@ -69,7 +70,9 @@ enum rs_conn_flag {
 struct rs_conn {
     struct rs_loop *loop;
     const struct rs_conn_handler *h;
-    void *owner; /* the protocol's session */
+    void *owner;                   /* the protocol's session */
+    const struct rs_transport *tp; /* plain by default */
+    void *tp_state;
     int fd;
     uint32_t slot, gen;
     uint32_t flags;
@@ -90,6 +93,15 @@ struct rs_conn {
  * out-of-memory (the fd is closed). */
 struct rs_conn *rs_conn_new(struct rs_loop *loop, int fd, const struct rs_conn_handler *h,
                             void *owner);
+
+/* Puts a transport between the socket and the protocol (before any byte moves). */
+void rs_conn_set_transport(struct rs_conn *c, const struct rs_transport *tp, void *state);
+
+/* For transports: hands protocol bytes up (bid < 0: memory valid during the call only), reports
+ * end of stream, and queues wire bytes for the socket. */
+void rs_conn_deliver(struct rs_conn *c, int32_t bid, const char *data, size_t len);
+void rs_conn_deliver_eof(struct rs_conn *c);
+int rs_conn_queue_wire(struct rs_conn *c, struct rs_seg *seg);
 
 /* Starts an outbound connect to addr with a linked timeout; on_connected reports the result. */
 int rs_conn_connect(struct rs_conn *c, const struct sockaddr *addr, socklen_t len,
