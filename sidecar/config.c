@@ -269,9 +269,11 @@ static rs_stat_id stat(const char *prefix, const char *name, const char *leaf,
 static void cluster_stats(struct rs_cluster *c)
 {
     struct rs_cluster_stats *s = &c->st;
-#define C(f) s->f = stat("cluster", c->name, #f, RS_STAT_COUNTER)
-#define G(f) s->f = stat("cluster", c->name, #f, RS_STAT_GAUGE)
-#define H(f) s->f = stat("cluster", c->name, #f, RS_STAT_HISTOGRAM)
+    /* Envoy's alt_stat_name replaces the name in the cluster's stats */
+    const char *n = c->stat_name ? c->stat_name : c->name;
+#define C(f) s->f = stat("cluster", n, #f, RS_STAT_COUNTER)
+#define G(f) s->f = stat("cluster", n, #f, RS_STAT_GAUGE)
+#define H(f) s->f = stat("cluster", n, #f, RS_STAT_HISTOGRAM)
     C(upstream_cx_total), G(upstream_cx_active), C(upstream_cx_connect_fail);
     C(upstream_cx_connect_timeout), C(upstream_cx_destroy), C(upstream_cx_destroy_local);
     C(upstream_cx_destroy_remote), C(upstream_cx_rx_bytes_total), C(upstream_cx_tx_bytes_total);
@@ -396,6 +398,7 @@ static int compile_cluster(struct cctx *cx, struct rs_cluster *c, const Cluster 
     if (!pc->name || !pc->name[0]) return fail(cx, "name", "is required");
     c->name = xstrdup(pc->name);
     pthread_mutex_init(&c->dns_lock, NULL);
+    c->stat_name = pc->alt_stat_name && pc->alt_stat_name[0] ? xstrdup(pc->alt_stat_name) : NULL;
     cluster_stats(c);
     if (pc->cluster_discovery_type_case ==
         ENVOY__CONFIG__CLUSTER__V3__CLUSTER__CLUSTER_DISCOVERY_TYPE_CLUSTER_TYPE)
@@ -424,6 +427,26 @@ static int compile_cluster(struct cctx *cx, struct rs_cluster *c, const Cluster 
     if (pc->upstream_bind_config) return fail(cx, "upstream_bind_config", "is not supported");
     if (pc->n_filters) return fail(cx, "filters", "upstream network filters are not supported");
     if (pc->load_balancing_policy) return fail(cx, "load_balancing_policy", "is not supported");
+    if (pc->http2_protocol_options ||
+        pc->protocol_selection ==
+            ENVOY__CONFIG__CLUSTER__V3__CLUSTER__CLUSTER_PROTOCOL_SELECTION__USE_DOWNSTREAM_PROTOCOL)
+        rs_debug("cluster %s: upstream HTTP/2 options present; HTTP/1.1 is used (no HTTP/2 yet)",
+                 c->name);
+    if (pc->http2_protocol_options)
+        return fail(cx, "http2_protocol_options", "HTTP/2 upstreams are not supported yet");
+    if (pc->upstream_http_protocol_options)
+        return fail(cx, "upstream_http_protocol_options",
+                    "comes with the TLS work (auto_sni/auto_san)");
+    if (pc->upstream_connection_options)
+        return fail(cx, "upstream_connection_options",
+                    "TCP keepalive settings are not supported yet");
+    if (pc->connection_pool_per_downstream_connection)
+        return fail(cx, "connection_pool_per_downstream_connection", "is not supported");
+    if (pc->lrs_server) return fail(cx, "lrs_server", "load reporting is not supported");
+    if (pc->n_dns_resolvers || pc->dns_resolution_config || pc->typed_dns_resolver_config ||
+        pc->use_tcp_for_dns_lookups)
+        return fail(cx, "typed_dns_resolver_config", "only the system resolver is supported");
+    if (pc->upstream_config) return fail(cx, "upstream_config", "is not supported");
     if (pc->n_transport_socket_matches)
         return fail(cx, "transport_socket_matches", "is not supported yet");
     if (check_transport_socket(cx, pc->transport_socket, "transport_socket")) return -1;
@@ -462,6 +485,22 @@ static int compile_cluster(struct cctx *cx, struct rs_cluster *c, const Cluster 
             return r;
         }
         const Envoy__Extensions__Upstreams__Http__V3__HttpProtocolOptions *hpo = (const void *)m;
+        const char *bad = NULL;
+        if (hpo->upstream_protocol_options_case ==
+                ENVOY__EXTENSIONS__UPSTREAMS__HTTP__V3__HTTP_PROTOCOL_OPTIONS__UPSTREAM_PROTOCOL_OPTIONS_EXPLICIT_HTTP_CONFIG &&
+            hpo->explicit_http_config->protocol_config_case !=
+                ENVOY__EXTENSIONS__UPSTREAMS__HTTP__V3__HTTP_PROTOCOL_OPTIONS__EXPLICIT_HTTP_CONFIG__PROTOCOL_CONFIG_HTTP_PROTOCOL_OPTIONS)
+            bad = "explicit_http_config: only HTTP/1.1 upstreams are supported yet";
+        else if (hpo->n_http_filters)
+            bad = "http_filters: upstream HTTP filters are not supported";
+        else if (hpo->upstream_http_protocol_options)
+            bad = "upstream_http_protocol_options: comes with the TLS work";
+        if (bad) {
+            protobuf_c_message_free_unpacked(m, NULL);
+            int r = fail(cx, "", "%s", bad);
+            path_pop(cx, old);
+            return r;
+        }
         const Envoy__Config__Core__V3__HttpProtocolOptions *o = hpo->common_http_protocol_options;
         if (o) {
             c->idle_timeout_ms = rs_duration_ms(o->idle_timeout, c->idle_timeout_ms);
@@ -666,6 +705,7 @@ static void hcm_stats(struct rs_hcm_cfg *h)
     C(downstream_cx_destroy), C(downstream_cx_destroy_remote), C(downstream_cx_destroy_local);
     C(downstream_cx_protocol_error), C(downstream_cx_idle_timeout), C(downstream_cx_rx_bytes_total);
     C(downstream_cx_tx_bytes_total), C(downstream_cx_drain_close), C(downstream_rq_total);
+    C(downstream_cx_max_duration_reached);
     C(downstream_rq_http1_total), G(downstream_rq_active), C(downstream_rq_1xx);
     C(downstream_rq_2xx), C(downstream_rq_3xx), C(downstream_rq_4xx), C(downstream_rq_5xx);
     C(downstream_rq_completed), C(downstream_rq_timeout), C(downstream_rq_header_timeout);
@@ -727,6 +767,51 @@ static int compile_hcm(struct cctx *cx, struct rs_filter_chain *fc, const Hcm *p
             ENVOY__EXTENSIONS__FILTERS__NETWORK__HTTP_CONNECTION_MANAGER__V3__HTTP_CONNECTION_MANAGER__CODEC_TYPE__HTTP3)
         return fail(cx, "codec_type", "only HTTP/1.1 is served so far (HTTP/2 comes next)");
     if (pm->n_upgrade_configs) return fail(cx, "upgrade_configs", "upgrades are not supported yet");
+    /* Behaviour-changing HCM fields not implemented yet are refused by name; hints
+     * (delayed_close_timeout, request_id_extension with UUIDs,
+     * stream_error_on_invalid_http_message, HTTP/2 and HTTP/3 options on an HTTP/1.1 codec) are
+     * accepted. */
+    if (pm->normalize_path && pm->normalize_path->value)
+        return fail(cx, "normalize_path", "path normalization is not supported yet");
+    if (pm->merge_slashes) return fail(cx, "merge_slashes", "is not supported yet");
+    if (pm->path_with_escaped_slashes_action >
+        ENVOY__EXTENSIONS__FILTERS__NETWORK__HTTP_CONNECTION_MANAGER__V3__HTTP_CONNECTION_MANAGER__PATH_WITH_ESCAPED_SLASHES_ACTION__KEEP_UNCHANGED)
+        return fail(cx, "path_with_escaped_slashes_action", "only KEEP_UNCHANGED is supported");
+    if (pm->via && pm->via[0]) return fail(cx, "via", "is not supported yet");
+    if (pm->add_user_agent && pm->add_user_agent->value)
+        return fail(cx, "add_user_agent", "is not supported");
+    if (pm->proxy_100_continue)
+        return fail(cx, "proxy_100_continue", "100-continue is answered by the proxy itself");
+    if (pm->internal_address_config) return fail(cx, "internal_address_config", "is not supported");
+    if (pm->scheme_header_transformation)
+        return fail(cx, "scheme_header_transformation", "is not supported");
+    if (pm->append_x_forwarded_port) return fail(cx, "append_x_forwarded_port", "is not supported");
+    if (pm->n_early_header_mutation_extensions)
+        return fail(cx, "early_header_mutation_extensions", "are not supported");
+    if (pm->typed_header_validation_config)
+        return fail(cx, "typed_header_validation_config", "is not supported");
+    if (pm->proxy_status_config) return fail(cx, "proxy_status_config", "is not supported");
+    if (pm->strip_trailing_host_dot) return fail(cx, "strip_trailing_host_dot", "is not supported");
+    if (pm->represent_ipv4_remote_address_as_ipv4_mapped_ipv6)
+        return fail(cx, "represent_ipv4_remote_address_as_ipv4_mapped_ipv6", "is not supported");
+    if (pm->set_current_client_cert_details)
+        return fail(cx, "set_current_client_cert_details", "comes with the mutual-TLS work");
+    if (pm->http_protocol_options) {
+        const Envoy__Config__Core__V3__Http1ProtocolOptions *h1 = pm->http_protocol_options;
+        if (h1->allow_absolute_url && !h1->allow_absolute_url->value)
+            return fail(cx, "http_protocol_options.allow_absolute_url", "false is not supported");
+        if (h1->header_key_format)
+            return fail(cx, "http_protocol_options.header_key_format", "is not supported");
+        if (h1->enable_trailers)
+            return fail(cx, "http_protocol_options.enable_trailers", "is not supported yet");
+        if (h1->allow_chunked_length)
+            return fail(cx, "http_protocol_options.allow_chunked_length", "is not supported");
+        if (h1->send_fully_qualified_url)
+            return fail(cx, "http_protocol_options.send_fully_qualified_url", "is not supported");
+        if (h1->allow_custom_methods)
+            return fail(cx, "http_protocol_options.allow_custom_methods", "is not supported");
+    }
+    h->always_set_request_id_in_response = pm->always_set_request_id_in_response;
     if (pm->tracing) return fail(cx, "tracing", "tracing is not supported");
     if (pm->local_reply_config) return fail(cx, "local_reply_config", "is not supported");
     if (pm->n_original_ip_detection_extensions)
@@ -952,6 +1037,25 @@ static int compile_listener(struct cctx *cx, struct rs_listener *l, const Listen
     if (pl->udp_listener_config || pl->api_listener)
         return fail(cx, "", "only TCP listeners are supported");
     if (pl->n_additional_addresses) return fail(cx, "additional_addresses", "is not supported");
+    /* Fields that change what a listener does are refused until implemented; drain_type,
+     * traffic_direction, metadata, stat_prefix and the accept-batching knobs are hints. */
+    if (pl->n_socket_options) return fail(cx, "socket_options", "is not supported");
+    if ((pl->transparent && pl->transparent->value) || (pl->freebind && pl->freebind->value))
+        return fail(cx, "transparent", "transparent/freebind listeners come with traffic capture");
+    if (pl->bind_to_port && !pl->bind_to_port->value)
+        return fail(cx, "bind_to_port", "listeners that do not bind come with traffic capture");
+    if (pl->enable_reuse_port && !pl->enable_reuse_port->value)
+        return fail(cx, "enable_reuse_port", "false is not supported: each worker owns its socket");
+    if (pl->connection_balance_config)
+        return fail(cx, "connection_balance_config", "is not supported");
+    if (pl->enable_mptcp) return fail(cx, "enable_mptcp", "is not supported");
+    if (pl->listener_specifier_case ==
+        ENVOY__CONFIG__LISTENER__V3__LISTENER__LISTENER_SPECIFIER_INTERNAL_LISTENER)
+        return fail(cx, "internal_listener", "is not supported");
+    if (pl->n_access_log)
+        return fail(cx, "access_log", "listener-level access logs are not supported yet");
+    l->backlog = pl->tcp_backlog_size ? pl->tcp_backlog_size->value : 4096;
+    l->tcp_fast_open = pl->tcp_fast_open_queue_length ? pl->tcp_fast_open_queue_length->value : 0;
     l->per_connection_buffer_limit = pl->per_connection_buffer_limit_bytes
                                          ? pl->per_connection_buffer_limit_bytes->value
                                          : 1024 * 1024;
@@ -1034,8 +1138,9 @@ static void snapshot_free(struct rs_snapshot *s)
         }
         free(c->dns);
         rs_hostset_unref(c->hosts);
-        free(c->name);
         if (c->name) pthread_mutex_destroy(&c->dns_lock);
+        free(c->name);
+        free(c->stat_name);
     }
     free(s->clusters);
     for (uint32_t i = 0; i < s->nlogs; i++) rs_access_log_destroy(s->logs[i]);

@@ -65,6 +65,7 @@ struct rs_cluster_stats {
 
 struct rs_cluster {
     char *name;
+    char *stat_name; /* alt_stat_name, or NULL */
     uint32_t index;
     enum rs_cluster_type type;
     uint32_t connect_timeout_ms;
@@ -89,7 +90,7 @@ struct rs_hcm_stats {
     rs_stat_id downstream_cx_total, downstream_cx_active, downstream_cx_http1_total,
         downstream_cx_destroy, downstream_cx_destroy_remote, downstream_cx_destroy_local,
         downstream_cx_protocol_error, downstream_cx_idle_timeout, downstream_cx_rx_bytes_total,
-        downstream_cx_tx_bytes_total, downstream_cx_drain_close;
+        downstream_cx_tx_bytes_total, downstream_cx_drain_close, downstream_cx_max_duration_reached;
     rs_stat_id downstream_rq_total, downstream_rq_http1_total, downstream_rq_active,
         downstream_rq_1xx, downstream_rq_2xx, downstream_rq_3xx, downstream_rq_4xx,
         downstream_rq_5xx, downstream_rq_completed, downstream_rq_timeout,
@@ -107,7 +108,7 @@ struct rs_hcm_cfg {
     uint32_t request_headers_timeout_ms, request_timeout_ms, stream_idle_timeout_ms,
         idle_timeout_ms, drain_timeout_ms, max_connection_duration_ms;
     uint32_t xff_num_trusted_hops;
-    bool accept_http_10;
+    bool accept_http_10, always_set_request_id_in_response;
     char *default_host_for_http_10;
     bool use_remote_address, skip_xff_append, generate_request_id, preserve_external_request_id,
         normalize_path, merge_slashes, strip_any_host_port;
@@ -160,6 +161,7 @@ struct rs_listener {
     socklen_t addrlen;
     char addr_str[64];
     uint32_t per_connection_buffer_limit; /* default 1 MiB */
+    uint32_t backlog, tcp_fast_open;      /* tcp_backlog_size, tcp_fast_open_queue_length */
     struct rs_filter_chain *chains;
     uint32_t nchains;
     struct rs_filter_chain *default_chain;

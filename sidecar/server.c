@@ -33,14 +33,16 @@ int rs_socket_for(int family)
     return fd;
 }
 
-static int listen_socket(const struct sockaddr *addr, socklen_t len)
+static int listen_socket(const struct sockaddr *addr, socklen_t len, const struct rs_listener *l)
 {
     int fd = socket(addr->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd < 0) return -errno;
     int one = 1;
     setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
     setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one);
-    if (bind(fd, addr, len) != 0 || listen(fd, 4096) != 0) {
+    if (l->tcp_fast_open)
+        setsockopt(fd, IPPROTO_TCP, TCP_FASTOPEN, &l->tcp_fast_open, sizeof l->tcp_fast_open);
+    if (bind(fd, addr, len) != 0 || listen(fd, (int)(l->backlog ? l->backlog : 4096)) != 0) {
         int e = -errno;
         close(fd);
         return e;
@@ -58,7 +60,7 @@ int rs_server_bind(struct rs_server *srv, char *err, size_t errlen)
         srv->listen_fds[i] = calloc((size_t)srv->nworkers, sizeof(int));
         if (!srv->listen_fds[i]) return -ENOMEM;
         for (int w = 0; w < srv->nworkers; w++) {
-            int fd = listen_socket((struct sockaddr *)&l->addr, l->addrlen);
+            int fd = listen_socket((struct sockaddr *)&l->addr, l->addrlen, l);
             if (fd < 0) {
                 snprintf(err, errlen, "listener %s: cannot listen on %s: %s", l->name, l->addr_str,
                          strerror(-fd));
