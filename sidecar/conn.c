@@ -271,6 +271,14 @@ void rs_conn_deliver_eof(struct rs_conn *c)
     c->h->on_eof(c);
 }
 
+void rs_conn_count_bytes(struct rs_conn *c, struct rs_stats_shard *shard, rs_stat_id rx,
+                         rs_stat_id tx)
+{
+    c->stats = shard;
+    c->rx_stat = rx;
+    c->tx_stat = tx;
+}
+
 void rs_conn_set_transport(struct rs_conn *c, const struct rs_transport *tp, void *state)
 {
     c->tp = tp;
@@ -431,6 +439,7 @@ static void on_recv(struct rs_conn *c, struct io_uring_cqe *cqe)
         loop->br.refs[bid] = 1;
         loop->br.in_use++;
         c->rx_bytes += (uint64_t)res;
+        if (c->stats) rs_stat_add(c->stats, c->rx_stat, res);
         c->tp->on_recv(c, (int32_t)bid, rs_buf_data(loop, bid), (size_t)res);
         rs_buf_unref(loop, bid);
     } else if (res == 0) {
@@ -457,6 +466,7 @@ static void after_send(struct rs_conn *c, uint64_t sent)
 {
     outq_consume(c, sent);
     c->tx_bytes += sent;
+    if (c->stats) rs_stat_add(c->stats, c->tx_stat, (int64_t)sent);
     if (c->flags & RS_CONN_CLOSED) return;
     if (c->out.count) {
         flush(c);

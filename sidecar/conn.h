@@ -17,6 +17,7 @@
 #include <sys/uio.h>
 
 #include "sidecar/loop.h"
+#include "sidecar/stats.h"
 #include "sidecar/transport.h"
 
 struct rs_conn;
@@ -86,6 +87,8 @@ struct rs_conn {
     struct sockaddr_storage peer; /* the address connected to (outbound) or accepted from */
     uint64_t zc_bytes;            /* bytes of the zero-copy send awaiting its notification */
     uint64_t rx_bytes, tx_bytes;
+    struct rs_stats_shard *stats; /* byte counters updated as bytes move (Envoy's *_bytes_total) */
+    uint32_t rx_stat, tx_stat;
     uint64_t id; /* connection id, as Envoy's %CONNECTION_ID% */
 };
 
@@ -93,6 +96,10 @@ struct rs_conn {
  * out-of-memory (the fd is closed). */
 struct rs_conn *rs_conn_new(struct rs_loop *loop, int fd, const struct rs_conn_handler *h,
                             void *owner);
+
+/* Counts received and sent socket bytes into two stats of a worker's shard as they move. */
+void rs_conn_count_bytes(struct rs_conn *c, struct rs_stats_shard *shard, rs_stat_id rx,
+                         rs_stat_id tx);
 
 /* Puts a transport between the socket and the protocol (before any byte moves). */
 void rs_conn_set_transport(struct rs_conn *c, const struct rs_transport *tp, void *state);

@@ -46,9 +46,11 @@ struct stream {
     const struct rs_route *route;
     const struct rs_route_cluster *rc;
     struct rs_cluster *cluster;
-    uint64_t start_us, start_ms, upstream_start_ms;
-    uint64_t timeout_ms;
-    struct rs_timer timer;
+    uint64_t start_us, start_mono_us, start_ms, upstream_start_us;
+    uint64_t timeout_ms, idle_timeout_ms, last_active_ms;
+    struct rs_timer timer;      /* the route timeout, from the end of the request */
+    struct rs_timer idle_timer; /* stream_idle_timeout / route idle_timeout */
+    struct rs_timer rq_timer;   /* request_timeout: the whole request must arrive in time */
     int status;
     uint32_t flags;
     bool counted_upstream, req_complete, resp_started, resp_complete, head_request, req_chunked,
@@ -80,7 +82,7 @@ struct hsess {
     uint64_t pend_bytes;
     int32_t cur_bid; /* the buffer being parsed, for zero-copy body forwarding */
     bool paused, closing, dead, down_eof;
-    struct rs_timer idle, hdr_timer;
+    struct rs_timer idle, hdr_timer, max_duration;
     uint64_t start_ms;
     struct sockaddr_storage peer, local;
     char peer_ip[48];
@@ -257,7 +259,9 @@ static void stream_end(struct stream *st)
     struct rs_stats_shard *sh = w->stats;
     const struct rs_hcm_stats *hs = &s->cfg->st;
     rs_timer_cancel(&w->loop, &st->timer);
-    uint64_t dur_us = wall_us() - st->start_us;
+    rs_timer_cancel(&w->loop, &st->idle_timer);
+    rs_timer_cancel(&w->loop, &st->rq_timer);
+    uint64_t dur_us = rs_now_us() - st->start_mono_us;
     rs_stat_dec(sh, hs->downstream_rq_active);
     rs_stat_inc(sh, hs->downstream_rq_completed);
     count_status(sh, st->status, hs->downstream_rq_1xx, hs->downstream_rq_2xx,
@@ -270,8 +274,7 @@ static void stream_end(struct stream *st)
             rs_stat_inc(sh, cs->upstream_rq_completed);
             count_status(sh, st->status, cs->upstream_rq_1xx, cs->upstream_rq_2xx,
                          cs->upstream_rq_3xx, cs->upstream_rq_4xx, cs->upstream_rq_5xx);
-            rs_hist_record(sh, cs->upstream_rq_time,
-                           (w->loop.now_ms - st->upstream_start_ms) * 1000);
+            rs_hist_record(sh, cs->upstream_rq_time, rs_now_us() - st->upstream_start_us);
         }
         __atomic_sub_fetch(&st->cluster->active_rq, 1, __ATOMIC_RELAXED);
     }
@@ -344,6 +347,7 @@ static void sess_destroy(struct hsess *s, bool local)
     s->npend = 0;
     rs_timer_cancel(&w->loop, &s->idle);
     rs_timer_cancel(&w->loop, &s->hdr_timer);
+    rs_timer_cancel(&w->loop, &s->max_duration);
     const struct rs_hcm_stats *hs = &s->cfg->st;
     rs_stat_dec(sh, hs->downstream_cx_active);
     rs_stat_inc(sh, hs->downstream_cx_destroy);
@@ -352,8 +356,6 @@ static void sess_destroy(struct hsess *s, bool local)
     rs_stat_dec(sh, s->wl->cfg->st.downstream_cx_active);
     rs_stat_inc(sh, s->wl->cfg->st.downstream_cx_destroy);
     if (s->down) {
-        rs_stat_add(sh, hs->downstream_cx_rx_bytes_total, (int64_t)s->down->rx_bytes);
-        rs_stat_add(sh, hs->downstream_cx_tx_bytes_total, (int64_t)s->down->tx_bytes);
         if (local)
             rs_conn_close_after_flush(s->down);
         else
@@ -369,6 +371,8 @@ static void sess_destroy(struct hsess *s, bool local)
 }
 
 static void on_route_timeout(struct rs_loop *loop, struct rs_timer *t);
+static void on_stream_idle(struct rs_loop *loop, struct rs_timer *t);
+static void on_request_timeout(struct rs_loop *loop, struct rs_timer *t);
 
 /* Starts the session's stream and counts the request. */
 static struct stream *stream_open(struct hsess *s)
@@ -378,8 +382,16 @@ static struct stream *stream_open(struct hsess *s)
     if (!st) return NULL;
     st->s = s;
     st->start_us = wall_us();
+    st->start_mono_us = rs_now_us();
     st->start_ms = w->loop.now_ms;
     st->timer.cb = on_route_timeout;
+    st->idle_timer.cb = on_stream_idle;
+    st->rq_timer.cb = on_request_timeout;
+    st->last_active_ms = w->loop.now_ms;
+    st->idle_timeout_ms = s->cfg->stream_idle_timeout_ms;
+    if (st->idle_timeout_ms) rs_timer_arm(&w->loop, &st->idle_timer, st->idle_timeout_ms);
+    if (s->cfg->request_timeout_ms)
+        rs_timer_arm(&w->loop, &st->rq_timer, s->cfg->request_timeout_ms);
     s->st = st;
     rs_stat_inc(w->stats, s->cfg->st.downstream_rq_total);
     rs_stat_inc(w->stats, s->cfg->st.downstream_rq_http1_total);
@@ -595,6 +607,13 @@ static void down_eof(struct rs_conn *c)
         sess_destroy(s, false);
         return;
     }
+    if (s->st && !s->st->req_complete) {
+        /* the client went away in the middle of its request: a downstream reset */
+        s->st->flags |= RS_RF_DC;
+        rs_stat_inc(s->w->stats, s->cfg->st.downstream_rq_rx_reset);
+        sess_destroy(s, false);
+        return;
+    }
     /* the client half-closed after its request: answer it, then close */
     s->closing = true;
 }
@@ -618,6 +637,17 @@ static void on_idle_timeout(struct rs_loop *loop, struct rs_timer *t)
     if (s->st) return;
     rs_stat_inc(s->w->stats, s->cfg->st.downstream_cx_idle_timeout);
     sess_destroy(s, true);
+}
+
+/* common_http_protocol_options.max_connection_duration: drain the connection (close it after
+ * the request in flight, or now when idle). */
+static void on_max_duration(struct rs_loop *loop, struct rs_timer *t)
+{
+    (void)loop;
+    struct hsess *s = (struct hsess *)((char *)t - offsetof(struct hsess, max_duration));
+    rs_stat_inc(s->w->stats, s->cfg->st.downstream_cx_max_duration_reached);
+    s->closing = true;
+    if (!s->st) sess_destroy(s, true);
 }
 
 static void on_header_timeout(struct rs_loop *loop, struct rs_timer *t)
@@ -663,8 +693,6 @@ static void up_destroy(struct rs_upstream *u)
         rs_stat_inc(sh, cs->upstream_cx_destroy);
     }
     __atomic_sub_fetch(&u->cluster->active_cx, 1, __ATOMIC_RELAXED);
-    rs_stat_add(sh, cs->upstream_cx_rx_bytes_total, (int64_t)u->c->rx_bytes);
-    rs_stat_add(sh, cs->upstream_cx_tx_bytes_total, (int64_t)u->c->tx_bytes);
     rs_conn_close(u->c);
     rs_worker_defer_free(w, up_free, u);
 }
@@ -800,8 +828,7 @@ static void up_connected(struct rs_conn *c, int err)
     u->connected = true;
     rs_stat_inc(sh, cs->upstream_cx_active);
     if (u->st)
-        rs_hist_record(sh, cs->upstream_cx_connect_ms,
-                       (u->w->loop.now_ms - u->st->upstream_start_ms) * 1000);
+        rs_hist_record(sh, cs->upstream_cx_connect_ms, rs_now_us() - u->st->upstream_start_us);
     rs_conn_read_start(c);
 }
 
@@ -842,6 +869,8 @@ static struct rs_upstream *up_acquire(struct hsess *s, struct rs_cluster *cl,
         free(u);
         return NULL;
     }
+    rs_conn_count_bytes(u->c, w->stats, cl->st.upstream_cx_rx_bytes_total,
+                        cl->st.upstream_cx_tx_bytes_total);
     __atomic_add_fetch(&cl->active_cx, 1, __ATOMIC_RELAXED);
     struct rs_h1_limits lim = {.max_header_bytes = 60 * 1024, .max_headers = 100};
     rs_h1_init(&u->parser, RS_H1_RESPONSE, &lim, &resp_cb, u);
@@ -852,12 +881,50 @@ static struct rs_upstream *up_acquire(struct hsess *s, struct rs_cluster *cl,
 
 /* ---- response path ------------------------------------------------------------------------- */
 
+/* Drops the upstream side of a stream that is being answered locally. */
+static void stream_detach_upstream(struct stream *st)
+{
+    if (!st->up) return;
+    struct rs_upstream *u = st->up;
+    st->up = NULL;
+    u->st = NULL;
+    up_destroy(u);
+}
+
+/* Envoy's stream_idle_timeout: no bytes either way for that long. 408 before the response
+ * started, a reset after. The timer is re-armed lazily: activity only stamps a time. */
+static void on_stream_idle(struct rs_loop *loop, struct rs_timer *t)
+{
+    struct stream *st = (struct stream *)((char *)t - offsetof(struct stream, idle_timer));
+    uint64_t idle = loop->now_ms - st->last_active_ms;
+    if (idle < st->idle_timeout_ms) {
+        rs_timer_arm(loop, t, st->idle_timeout_ms - idle);
+        return;
+    }
+    struct hsess *s = st->s;
+    rs_stat_inc(s->w->stats, s->cfg->st.downstream_rq_idle_timeout);
+    stream_detach_upstream(st);
+    local_reply(s, 408, RS_RF_SI, "stream timeout", "stream_idle_timeout");
+    pump(s);
+}
+
+/* Envoy's request_timeout: the whole request (head and body) must arrive in time. */
+static void on_request_timeout(struct rs_loop *loop, struct rs_timer *t)
+{
+    (void)loop;
+    struct stream *st = (struct stream *)((char *)t - offsetof(struct stream, rq_timer));
+    struct hsess *s = st->s;
+    rs_stat_inc(s->w->stats, s->cfg->st.downstream_rq_timeout);
+    stream_detach_upstream(st);
+    local_reply(s, 408, RS_RF_DT, "request timeout", "request_overall_timeout");
+    pump(s);
+}
+
 static void on_route_timeout(struct rs_loop *loop, struct rs_timer *t)
 {
     (void)loop;
     struct stream *st = (struct stream *)((char *)t - offsetof(struct stream, timer));
     struct hsess *s = st->s;
-    rs_stat_inc(s->w->stats, s->cfg->st.downstream_rq_timeout);
     if (st->cluster) rs_stat_inc(s->w->stats, st->cluster->st.upstream_rq_timeout);
     if (st->up) {
         struct rs_upstream *u = st->up;
@@ -880,10 +947,11 @@ static int resp_head(void *ud, const struct rs_h1_head *h)
     }
     u->reusable = h->keep_alive;
     st->status = h->status;
+    st->last_active_ms = s->w->loop.now_ms;
     st->resp_started = true;
     char ust[24];
     int ustn = snprintf(ust, sizeof ust, "%llu",
-                        (unsigned long long)(s->w->loop.now_ms - st->upstream_start_ms));
+                        (unsigned long long)((rs_now_us() - st->upstream_start_us) / 1000));
     st->ust = arena_add(st, ust, (size_t)ustn);
     bool body_allowed = !st->head_request && h->status != 204 && h->status != 304;
     bool framed = h->content_length >= 0 && !h->chunked;
@@ -940,6 +1008,8 @@ static int resp_head(void *ud, const struct rs_h1_head *h)
     if (!s->cfg->server_header_pass_through)
         ob_hdr(&b, "server", 6, s->cfg->server_name, strlen(s->cfg->server_name));
     ob_hdr(&b, "x-envoy-upstream-service-time", 29, ust, (size_t)ustn);
+    if (s->cfg->always_set_request_id_in_response && st->rid.len && !rs_h1_find(h, "x-request-id"))
+        ob_hdr(&b, "x-request-id", 12, st->arena + st->rid.off, st->rid.len);
     if (st->rechunk) ob_hdr(&b, "transfer-encoding", 17, "chunked", 7);
     if (s->closing || s->w->draining) {
         s->closing = true;
@@ -961,6 +1031,7 @@ static int resp_body(void *ud, const char *at, size_t len)
     struct stream *st = u->st;
     struct hsess *s = st->s;
     st->resp_body += len;
+    st->last_active_ms = s->w->loop.now_ms;
     int ret = 0;
     if (st->rechunk) {
         char hdr[20];
@@ -1235,6 +1306,14 @@ static int forward(struct hsess *s, struct stream *st, const struct rs_h1_head *
         return 0;
     }
     st->timeout_ms = r->timeout_ms;
+    if (r->idle_timeout_ms >= 0) {
+        /* the route's idle_timeout replaces the connection manager's stream_idle_timeout */
+        st->idle_timeout_ms = (uint64_t)r->idle_timeout_ms;
+        if (st->idle_timeout_ms)
+            rs_timer_arm(&w->loop, &st->idle_timer, st->idle_timeout_ms);
+        else
+            rs_timer_cancel(&w->loop, &st->idle_timer);
+    }
     int ti = hdrs_find(H, "x-envoy-upstream-rq-timeout-ms", 30);
     if (ti >= 0 && s->peer_internal) {
         char tmp[24];
@@ -1349,7 +1428,7 @@ static int forward(struct hsess *s, struct stream *st, const struct rs_h1_head *
     st->counted_upstream = true;
     rs_stat_inc(w->stats, cl->st.upstream_rq_total);
     rs_stat_inc(w->stats, cl->st.upstream_rq_active);
-    st->upstream_start_ms = w->loop.now_ms;
+    st->upstream_start_us = rs_now_us();
     st->up = u;
     u->st = st;
     u->reusable = true;
@@ -1365,6 +1444,7 @@ static int req_body(void *ud, const char *at, size_t len)
     struct stream *st = s->st;
     if (!st) return 0; /* answered locally: the body is read and dropped */
     st->req_body += len;
+    st->last_active_ms = s->w->loop.now_ms;
     if (!st->up) return 0;
     struct rs_conn *c = st->up->c;
     int ret = 0;
@@ -1386,6 +1466,7 @@ static int req_complete(void *ud)
     struct stream *st = s->st;
     if (!st) return s->closing ? RS_H1_PAUSE : 0;
     st->req_complete = true;
+    rs_timer_cancel(&s->w->loop, &st->rq_timer);
     if (st->up && st->req_chunked && rs_conn_write_static(st->up->c, RS_H1_LAST_CHUNK, 5) != 0)
         return -1;
     if (st->timeout_ms) rs_timer_arm(&s->w->loop, &st->timer, st->timeout_ms);
@@ -1434,6 +1515,7 @@ void rs_hcm_accept(struct rs_worker *w, struct rs_worker_listener *wl, struct rs
     s->link.kill = kill_session;
     s->idle.cb = on_idle_timeout;
     s->hdr_timer.cb = on_header_timeout;
+    s->max_duration.cb = on_max_duration;
     socklen_t len = sizeof s->peer;
     getpeername(fd, (struct sockaddr *)&s->peer, &len);
     len = sizeof s->local;
@@ -1453,7 +1535,11 @@ void rs_hcm_accept(struct rs_worker *w, struct rs_worker_listener *wl, struct rs
         sess_destroy(s, true);
         return;
     }
+    rs_conn_count_bytes(s->down, w->stats, cfg->st.downstream_cx_rx_bytes_total,
+                        cfg->st.downstream_cx_tx_bytes_total);
     arm_idle(s);
+    if (cfg->max_connection_duration_ms)
+        rs_timer_arm(&w->loop, &s->max_duration, cfg->max_connection_duration_ms);
     rs_conn_read_start(s->down);
 }
 

@@ -21,6 +21,13 @@ uint64_t rs_now_ms(void)
     return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 }
 
+uint64_t rs_now_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
+}
+
 static int bufring_init(struct rs_loop *loop, uint32_t nbufs, uint32_t bufsize)
 {
     struct rs_bufring *br = &loop->br;

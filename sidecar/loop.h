@@ -102,6 +102,8 @@ struct io_uring_sqe *rs_loop_sqe(struct rs_loop *loop);
 void rs_loop_wake(struct rs_loop *loop);
 
 uint64_t rs_now_ms(void);
+/* Monotonic microseconds, for durations (wall time only for timestamps). */
+uint64_t rs_now_us(void);
 
 void rs_timer_arm(struct rs_loop *loop, struct rs_timer *t, uint64_t after_ms);
 void rs_timer_cancel(struct rs_loop *loop, struct rs_timer *t);

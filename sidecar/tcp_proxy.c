@@ -41,8 +41,6 @@ static void session_end(struct tcp_session *s)
     struct rs_worker *w = s->w;
     struct rs_stats_shard *st = w->stats;
     uint64_t rx = s->down ? s->down->rx_bytes : 0, tx = s->down ? s->down->tx_bytes : 0;
-    rs_stat_add(st, s->cfg->st.downstream_cx_rx_bytes_total, (int64_t)rx);
-    rs_stat_add(st, s->cfg->st.downstream_cx_tx_bytes_total, (int64_t)tx);
     rs_stat_dec(st, s->wl->cfg->st.downstream_cx_active);
     rs_stat_inc(st, s->wl->cfg->st.downstream_cx_destroy);
     rs_hist_record(st, s->wl->cfg->st.downstream_cx_length_ms,
@@ -52,8 +50,6 @@ static void session_end(struct tcp_session *s)
         rs_stat_dec(st, s->fc->active_connections);
     }
     if (s->up) {
-        rs_stat_add(st, s->cluster->st.upstream_cx_rx_bytes_total, (int64_t)s->up->rx_bytes);
-        rs_stat_add(st, s->cluster->st.upstream_cx_tx_bytes_total, (int64_t)s->up->tx_bytes);
         if (s->connected) {
             rs_stat_dec(st, s->cluster->st.upstream_cx_active);
             rs_stat_inc(st, s->cluster->st.upstream_cx_destroy);
@@ -217,6 +213,8 @@ static bool try_connect(struct tcp_session *s)
     if (fd < 0) return false;
     s->up = rs_conn_new(&s->w->loop, fd, &up_handler, s);
     if (!s->up) return false;
+    rs_conn_count_bytes(s->up, s->w->stats, s->cluster->st.upstream_cx_rx_bytes_total,
+                        s->cluster->st.upstream_cx_tx_bytes_total);
     rs_stat_inc(s->w->stats, s->cluster->st.upstream_cx_total);
     s->last_active_ms = s->w->loop.now_ms;
     rs_conn_connect(s->up, (const struct sockaddr *)&ep->addr, ep->addrlen,
@@ -263,6 +261,8 @@ void rs_tcp_proxy_accept(struct rs_worker *w, struct rs_worker_listener *wl,
         session_end(s);
         return;
     }
+    rs_conn_count_bytes(s->down, w->stats, cfg->st.downstream_cx_rx_bytes_total,
+                        cfg->st.downstream_cx_tx_bytes_total);
     uint32_t pick = 0;
     if (cfg->nclusters > 1) {
         uint64_t r = rs_worker_rand(w) % cfg->total_weight, acc = 0;
