@@ -257,16 +257,8 @@ int main(int argc, char **argv)
     server.drain_time_ms = o.drain_time_s * 1000;
     server.start_ms = rs_now_ms();
     server.state = RS_STATE_PRE_INITIALIZING;
-    if (rs_server_bind(&server, err, sizeof err) != 0) {
-        rs_error("%s", err);
-        return 1;
-    }
-    struct rs_dns *dns = rs_dns_start();
-    if (!dns || rs_config_start_dns(snap, dns) != 0) {
-        rs_error("cannot start the DNS resolver");
-        return 1;
-    }
-    if (rs_server_start(&server) != 0) return 1;
+    /* The admin listener first: a second instance on the same ports fails here, before its
+     * SO_REUSEPORT listeners could take a share of the first one's connections. */
     struct rs_admin *admin = NULL;
     if (snap->has_admin) {
         struct rs_admin_hooks hooks = {
@@ -283,14 +275,23 @@ int main(int argc, char **argv)
                                err, sizeof err);
         if (!admin) {
             rs_error("admin: %s", err);
-            rs_server_quit(&server);
-            rs_server_join(&server);
             return 1;
         }
         char a[64];
         rs_addr_str((struct sockaddr *)&snap->admin_addr, a, sizeof a);
         rs_info("admin address: %s (port %u)", a, rs_admin_port(admin));
     }
+    if (rs_server_bind(&server, err, sizeof err) != 0) {
+        rs_error("%s", err);
+        if (admin) rs_admin_stop(admin);
+        return 1;
+    }
+    struct rs_dns *dns = rs_dns_start();
+    if (!dns || rs_config_start_dns(snap, dns) != 0) {
+        rs_error("cannot start the DNS resolver");
+        return 1;
+    }
+    if (rs_server_start(&server) != 0) return 1;
     __atomic_store_n(&server.state, RS_STATE_LIVE, __ATOMIC_RELEASE);
     rs_info("ringside %s started: %d workers, %u listeners, %u clusters", RS_VERSION, o.concurrency,
             snap->nlisteners, snap->nclusters);

@@ -361,6 +361,7 @@ int rs_server_start(struct rs_server *srv)
 
 static void wake_all(struct rs_server *srv)
 {
+    if (!srv->workers) return; /* not started yet: workers read the flags when they start */
     for (int i = 0; i < srv->nworkers; i++) rs_loop_wake(&srv->workers[i].loop);
 }
 
