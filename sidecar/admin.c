@@ -576,8 +576,7 @@ int rs_admin_render_stats(struct rs_admin_buf *out, const struct rs_admin_stats_
 
 /* ---- /clusters ------------------------------------------------------------------------------ */
 
-/* Host-level stats Envoy prints per host, sorted by name; we keep none per host yet, so they are
- * all zero, but the shape is what tooling parses. */
+/* Host-level stats Envoy prints per host, sorted by name (enum rs_host_stat has this order). */
 static const struct {
     const char *name;
     bool gauge;
@@ -619,7 +618,8 @@ static void clusters_text_one(struct rs_admin_buf *b, struct rs_cluster *c)
     for (uint32_t i = 0; hs && i < hs->n; i++) {
         const struct rs_endpoint *ep = &hs->eps[i];
         for (size_t s = 0; s < sizeof host_stats / sizeof *host_stats; s++)
-            buf_printf(b, "%s::%s::%s::0\n", n, ep->name, host_stats[s].name);
+            buf_printf(b, "%s::%s::%s::%llu\n", n, ep->name, host_stats[s].name,
+                       (unsigned long long)rs_host_stat_value(hs, i, (enum rs_host_stat)s));
         buf_printf(b, "%s::%s::hostname::\n", n, ep->name);
         buf_printf(b, "%s::%s::health_flags::healthy\n", n, ep->name);
         buf_printf(b, "%s::%s::weight::%u\n", n, ep->name, ep->weight ? ep->weight : 1);
@@ -636,8 +636,9 @@ static void clusters_text_one(struct rs_admin_buf *b, struct rs_cluster *c)
     if (hs) rs_hostset_unref(hs);
 }
 
-static json_t *host_json(const struct rs_endpoint *ep)
+static json_t *host_json(const struct rs_hostset *hs, uint32_t idx)
 {
+    const struct rs_endpoint *ep = &hs->eps[idx];
     char ip[INET6_ADDRSTRLEN];
     uint16_t port;
     split_addr(ep, ip, sizeof ip, &port);
@@ -645,6 +646,12 @@ static json_t *host_json(const struct rs_endpoint *ep)
     /* proto3 JSON omits zero values, so a zero stat is its name (and type, for gauges) */
     for (size_t s = 0; s < sizeof host_stats / sizeof *host_stats; s++) {
         json_t *st = json_pack("{s:s}", "name", host_stats[s].name);
+        uint64_t v = rs_host_stat_value(hs, idx, (enum rs_host_stat)s);
+        if (v) { /* proto3 JSON renders uint64 as a string */
+            char num[24];
+            snprintf(num, sizeof num, "%llu", (unsigned long long)v);
+            json_object_set_new(st, "value", json_string(num));
+        }
         if (host_stats[s].gauge) json_object_set_new(st, "type", json_string("GAUGE"));
         json_array_append_new(stats, st);
     }
@@ -658,7 +665,7 @@ static json_t *cluster_json(struct rs_cluster *c)
 {
     json_t *hosts = json_array();
     struct rs_hostset *hs = rs_cluster_hosts(c);
-    for (uint32_t i = 0; hs && i < hs->n; i++) json_array_append_new(hosts, host_json(&hs->eps[i]));
+    for (uint32_t i = 0; hs && i < hs->n; i++) json_array_append_new(hosts, host_json(hs, i));
     if (hs) rs_hostset_unref(hs);
     json_t *th = json_pack("[{s:i,s:i,s:i,s:i},{s:s,s:i,s:i,s:i,s:i}]", "max_connections",
                            (int)c->max_connections, "max_pending_requests",

@@ -205,6 +205,8 @@ struct rs_hostset *rs_hostset_new(const struct rs_endpoint *eps, uint32_t n)
         }
         total = t2;
     }
+    h->nshards = (uint32_t)rs_stats_nshards();
+    h->hstats = xcalloc((size_t)h->nshards * n * RS_HS_COUNT, sizeof *h->hstats);
     h->order_len = (uint32_t)total;
     h->order = xcalloc(total, sizeof *h->order);
     int64_t *cur = xcalloc(n, sizeof *cur);
@@ -227,7 +229,48 @@ void rs_hostset_unref(struct rs_hostset *h)
     if (!h || __atomic_sub_fetch(&h->refs, 1, __ATOMIC_ACQ_REL) != 0) return;
     free(h->eps);
     free(h->order);
+    free(h->hstats);
     free(h);
+}
+
+uint64_t rs_host_stat_value(const struct rs_hostset *h, uint32_t idx, enum rs_host_stat s)
+{
+    uint64_t sum = 0;
+    for (uint32_t sh = 0; h->hstats && sh < h->nshards; sh++)
+        sum += __atomic_load_n(&h->hstats[((size_t)sh * h->n + idx) * RS_HS_COUNT + s],
+                               __ATOMIC_RELAXED);
+    return sum;
+}
+
+void rs_host_ref_take(struct rs_host_ref *dst, struct rs_hostset *hs, uint32_t idx)
+{
+    __atomic_add_fetch(&hs->refs, 1, __ATOMIC_RELAXED);
+    dst->hs = hs;
+    dst->idx = idx;
+}
+
+void rs_host_ref_release(struct rs_host_ref *r)
+{
+    rs_hostset_unref(r->hs);
+    r->hs = NULL;
+}
+
+/* A new host set keeps the counters of the hosts it shares with the old one (a DNS refresh that
+ * adds one address must not zero the others). */
+static void carry_host_stats(struct rs_hostset *to, const struct rs_hostset *from)
+{
+    if (!from || !to || !to->hstats || !from->hstats || to->nshards != from->nshards) return;
+    for (uint32_t i = 0; i < to->n; i++)
+        for (uint32_t j = 0; j < from->n; j++) {
+            if (to->eps[i].addrlen != from->eps[j].addrlen ||
+                memcmp(&to->eps[i].addr, &from->eps[j].addr, to->eps[i].addrlen) != 0)
+                continue;
+            for (uint32_t sh = 0; sh < to->nshards; sh++)
+                memcpy(&to->hstats[((size_t)sh * to->n + i) * RS_HS_COUNT],
+                       &from->hstats[((size_t)sh * from->n + j) * RS_HS_COUNT],
+                       RS_HS_COUNT * sizeof *to->hstats);
+            break;
+        }
 }
 
 /* Readers take a reference under a tiny spin so that a concurrent swap cannot free the set
@@ -249,6 +292,7 @@ void rs_cluster_set_hosts(struct rs_cluster *c, struct rs_hostset *h)
 {
     while (__atomic_exchange_n(&hosts_lock, 1, __ATOMIC_ACQUIRE)) {
     }
+    carry_host_stats(h, __atomic_load_n(&c->hosts, __ATOMIC_ACQUIRE));
     struct rs_hostset *old = __atomic_exchange_n(&c->hosts, h, __ATOMIC_ACQ_REL);
     __atomic_store_n(&hosts_lock, 0, __ATOMIC_RELEASE);
     rs_stat_set(c->st.membership_total, h ? h->n : 0);

@@ -37,14 +37,48 @@ struct rs_endpoint {
     char name[64]; /* "ip:port", as Envoy prints hosts */
 };
 
-/* The endpoints of a cluster at one moment, with a precomputed weighted round-robin order. */
+/* Per-host counters Envoy shows on /clusters, in its (sorted) order. */
+enum rs_host_stat {
+    RS_HS_CX_ACTIVE,
+    RS_HS_CX_CONNECT_FAIL,
+    RS_HS_CX_TOTAL,
+    RS_HS_RQ_ACTIVE,
+    RS_HS_RQ_ERROR,
+    RS_HS_RQ_SUCCESS,
+    RS_HS_RQ_TIMEOUT,
+    RS_HS_RQ_TOTAL,
+    RS_HS_COUNT
+};
+
+/* The endpoints of a cluster at one moment, with a precomputed weighted round-robin order and
+ * per-host counters in one slice per stats shard (each worker writes only its own). */
 struct rs_hostset {
     uint32_t refs; /* atomic */
     uint32_t n;
     struct rs_endpoint *eps;
     uint32_t *order; /* smooth weighted round-robin schedule of endpoint indexes */
     uint32_t order_len;
+    uint32_t nshards;
+    uint64_t *hstats; /* [shard][host][RS_HS_COUNT] */
 };
+
+/* A referenced host of a host set: what an upstream connection holds. */
+struct rs_host_ref {
+    struct rs_hostset *hs;
+    uint32_t idx;
+};
+
+static inline void rs_host_stat_add(const struct rs_host_ref *r, int shard, enum rs_host_stat s,
+                                    int64_t d)
+{
+    if (!r->hs) return;
+    uint64_t *v = &r->hs->hstats[((size_t)shard * r->hs->n + r->idx) * RS_HS_COUNT + s];
+    __atomic_store_n(v, __atomic_load_n(v, __ATOMIC_RELAXED) + (uint64_t)d, __ATOMIC_RELAXED);
+}
+/* A host's counter summed over shards (admin). */
+uint64_t rs_host_stat_value(const struct rs_hostset *h, uint32_t idx, enum rs_host_stat s);
+void rs_host_ref_take(struct rs_host_ref *dst, struct rs_hostset *hs, uint32_t idx);
+void rs_host_ref_release(struct rs_host_ref *r);
 
 enum rs_cluster_type { RS_CLUSTER_STATIC, RS_CLUSTER_STRICT_DNS };
 

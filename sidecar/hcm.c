@@ -29,7 +29,8 @@ struct rs_upstream {
     struct rs_conn *c;
     struct rs_cluster *cluster;
     struct rs_endpoint host;
-    struct stream *st; /* the stream using it; NULL while idle */
+    struct rs_host_ref href; /* its host in the cluster's host set, for /clusters counters */
+    struct stream *st;       /* the stream using it; NULL while idle */
     struct rs_h1_parser parser;
     struct rs_timer idle;
     uint32_t requests;
@@ -53,6 +54,7 @@ struct stream {
     struct rs_timer rq_timer;   /* request_timeout: the whole request must arrive in time */
     int status;
     uint32_t flags;
+    bool host_open; /* counted in the host's rq_active, not yet in a result counter */
     bool counted_upstream, req_complete, resp_started, resp_complete, head_request, req_chunked,
         rechunk, in_1xx, http10;
     uint64_t req_body, resp_body;
@@ -251,6 +253,16 @@ static void count_status(struct rs_stats_shard *sh, int code, rs_stat_id c1, rs_
 
 static void up_release(struct rs_upstream *u, bool reuse);
 
+/* Closes the request's account on its upstream host: rq_active down, one result counter up. */
+static void host_rq_done(struct stream *st, enum rs_host_stat result)
+{
+    if (!st->host_open || !st->up) return;
+    st->host_open = false;
+    int shard = st->s->w->id + 1;
+    rs_host_stat_add(&st->up->href, shard, RS_HS_RQ_ACTIVE, -1);
+    rs_host_stat_add(&st->up->href, shard, result, 1);
+}
+
 /* Ends the stream: stats, access log, upstream connection back to the pool or closed. */
 static void stream_end(struct stream *st)
 {
@@ -309,6 +321,7 @@ static void stream_end(struct stream *st)
         }
         rs_worker_access_log(w, s->cfg->logs, s->cfg->log_index, s->cfg->nlogs, &info);
     }
+    host_rq_done(st, st->resp_started && st->status < 500 ? RS_HS_RQ_SUCCESS : RS_HS_RQ_ERROR);
     if (st->up) {
         struct rs_upstream *u = st->up;
         u->st = NULL;
@@ -666,6 +679,7 @@ static void on_header_timeout(struct rs_loop *loop, struct rs_timer *t)
 static void up_free(void *p)
 {
     struct rs_upstream *u = p;
+    rs_host_ref_release(&u->href);
     rs_h1_free(&u->parser);
     free(u);
 }
@@ -689,6 +703,7 @@ static void up_destroy(struct rs_upstream *u)
     }
     rs_timer_cancel(&w->loop, &u->idle);
     if (u->connected) {
+        rs_host_stat_add(&u->href, w->id + 1, RS_HS_CX_ACTIVE, -1);
         rs_stat_dec(sh, cs->upstream_cx_active);
         rs_stat_inc(sh, cs->upstream_cx_destroy);
     }
@@ -735,6 +750,7 @@ void rs_hcm_pool_close(struct rs_worker *w, uint32_t cluster)
 static void up_failed(struct rs_upstream *u, uint32_t flag, const char *reason)
 {
     struct stream *st = u->st;
+    if (st) host_rq_done(st, RS_HS_RQ_ERROR);
     up_destroy(u);
     if (!st) return;
     struct hsess *s = st->s;
@@ -819,6 +835,7 @@ static void up_connected(struct rs_conn *c, int err)
     const struct rs_cluster_stats *cs = &u->cluster->st;
     if (err) {
         rs_stat_inc(sh, cs->upstream_cx_connect_fail);
+        rs_host_stat_add(&u->href, u->w->id + 1, RS_HS_CX_CONNECT_FAIL, 1);
         if (err == -ETIMEDOUT) rs_stat_inc(sh, cs->upstream_cx_connect_timeout);
         rs_debug("cluster %s: connect to %s failed: %s", u->cluster->name, u->host.name,
                  strerror(-err));
@@ -826,6 +843,7 @@ static void up_connected(struct rs_conn *c, int err)
         return;
     }
     u->connected = true;
+    rs_host_stat_add(&u->href, u->w->id + 1, RS_HS_CX_ACTIVE, 1);
     rs_stat_inc(sh, cs->upstream_cx_active);
     if (u->st)
         rs_hist_record(sh, cs->upstream_cx_connect_ms, rs_now_us() - u->st->upstream_start_us);
@@ -834,7 +852,7 @@ static void up_connected(struct rs_conn *c, int err)
 
 /* A pooled connection to this host, or a new one. */
 static struct rs_upstream *up_acquire(struct hsess *s, struct rs_cluster *cl,
-                                      const struct rs_endpoint *ep)
+                                      const struct rs_endpoint *ep, const struct rs_host_ref *href)
 {
     struct rs_worker *w = s->w;
     struct rs_worker_cluster *wc = &w->clusters[cl->index];
@@ -871,6 +889,8 @@ static struct rs_upstream *up_acquire(struct hsess *s, struct rs_cluster *cl,
     }
     rs_conn_count_bytes(u->c, w->stats, cl->st.upstream_cx_rx_bytes_total,
                         cl->st.upstream_cx_tx_bytes_total);
+    rs_host_ref_take(&u->href, href->hs, href->idx);
+    rs_host_stat_add(&u->href, w->id + 1, RS_HS_CX_TOTAL, 1);
     __atomic_add_fetch(&cl->active_cx, 1, __ATOMIC_RELAXED);
     struct rs_h1_limits lim = {.max_header_bytes = 60 * 1024, .max_headers = 100};
     rs_h1_init(&u->parser, RS_H1_RESPONSE, &lim, &resp_cb, u);
@@ -885,6 +905,7 @@ static struct rs_upstream *up_acquire(struct hsess *s, struct rs_cluster *cl,
 static void stream_detach_upstream(struct stream *st)
 {
     if (!st->up) return;
+    host_rq_done(st, RS_HS_RQ_ERROR);
     struct rs_upstream *u = st->up;
     st->up = NULL;
     u->st = NULL;
@@ -927,6 +948,7 @@ static void on_route_timeout(struct rs_loop *loop, struct rs_timer *t)
     struct hsess *s = st->s;
     if (st->cluster) rs_stat_inc(s->w->stats, st->cluster->st.upstream_rq_timeout);
     if (st->up) {
+        host_rq_done(st, RS_HS_RQ_TIMEOUT);
         struct rs_upstream *u = st->up;
         st->up = NULL;
         u->st = NULL;
@@ -1291,7 +1313,8 @@ static int forward(struct hsess *s, struct stream *st, const struct rs_h1_head *
     }
     struct rs_cluster *cl = &w->snap->clusters[rc->index];
     st->cluster = cl;
-    const struct rs_endpoint *ep = rs_worker_pick_host(w, cl->index);
+    struct rs_host_ref href;
+    const struct rs_endpoint *ep = rs_worker_pick_host(w, cl->index, &href);
     if (!ep) {
         rs_stat_inc(w->stats, cl->st.upstream_cx_none_healthy);
         local_reply(s, 503, RS_RF_UH, "no healthy upstream", "no_healthy_upstream");
@@ -1415,7 +1438,7 @@ static int forward(struct hsess *s, struct stream *st, const struct rs_h1_head *
         return -1;
     }
 
-    struct rs_upstream *u = up_acquire(s, cl, ep);
+    struct rs_upstream *u = up_acquire(s, cl, ep, &href);
     if (!u) {
         free(b.p);
         local_reply(
@@ -1431,6 +1454,9 @@ static int forward(struct hsess *s, struct stream *st, const struct rs_h1_head *
     st->upstream_start_us = rs_now_us();
     st->up = u;
     u->st = st;
+    rs_host_stat_add(&u->href, w->id + 1, RS_HS_RQ_TOTAL, 1);
+    rs_host_stat_add(&u->href, w->id + 1, RS_HS_RQ_ACTIVE, 1);
+    st->host_open = true;
     u->reusable = true;
     if (rs_conn_write_heap(u->c, b.p, b.len) != 0) return -1;
     if (expect_continue && rs_conn_write_static(s->down, "HTTP/1.1 100 Continue\r\n\r\n", 25) != 0)

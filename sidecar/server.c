@@ -122,7 +122,8 @@ void rs_worker_defer_free(struct rs_worker *w, void (*fn)(void *), void *p)
     w->deferred[w->ndeferred++] = (struct rs_deferred){fn, p};
 }
 
-const struct rs_endpoint *rs_worker_pick_host(struct rs_worker *w, uint32_t cluster)
+const struct rs_endpoint *rs_worker_pick_host(struct rs_worker *w, uint32_t cluster,
+                                              struct rs_host_ref *ref)
 {
     struct rs_worker_cluster *wc = &w->clusters[cluster];
     struct rs_cluster *c = &w->snap->clusters[cluster];
@@ -133,6 +134,10 @@ const struct rs_endpoint *rs_worker_pick_host(struct rs_worker *w, uint32_t clus
     struct rs_hostset *h = wc->hosts;
     if (!h || h->n == 0) return NULL;
     uint32_t i = h->order[wc->cursor++ % h->order_len];
+    if (ref) {
+        ref->hs = h;
+        ref->idx = i;
+    }
     return &h->eps[i];
 }
 

@@ -106,8 +106,11 @@ uint64_t rs_worker_rand(struct rs_worker *w);
 /* Runs fn(p) after the current batch of completions: how objects are freed from their own
  * callbacks. */
 void rs_worker_defer_free(struct rs_worker *w, void (*fn)(void *), void *p);
-/* Picks an endpoint of a cluster by weighted round robin, or NULL if it has none. */
-const struct rs_endpoint *rs_worker_pick_host(struct rs_worker *w, uint32_t cluster);
+/* Picks an endpoint of a cluster by weighted round robin, or NULL if it has none. With `ref`, the
+ * host is also returned as a borrowed (unreferenced) host-set position: take it with
+ * rs_host_ref_take() to keep it. */
+const struct rs_endpoint *rs_worker_pick_host(struct rs_worker *w, uint32_t cluster,
+                                              struct rs_host_ref *ref);
 /* Renders and buffers an access-log line for each log. */
 void rs_worker_access_log(struct rs_worker *w, struct rs_access_log **logs, const uint32_t *index,
                           uint32_t n, const struct rs_access_info *info);

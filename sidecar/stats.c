@@ -57,6 +57,11 @@ int rs_stats_init(int nworkers)
     return 0;
 }
 
+int rs_stats_nshards(void)
+{
+    return reg.nshards ? reg.nshards : 1;
+}
+
 struct rs_stats_shard *rs_stats_shard(int worker)
 {
     if (reg.nshards == 0) rs_stats_init(0);

@@ -34,6 +34,9 @@ struct rs_hist_shard {
 
 extern const double rs_hist_bounds_ms[RS_HIST_BUCKETS - 1];
 
+/* Number of shards: workers + 1 (the shared one is shard 0; worker w is shard w + 1). */
+int rs_stats_nshards(void);
+
 /* Process-wide set-up; returns the shard for worker w (0 <= w < nworkers), or the shared shard for
  * w == -1. */
 int rs_stats_init(int nworkers);

@@ -20,6 +20,7 @@ struct tcp_session {
     struct rs_cluster *cluster;
     struct rs_conn *down, *up;
     struct rs_endpoint host;
+    struct rs_host_ref href;
     bool has_host, connected, down_eof, up_eof;
     uint32_t attempts, flags;
     uint64_t start_us, start_ms, last_active_ms;
@@ -52,6 +53,7 @@ static void session_end(struct tcp_session *s)
     if (s->up) {
         if (s->connected) {
             rs_stat_dec(st, s->cluster->st.upstream_cx_active);
+            rs_host_stat_add(&s->href, w->id + 1, RS_HS_CX_ACTIVE, -1);
             rs_stat_inc(st, s->cluster->st.upstream_cx_destroy);
         }
     }
@@ -79,6 +81,7 @@ static void session_end(struct tcp_session *s)
     rs_worker_session_del(w, &s->link);
     if (s->down) rs_conn_close_after_flush(s->down);
     if (s->up) rs_conn_close_after_flush(s->up);
+    rs_host_ref_release(&s->href);
     free(s);
 }
 
@@ -179,6 +182,7 @@ static void up_connected(struct rs_conn *c, int err)
     struct rs_stats_shard *st = s->w->stats;
     if (err) {
         rs_stat_inc(st, s->cluster->st.upstream_cx_connect_fail);
+        rs_host_stat_add(&s->href, s->w->id + 1, RS_HS_CX_CONNECT_FAIL, 1);
         if (err == -ETIMEDOUT) rs_stat_inc(st, s->cluster->st.upstream_cx_connect_timeout);
         rs_debug("tcp_proxy %s: connect to %s failed: %s", s->cfg->stat_prefix, s->host.name,
                  strerror(-err));
@@ -190,6 +194,7 @@ static void up_connected(struct rs_conn *c, int err)
         return;
     }
     s->connected = true;
+    rs_host_stat_add(&s->href, s->w->id + 1, RS_HS_CX_ACTIVE, 1);
     rs_stat_inc(st, s->cluster->st.upstream_cx_active);
     rs_hist_record(st, s->cluster->st.upstream_cx_connect_ms,
                    (s->w->loop.now_ms - s->last_active_ms) * 1000);
@@ -200,13 +205,17 @@ static void up_connected(struct rs_conn *c, int err)
 
 static bool try_connect(struct tcp_session *s)
 {
-    const struct rs_endpoint *ep = rs_worker_pick_host(s->w, s->cluster->index);
+    struct rs_host_ref pick;
+    const struct rs_endpoint *ep = rs_worker_pick_host(s->w, s->cluster->index, &pick);
     if (!ep) {
         rs_stat_inc(s->w->stats, s->cluster->st.upstream_cx_none_healthy);
         s->flags |= RS_RF_UH;
         return false;
     }
     s->host = *ep;
+    rs_host_ref_release(&s->href);
+    rs_host_ref_take(&s->href, pick.hs, pick.idx);
+    rs_host_stat_add(&s->href, s->w->id + 1, RS_HS_CX_TOTAL, 1);
     s->has_host = true;
     s->attempts++;
     int fd = rs_socket_for(ep->addr.ss_family);

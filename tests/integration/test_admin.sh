@@ -101,11 +101,19 @@ assert_eq "$bad" "" "every prometheus line is a TYPE line or a sample"
 cl=$(curl -s "$A/clusters")
 assert_contains "$cl" "app::127.0.0.1:$UA::cx_total::" "/clusters lists the host with cx_total"
 assert_contains "$cl" "app::127.0.0.1:$UA::health_flags::healthy" "/clusters host health"
-# per-host counters are not kept yet (admin.c prints them as 0 in Envoy's shape): shape only
-assert_match "$cl" "app::127.0.0.1:$UA::rq_total::[0-9]+" "/clusters host rq_total line"
+# per-host counters follow the traffic: 25 HTTP requests (5 of them 4xx, still successes as
+# Envoy counts them), the pool's connections plus 3 TCP proxy connections, none active requests
+assert_contains "$cl" "app::127.0.0.1:$UA::rq_total::25" "/clusters host rq_total"
+assert_contains "$cl" "app::127.0.0.1:$UA::rq_success::25" "/clusters host rq_success"
+assert_contains "$cl" "app::127.0.0.1:$UA::rq_active::0" "/clusters host rq_active back to 0"
+assert_contains "$cl" "app::127.0.0.1:$UA::rq_error::0" "/clusters host rq_error"
+cx=$(grep -oE "app::127.0.0.1:$UA::cx_total::[0-9]+" <<<"$cl" | sed 's/.*:://')
+assert_eq "$cx" "$(stat_value cluster.app.upstream_cx_total)" "/clusters host cx_total equals the cluster's"
 clj=$(curl -s "$A/clusters?format=json")
 assert_eq "$(python3 -c 'import json,sys; d=json.load(sys.stdin); print(d["cluster_statuses"][0]["name"])' <<<"$clj")" app \
     "/clusters?format=json"
+assert_eq "$(python3 -c 'import json,sys; d=json.load(sys.stdin); h=d["cluster_statuses"][0]["host_statuses"][0]; print(next(s["value"] for s in h["stats"] if s["name"]=="rq_total"))' <<<"$clj")" 25 \
+    "/clusters?format=json host rq_total"
 
 # /config_dump: JSON with the bootstrap
 cd_json=$(curl -s "$A/config_dump")
