@@ -4,7 +4,7 @@ SAN_BUILD ?= build-san
 JOBS ?= $(shell nproc)
 CMAKE_FLAGS ?=
 
-.PHONY: all deps build run test test-san fuzz bench clean format
+.PHONY: all deps build run test test-quick test-san fuzz bench clean format
 
 all: build
 
@@ -20,7 +20,11 @@ build: deps $(BUILD)/CMakeCache.txt
 run: build
 	@scripts/run-demo.sh $(BUILD)
 
-test: build
+# The whole suite twice: built with gcc, then with clang under ASan+UBSan, where the libFuzzer
+# targets also fuzz for a bounded time.
+test: test-quick test-san
+
+test-quick: build
 	@cd $(BUILD) && ctest --output-on-failure -j $(JOBS) --timeout 300
 
 $(SAN_BUILD)/CMakeCache.txt:
