@@ -30,8 +30,8 @@ static char hex_upper(char c)
 /* RFC 3986 §2.3: the characters whose percent-encoding is equivalent to the character itself. */
 static bool is_unreserved(int c)
 {
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-           c == '-' || c == '.' || c == '_' || c == '~';
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' ||
+           c == '.' || c == '_' || c == '~';
 }
 
 /* The character an escaped slash at p stands for ('/' for %2F, '\\' for %5C, either case), or 0.
@@ -51,16 +51,18 @@ struct decoder {
     char *out;
     size_t cap, n;
     bool saw_escaped_slash;
+    bool overflow; /* out filled up: decoding goes on only to find a reason to reject */
 };
 
-static bool put(struct decoder *d, char c)
+static void put(struct decoder *d, char c)
 {
-    if (d->n == d->cap) return false;
-    d->out[d->n++] = c;
-    return true;
+    if (d->n == d->cap)
+        d->overflow = true;
+    else
+        d->out[d->n++] = c;
 }
 
-/* Decodes the %-sequence at in[*i] into out, advancing *i. */
+/* Decodes the %-sequence at in[*i] into out, advancing *i; fails only with RS_PATH_REJECT. */
 static enum rs_path_result decode_percent(struct decoder *d, size_t *i)
 {
     const char *p = d->in + *i;
@@ -72,11 +74,13 @@ static enum rs_path_result decode_percent(struct decoder *d, size_t *i)
         *i += 3;
         /* An unescaped %5C is a backslash like any other: normalize_path turns it into '/'. */
         if (slash == '\\' && d->o->normalize) slash = '/';
-        return put(d, slash) ? RS_PATH_OK : RS_PATH_TOO_LONG;
+        put(d, slash);
+        return RS_PATH_OK;
     }
     if (!d->o->normalize) {
         *i += 1;
-        return put(d, '%') ? RS_PATH_OK : RS_PATH_TOO_LONG;
+        put(d, '%');
+        return RS_PATH_OK;
     }
     int hi = left >= 3 ? hex_value((unsigned char)p[1]) : -1;
     int lo = left >= 3 ? hex_value((unsigned char)p[2]) : -1;
@@ -85,10 +89,14 @@ static enum rs_path_result decode_percent(struct decoder *d, size_t *i)
     if (hi < 0 || lo < 0 || (hi == 0 && lo == 0)) return RS_PATH_REJECT;
     *i += 3;
     int c = hi << 4 | lo;
-    if (is_unreserved(c)) return put(d, (char)c) ? RS_PATH_OK : RS_PATH_TOO_LONG;
+    if (is_unreserved(c)) {
+        put(d, (char)c);
+        return RS_PATH_OK;
+    }
     /* §6.2.2.1: hex digits of an encoding that stays are upper case. */
-    if (!put(d, '%') || !put(d, hex_upper(p[1])) || !put(d, hex_upper(p[2])))
-        return RS_PATH_TOO_LONG;
+    put(d, '%');
+    put(d, hex_upper(p[1]));
+    put(d, hex_upper(p[2]));
     return RS_PATH_OK;
 }
 
@@ -104,10 +112,11 @@ static enum rs_path_result decode(struct decoder *d)
         /* Envoy's normalize_path canonicalizes as browsers do for http URLs, where '\\' is a
          * path separator (Istio's BASE normalization documents "/some\\data" -> "/some/data"). */
         if (c == '\\' && d->o->normalize) c = '/';
-        if (!put(d, c)) return RS_PATH_TOO_LONG;
+        put(d, c);
         i++;
     }
-    return RS_PATH_OK;
+    /* A malformed path is a 400 whatever the buffer, so capacity is reported only now. */
+    return d->overflow ? RS_PATH_TOO_LONG : RS_PATH_OK;
 }
 
 /* Drops the last segment of p[0..w) and the '/' before it; returns the new length. */
