@@ -815,12 +815,23 @@ static int compile_hcm(struct cctx *cx, struct rs_filter_chain *fc, const Hcm *p
      * (delayed_close_timeout, request_id_extension with UUIDs,
      * stream_error_on_invalid_http_message, HTTP/2 and HTTP/3 options on an HTTP/1.1 codec) are
      * accepted. */
-    if (pm->normalize_path && pm->normalize_path->value)
-        return fail(cx, "normalize_path", "path normalization is not supported yet");
-    if (pm->merge_slashes) return fail(cx, "merge_slashes", "is not supported yet");
-    if (pm->path_with_escaped_slashes_action >
-        ENVOY__EXTENSIONS__FILTERS__NETWORK__HTTP_CONNECTION_MANAGER__V3__HTTP_CONNECTION_MANAGER__PATH_WITH_ESCAPED_SLASHES_ACTION__KEEP_UNCHANGED)
-        return fail(cx, "path_with_escaped_slashes_action", "only KEEP_UNCHANGED is supported");
+    if (pm->path_normalization_options)
+        return fail(cx, "path_normalization_options", "is not supported yet");
+    h->path.normalize = pm->normalize_path && pm->normalize_path->value;
+    h->path.merge_slashes = pm->merge_slashes;
+    switch (pm->path_with_escaped_slashes_action) {
+    case ENVOY__EXTENSIONS__FILTERS__NETWORK__HTTP_CONNECTION_MANAGER__V3__HTTP_CONNECTION_MANAGER__PATH_WITH_ESCAPED_SLASHES_ACTION__REJECT_REQUEST:
+        h->path.escaped_slashes = RS_PATH_SLASHES_REJECT;
+        break;
+    case ENVOY__EXTENSIONS__FILTERS__NETWORK__HTTP_CONNECTION_MANAGER__V3__HTTP_CONNECTION_MANAGER__PATH_WITH_ESCAPED_SLASHES_ACTION__UNESCAPE_AND_REDIRECT:
+        h->path.escaped_slashes = RS_PATH_SLASHES_UNESCAPE_AND_REDIRECT;
+        break;
+    case ENVOY__EXTENSIONS__FILTERS__NETWORK__HTTP_CONNECTION_MANAGER__V3__HTTP_CONNECTION_MANAGER__PATH_WITH_ESCAPED_SLASHES_ACTION__UNESCAPE_AND_FORWARD:
+        h->path.escaped_slashes = RS_PATH_SLASHES_UNESCAPE_AND_FORWARD;
+        break;
+    default: /* IMPLEMENTATION_SPECIFIC_DEFAULT is KEEP_UNCHANGED in Envoy */
+        h->path.escaped_slashes = RS_PATH_SLASHES_KEEP;
+    }
     if (pm->via && pm->via[0]) return fail(cx, "via", "is not supported yet");
     if (pm->add_user_agent && pm->add_user_agent->value)
         return fail(cx, "add_user_agent", "is not supported");
@@ -884,8 +895,6 @@ static int compile_hcm(struct cctx *cx, struct rs_filter_chain *fc, const Hcm *p
     h->skip_xff_append = pm->skip_xff_append;
     h->generate_request_id = !pm->generate_request_id || pm->generate_request_id->value;
     h->preserve_external_request_id = pm->preserve_external_request_id;
-    h->normalize_path = pm->normalize_path && pm->normalize_path->value;
-    h->merge_slashes = pm->merge_slashes;
     h->server_name = xstrdup(pm->server_name && pm->server_name[0] ? pm->server_name : "envoy");
     h->server_header_pass_through =
         pm->server_header_transformation ==

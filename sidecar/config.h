@@ -13,6 +13,7 @@
 #include <stdint.h>
 #include <sys/socket.h>
 
+#include "sidecar/path.h"
 #include "sidecar/stats.h"
 
 struct rs_route_table;
@@ -145,7 +146,8 @@ struct rs_hcm_cfg {
     bool accept_http_10, always_set_request_id_in_response;
     char *default_host_for_http_10;
     bool use_remote_address, skip_xff_append, generate_request_id, preserve_external_request_id,
-        normalize_path, merge_slashes, strip_any_host_port;
+        strip_any_host_port;
+    struct rs_path_opts path; /* normalize_path, merge_slashes, path_with_escaped_slashes_action */
     char *server_name;
     bool server_header_pass_through; /* server_header_transformation PASS_THROUGH */
     struct rs_access_log **logs;

@@ -18,6 +18,7 @@
 
 #include "sidecar/http1.h"
 #include "sidecar/log.h"
+#include "sidecar/path.h"
 #include "sidecar/router.h"
 #include "sidecar/server.h"
 
@@ -414,8 +415,18 @@ static struct stream *stream_open(struct hsess *s)
 
 /* Writes a locally generated response (Envoy's local reply: text/plain body, and the connection
  * closes after it when the request was not read to its end). */
+static void local_reply_at(struct hsess *s, int code, uint32_t flags, const char *body,
+                           const char *details, const char *location, size_t location_len);
+
 static void local_reply(struct hsess *s, int code, uint32_t flags, const char *body,
                         const char *details)
+{
+    local_reply_at(s, code, flags, body, details, NULL, 0);
+}
+
+/* As local_reply, with a Location header (redirects). */
+static void local_reply_at(struct hsess *s, int code, uint32_t flags, const char *body,
+                           const char *details, const char *location, size_t location_len)
 {
     /* A reply before the request head was complete (codec error, header timeout) still ends a
      * request: Envoy opens the stream at the message's first byte, so such requests are counted
@@ -438,6 +449,7 @@ static void local_reply(struct hsess *s, int code, uint32_t flags, const char *b
     if (blen) ob_hdr(&b, "content-type", 12, "text/plain", 10);
     ob_hdr(&b, "date", 4, s->w->date, s->w->date_len);
     ob_hdr(&b, "server", 6, s->cfg->server_name, strlen(s->cfg->server_name));
+    if (location) ob_hdr(&b, "location", 8, location, location_len);
     if (s->closing) ob_hdr(&b, "connection", 10, "close", 5);
     ob_put(&b, "\r\n", 2);
     ob_put(&b, body, blen);
@@ -1235,6 +1247,34 @@ static int req_head(void *ud, const struct rs_h1_head *h)
         rs_stat_inc(w->stats, cfg->st.downstream_rq_non_relative_path);
         local_reply(s, 404, RS_RF_NR, NULL, "absolute_path_rejected");
         return 0;
+    }
+    if (path[0] == '/' && (cfg->path.normalize || cfg->path.merge_slashes ||
+                           cfg->path.escaped_slashes != RS_PATH_SLASHES_KEEP)) {
+        /* Envoy normalizes before routing, and forwards the normalized path */
+        static __thread char *norm;
+        static __thread size_t norm_cap;
+        if (norm_cap < path_len) {
+            char *n = realloc(norm, path_len);
+            if (!n) return -1;
+            norm = n;
+            norm_cap = path_len;
+        }
+        size_t nlen = 0;
+        switch (rs_path_normalize(path, path_len, &cfg->path, norm, norm_cap, &nlen)) {
+        case RS_PATH_OK:
+            path = norm;
+            path_len = nlen;
+            st->path = arena_add(st, path, path_len);
+            break;
+        case RS_PATH_REDIRECT:
+            local_reply_at(s, 307, 0, NULL, "path_normalization_redirect", norm, nlen);
+            return 0;
+        case RS_PATH_UNCHANGED:
+            break;
+        default:
+            local_reply(s, 400, 0, "Bad Request", "path_normalization_failed");
+            return 0;
+        }
     }
     if (!authority) {
         int hi = hdrs_find(H, "host", 4);
