@@ -99,6 +99,7 @@ struct slot {
     enum conn_state cs;
     bool busy;     /* a request is outstanding */
     bool finished; /* nothing more to send */
+    bool behind;   /* --rate: the next send was already due when the last response came */
     uint64_t wake_at; /* next send (idle) or request timeout (busy), ns; NEVER when none */
     uint64_t first_due, k; /* --rate: request k is due at first_due + k * interval */
     uint64_t sched, issued; /* of the outstanding request */
@@ -115,7 +116,8 @@ struct slot {
 struct stats {
     struct rs_hdr lat; /* µs, complete responses in the window */
     uint64_t responses, status[6], errors[ERR_KINDS];
-    uint64_t bytes_in, bytes_out, connects, late, max_lag_ns;
+    uint64_t bytes_in, bytes_out, connects;
+    uint64_t late, max_lag_ns; /* --rate: sends we made late (not held back by the server) */
 };
 
 struct worker {
@@ -264,6 +266,7 @@ static void plan_next(struct worker *w, struct slot *s, uint64_t now, bool backo
 {
     if (open_loop()) {
         uint64_t due = due_of(s, ++s->k);
+        s->behind = due <= now;
         if (due >= t_end) finish(w, s);
         else timer_set(w, s, due); /* already past: fires on the next turn, without sleeping */
         return;
@@ -368,7 +371,8 @@ static void issue(struct worker *w, struct slot *s, uint64_t sched, uint64_t now
     s->wrote = 0;
     s->ps = P_HEAD;
     s->len = 0;
-    if (open_loop() && in_window(sched)) {
+    if (open_loop() && !s->behind && in_window(sched)) {
+        /* only our own lateness: a send held back by a slow response is in its latency */
         uint64_t lag = now - sched;
         if (lag > LATE_NS) w->st.late++;
         if (lag > w->st.max_lag_ns) w->st.max_lag_ns = lag;
@@ -667,6 +671,14 @@ static int worker_init(struct worker *w, uint32_t n)
     return epoll_ctl(w->ep, EPOLL_CTL_ADD, w->tfd, &e);
 }
 
+static void worker_free(struct worker *w)
+{
+    if (w->ep >= 0) close(w->ep);
+    if (w->tfd >= 0) close(w->tfd);
+    free(w->slots);
+    free(w->heap);
+}
+
 /* Spreads the connections over the workers (connection i on worker i % T) and gives each its
  * first send: staggered by 1/R with --rate, all at t0 in a closed loop. */
 static void place_slots(struct worker *ws)
@@ -840,7 +852,7 @@ static void report_json(const struct stats *st, int first_errno)
            (unsigned long long)st->status[5], (unsigned long long)st->status[0]);
     for (int i = 0; i < ERR_KINDS; i++)
         printf("\"%s\": %llu, ", err_names[i], (unsigned long long)st->errors[i]);
-    printf("\"total\": %llu}, \"late_sends\": %llu, \"max_send_lag_us\": %llu, "
+    printf("\"total\": %llu}, \"own_late_sends\": %llu, \"own_max_lag_us\": %llu, "
            "\"first_connect_error\": ",
            (unsigned long long)errs, (unsigned long long)st->late,
            (unsigned long long)(st->max_lag_ns / 1000));
@@ -878,7 +890,7 @@ static void report_human(const struct stats *st, int first_errno)
         printf("%s%s %llu", i ? ", " : "", err_names[i], (unsigned long long)st->errors[i]);
     printf(")\n");
     if (open_loop())
-        printf("  late sends  %llu more than 1 ms behind schedule, max lag %llu µs\n",
+        printf("  own lag     %llu sends woke more than 1 ms after schedule, max %llu µs\n",
                (unsigned long long)st->late, (unsigned long long)(st->max_lag_ns / 1000));
     if (first_errno) printf("  first connect error: %s\n", strerror(first_errno));
 }
@@ -950,5 +962,10 @@ int main(int argc, char **argv)
     alarm(0);
     if (opt.json) report_json(total, first_errno);
     else report_human(total, first_errno);
-    return total->responses ? 0 : 1;
+    int rc = total->responses ? 0 : 1;
+    for (int i = 0; i < opt.threads; i++) worker_free(&ws[i]);
+    free(ws);
+    free(total);
+    free(req);
+    return rc;
 }
