@@ -367,8 +367,6 @@ static void sess_destroy(struct hsess *s, bool local)
     rs_stat_inc(sh, hs->downstream_cx_destroy);
     rs_stat_inc(sh, local ? hs->downstream_cx_destroy_local : hs->downstream_cx_destroy_remote);
     rs_hist_record(sh, hs->downstream_cx_length_ms, (w->loop.now_ms - s->start_ms) * 1000);
-    rs_stat_dec(sh, s->wl->cfg->st.downstream_cx_active);
-    rs_stat_inc(sh, s->wl->cfg->st.downstream_cx_destroy);
     if (s->down) {
         if (local)
             rs_conn_close_after_flush(s->down);
@@ -376,10 +374,7 @@ static void sess_destroy(struct hsess *s, bool local)
             rs_conn_close(s->down);
         s->down = NULL;
     }
-    if (s->fc->active_cx) {
-        __atomic_sub_fetch(s->fc->active_cx, 1, __ATOMIC_RELAXED);
-        rs_stat_dec(sh, s->fc->active_connections);
-    }
+    rs_worker_downstream_closed(w, s->wl, s->fc, s->start_ms);
     rs_worker_session_del(w, &s->link);
     rs_worker_defer_free(w, sess_free, s);
 }

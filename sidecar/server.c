@@ -141,6 +141,19 @@ const struct rs_endpoint *rs_worker_pick_host(struct rs_worker *w, uint32_t clus
     return &h->eps[i];
 }
 
+void rs_worker_downstream_closed(struct rs_worker *w, struct rs_worker_listener *wl,
+                                 struct rs_filter_chain *fc, uint64_t start_ms)
+{
+    const struct rs_listener_stats *ls = &wl->cfg->st;
+    rs_stat_dec(w->stats, ls->downstream_cx_active);
+    rs_stat_inc(w->stats, ls->downstream_cx_destroy);
+    rs_hist_record(w->stats, ls->downstream_cx_length_ms, (w->loop.now_ms - start_ms) * 1000);
+    if (fc->active_cx) {
+        __atomic_sub_fetch(fc->active_cx, 1, __ATOMIC_RELAXED);
+        rs_stat_dec(w->stats, fc->active_connections);
+    }
+}
+
 void rs_worker_access_log(struct rs_worker *w, struct rs_access_log **logs, const uint32_t *index,
                           uint32_t n, const struct rs_access_info *info)
 {

@@ -111,6 +111,11 @@ void rs_worker_defer_free(struct rs_worker *w, void (*fn)(void *), void *p);
  * rs_host_ref_take() to keep it. */
 const struct rs_endpoint *rs_worker_pick_host(struct rs_worker *w, uint32_t cluster,
                                               struct rs_host_ref *ref);
+/* Accounts a closed downstream connection to its listener (active, destroy, length) and releases
+ * its connection_limit slot: the counterpart of what the listener counted on accept. */
+void rs_worker_downstream_closed(struct rs_worker *w, struct rs_worker_listener *wl,
+                                 struct rs_filter_chain *fc, uint64_t start_ms);
+
 /* Renders and buffers an access-log line for each log. */
 void rs_worker_access_log(struct rs_worker *w, struct rs_access_log **logs, const uint32_t *index,
                           uint32_t n, const struct rs_access_info *info);

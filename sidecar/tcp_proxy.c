@@ -42,14 +42,7 @@ static void session_end(struct tcp_session *s)
     struct rs_worker *w = s->w;
     struct rs_stats_shard *st = w->stats;
     uint64_t rx = s->down ? s->down->rx_bytes : 0, tx = s->down ? s->down->tx_bytes : 0;
-    rs_stat_dec(st, s->wl->cfg->st.downstream_cx_active);
-    rs_stat_inc(st, s->wl->cfg->st.downstream_cx_destroy);
-    rs_hist_record(st, s->wl->cfg->st.downstream_cx_length_ms,
-                   (w->loop.now_ms - s->start_ms) * 1000);
-    if (s->fc->active_cx) {
-        __atomic_sub_fetch(s->fc->active_cx, 1, __ATOMIC_RELAXED);
-        rs_stat_dec(st, s->fc->active_connections);
-    }
+    rs_worker_downstream_closed(w, s->wl, s->fc, s->start_ms);
     if (s->up) {
         if (s->connected) {
             rs_stat_dec(st, s->cluster->st.upstream_cx_active);
