@@ -7,17 +7,17 @@
  * `clamped`, while min, max and the mean keep the exact values. Fixed size (26 KiB), no
  * allocation: one per thread, merged at the end.
  *
- * Header-only on purpose: bench/CMakeLists.txt builds every .c file in bench/ into its own executable,
- * so a bench/hdr.c would need a main; loadgen and tests/unit/sidecar/test_loadgen_hist.c both
- * include this file. */
+ * Header-only on purpose: bench/CMakeLists.txt builds every .c file in bench/ into its own
+ * executable, so a bench/hdr.c would need a main; loadgen and
+ * tests/unit/sidecar/test_loadgen_hist.c both include this file. */
 #ifndef RS_BENCH_HDR_H
 #define RS_BENCH_HDR_H
 
 #include <stdint.h>
 #include <string.h>
 
-#define RS_HDR_SUB_BITS 7                       /* 2^7 buckets per power of two */
-#define RS_HDR_TOP_BITS 32                      /* values up to 2^32 - 1 µs are tracked */
+#define RS_HDR_SUB_BITS 7  /* 2^7 buckets per power of two */
+#define RS_HDR_TOP_BITS 32 /* values up to 2^32 - 1 µs are tracked */
 #define RS_HDR_TOP ((UINT64_C(1) << RS_HDR_TOP_BITS) - 1)
 #define RS_HDR_BUCKETS ((RS_HDR_TOP_BITS - RS_HDR_SUB_BITS + 1) << RS_HDR_SUB_BITS)
 
