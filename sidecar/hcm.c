@@ -1187,11 +1187,16 @@ static struct str_ref hdr_ref(struct stream *st, const struct hdrs *hs, const ch
 }
 
 static __thread struct hdrs *tls_hs; /* one per worker thread: too big for the stack */
+static __thread char *tls_norm;      /* the normalized path of the request being routed */
+static __thread size_t tls_norm_cap;
 
 void rs_hcm_thread_cleanup(void)
 {
     free(tls_hs);
     tls_hs = NULL;
+    free(tls_norm);
+    tls_norm = NULL;
+    tls_norm_cap = 0;
 }
 
 static int forward(struct hsess *s, struct stream *st, const struct rs_h1_head *h, struct hdrs *hs,
@@ -1246,14 +1251,14 @@ static int req_head(void *ud, const struct rs_h1_head *h)
     if (path[0] == '/' && (cfg->path.normalize || cfg->path.merge_slashes ||
                            cfg->path.escaped_slashes != RS_PATH_SLASHES_KEEP)) {
         /* Envoy normalizes before routing, and forwards the normalized path */
-        static __thread char *norm;
-        static __thread size_t norm_cap;
-        if (norm_cap < path_len) {
-            char *n = realloc(norm, path_len);
+        if (tls_norm_cap < path_len) {
+            char *n = realloc(tls_norm, path_len);
             if (!n) return -1;
-            norm = n;
-            norm_cap = path_len;
+            tls_norm = n;
+            tls_norm_cap = path_len;
         }
+        char *norm = tls_norm;
+        size_t norm_cap = tls_norm_cap;
         size_t nlen = 0;
         switch (rs_path_normalize(path, path_len, &cfg->path, norm, norm_cap, &nlen)) {
         case RS_PATH_OK:
