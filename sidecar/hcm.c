@@ -89,6 +89,7 @@ struct hsess {
     uint64_t start_ms;
     struct sockaddr_storage peer, local;
     char peer_ip[48];
+    char peer_str[56], local_str[56]; /* "ip:port", for %DOWNSTREAM_*_ADDRESS% */
     bool peer_internal;
 };
 
@@ -1439,12 +1440,8 @@ static int forward(struct hsess *s, struct stream *st, const struct rs_h1_head *
         path = newpath;
         path_len = (size_t)np;
     }
-    char local_str[64];
-    rs_addr_str((struct sockaddr *)&s->local, local_str, sizeof local_str);
-    char peer_str[64];
-    rs_addr_str((struct sockaddr *)&s->peer, peer_str, sizeof peer_str);
-    struct rs_route_format_vars fv = {.downstream_remote_address = peer_str,
-                                      .downstream_local_address = local_str,
+    struct rs_route_format_vars fv = {.downstream_remote_address = s->peer_str,
+                                      .downstream_local_address = s->local_str,
                                       .upstream_remote_address = ep->name,
                                       .protocol = st->http10 ? "HTTP/1.0" : "HTTP/1.1"};
     const struct rs_header_edits *lv[4];
@@ -1587,6 +1584,8 @@ void rs_hcm_accept(struct rs_worker *w, struct rs_worker_listener *wl, struct rs
     len = sizeof s->local;
     getsockname(fd, (struct sockaddr *)&s->local, &len);
     ip_only((struct sockaddr *)&s->peer, s->peer_ip, sizeof s->peer_ip);
+    rs_addr_str((struct sockaddr *)&s->peer, s->peer_str, sizeof s->peer_str);
+    rs_addr_str((struct sockaddr *)&s->local, s->local_str, sizeof s->local_str);
     s->peer_internal = is_internal((struct sockaddr *)&s->peer);
     struct rs_h1_limits lim = {.max_header_bytes = cfg->max_request_headers_kb * 1024,
                                .max_headers = cfg->max_headers_count,
