@@ -563,8 +563,12 @@ static int compile_cluster(struct cctx *cx, struct rs_cluster *c, const Cluster 
     if (pc->max_requests_per_connection)
         c->max_requests_per_cx = pc->max_requests_per_connection->value;
     if (pc->outlier_detection) {
+        /* validated (the brief's example carries it), but serving it unenforced would be a
+         * silent change of behaviour */
+        if (cx->serve)
+            return fail(cx, "outlier_detection", "is not enforced yet (comes with the resilience "
+                                                 "work); remove it to serve this cluster");
         c->outlier_configured = true;
-        rs_warn("cluster %s: outlier_detection is accepted but not enforced yet", c->name);
     }
     switch (pc->dns_lookup_family) {
     case ENVOY__CONFIG__CLUSTER__V3__CLUSTER__DNS_LOOKUP_FAMILY__V4_ONLY:
