@@ -1,8 +1,263 @@
 #!/usr/bin/env bash
-# `make bench`: the benchmark suite. Today that is the quick one-hop comparison (bench/quick.sh:
-# Ringside vs direct, HAProxy and NGINX; about 3 minutes); see bench/README.md.
+# `make bench` / `make bench-full`: Ringside against a direct connection, HAProxy and NGINX, one
+# and two hops, in one run on this machine (see bench/README.md).
 #
-#   bench/run.sh [BUILD_DIR]     (default: build)
+#   bench/run.sh [BUILD_DIR [SET]]      BUILD_DIR default build; SET quick (default) or full
+#
+# Systems (bench/systems.sh): direct; ringside, haproxy, nginx with 1 hop and with 2 hops
+# (client-side sidecar -> server-side sidecar), one worker per proxy process, configs generated
+# here and saved with the results. Scenarios (bench/scenarios.sh): 1,000 and 10,000 rps open loop,
+# closed-loop maximum, L4 bulk transfer, a new connection per request; then memory: each system's
+# resident set idle, under the 10,000 rps scenario, and holding 10,000 idle connections.
+# Within a round every scenario runs on every system in turn (A B C A B C ...); rounds repeat and
+# the report gives medians.
+#
+# Writes bench/results/<date>-<set>.json, .md, -latency.png, -overhead.png, and the configs and
+# raw loadgen output under bench/results/<date>-<set>/.
+# Environment: RS_BENCH_ROUNDS, RS_BENCH_WARMUP (s), RS_BENCH_SCALE (multiplies every duration),
+# RS_BENCH_SYSTEMS / RS_BENCH_SCENARIOS (subsets, space-separated), RS_BENCH_IDLE_CONNS (10000),
+# RS_BENCH_RESULTS (bench/results), RS_BENCH_SMOKE=1 (a few seconds: every duration ~0.3 s,
+# 1 round, 200 idle connections; for tests/integration/test_bench_smoke.sh).
+# shellcheck disable=SC2086,SC2206 # pid lists (SYS_PIDS) and RS_BENCH_SYSTEMS split into words on purpose
 set -euo pipefail
-here=$(cd "$(dirname "$0")" && pwd)
-exec "$here/quick.sh" "${1:-build}"
+
+HERE=$(cd "$(dirname "$0")" && pwd)
+SRC=$(cd "$HERE/.." && pwd)
+BUILD=${1:-build}
+case $BUILD in /*) ;; *) BUILD=$PWD/$BUILD ;; esac
+SET=${2:-quick}
+SMOKE=${RS_BENCH_SMOKE:-0}
+# shellcheck source=bench/lib.sh
+. "$HERE/lib.sh"
+# shellcheck source=bench/systems.sh
+. "$HERE/systems.sh"
+# shellcheck source=bench/scenarios.sh
+. "$HERE/scenarios.sh"
+
+RINGSIDE=$BUILD/sidecar/ringside
+UPSTREAM_BIN=$BUILD/bench/upstream
+LOADGEN=$BUILD/bench/loadgen
+HAPROXY=$(command -v haproxy || echo /usr/sbin/haproxy)
+NGINX=$(command -v nginx || echo /usr/sbin/nginx)
+BODY=1024
+
+case $SET in
+quick) ROUNDS=3 WARMUP=0.3 ;;
+full) ROUNDS=5 WARMUP=1 ;;
+*) die "unknown set '$SET' (quick or full)" ;;
+esac
+IDLE_CONNS=10000
+SCALE=1
+if [[ $SMOKE == 1 ]]; then
+    SET=smoke ROUNDS=1 WARMUP=0.05 IDLE_CONNS=200
+fi
+ROUNDS=${RS_BENCH_ROUNDS:-$ROUNDS}
+WARMUP=${RS_BENCH_WARMUP:-$WARMUP}
+SCALE=${RS_BENCH_SCALE:-$SCALE}
+IDLE_CONNS=${RS_BENCH_IDLE_CONNS:-$IDLE_CONNS}
+[[ -n ${RS_BENCH_SCENARIOS:-} ]] && read -r -a SCENARIOS <<<"$RS_BENCH_SCENARIOS"
+# secs SCENARIO: its measured duration in this set.
+secs() {
+    local s
+    if [[ $SMOKE == 1 ]]; then s=0.3; elif [[ $SET == full ]]; then s=${SCEN_SECS_FULL[$1]}; else s=${SCEN_SECS_QUICK[$1]}; fi
+    awk -v s="$s" -v k="$SCALE" 'BEGIN { print s * k }'
+}
+
+# --- what we need ---------------------------------------------------------------------------------
+
+for b in "$RINGSIDE" "$UPSTREAM_BIN" "$LOADGEN"; do
+    [[ -x $b ]] || die "$b not built (make build, or cmake --build $BUILD --target ringside upstream loadgen)"
+done
+for tool in curl ss python3; do command -v "$tool" >/dev/null || die "$tool is required"; done
+wanted=(${RS_BENCH_SYSTEMS:-${SYSTEMS[*]}})
+SYSTEMS=()
+for s in "${wanted[@]}"; do
+    case $(sys_kind "$s") in
+    haproxy) [[ -x $HAPROXY ]] || { say "haproxy not installed: $s skipped"; continue; } ;;
+    nginx) [[ -x $NGINX ]] || { say "nginx not installed: $s skipped"; continue; } ;;
+    direct | ringside) ;;
+    *) die "unknown system '$s'" ;;
+    esac
+    SYSTEMS+=("$s")
+done
+[[ ${SYSTEMS[0]:-} == direct ]] || die "the systems must start with direct (the floor every hop is measured against)"
+nginx_has_l4 || say "nginx has no stream module (Debian: libnginx-mod-stream): no L4 bulk figures for nginx"
+
+# 10,000 idle connections need 10,000 fds in the proxy and in the client holding them.
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+if (($(ulimit -n) < IDLE_CONNS + 100)); then
+    say "fd limit $(ulimit -n) is too low for $IDLE_CONNS idle connections: using $(($(ulimit -n) - 100))"
+    IDLE_CONNS=$(($(ulimit -n) - 100))
+fi
+
+# Placement. Two CPUs leave no honest way to give everyone a core: the upstream gets CPU 0 and
+# every proxy process CPU 1 (so the two hops of a 2-hop system share it, as two sidecars on one
+# node share cores), and the load generator floats over both.
+NCPU=$(nproc)
+if ((NCPU >= 2)) && command -v taskset >/dev/null; then
+    PIN_UP=(taskset -c 0) PIN_PROXY=(taskset -c 1)
+    PLACEMENT="upstream (1 thread) on CPU 0; every proxy process (1 worker each, so both hops of a 2-hop system) on CPU 1; loadgen (2 threads) unpinned over all $NCPU CPUs"
+else
+    PIN_UP=() PIN_PROXY=()
+    PLACEMENT="nothing pinned ($NCPU CPU(s) or no taskset)"
+fi
+
+RESULTS=${RS_BENCH_RESULTS:-$SRC/bench/results}
+DATE=$(date -u +%F)
+NAME=$DATE-$SET
+OUT=$RESULTS/$NAME
+rm -rf "$OUT"
+mkdir -p "$OUT/configs" "$OUT/raw" "$OUT/logs"
+trap 'stop_all' EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+# --- bring everything up --------------------------------------------------------------------------
+
+LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
+STARTED=$SECONDS
+free_port UP_PORT
+spawn "$OUT/logs/upstream" "${PIN_UP[@]}" "$UPSTREAM_BIN" --port "$UP_PORT" --id bench \
+    --body-bytes "$BODY" --threads 1
+UP_PID=$SPAWNED
+poll 10 answers "$UP_PORT" "$BODY" || die "upstream not answering 200 with $BODY bytes on :$UP_PORT"
+for s in "${SYSTEMS[@]}"; do
+    sys_start "$s" "$OUT/configs" "$OUT/logs"
+    poll 10 sys_up "$s" || die "$s not answering through ports ${SYS_HTTP[$s]}/${SYS_TCP[$s]} within 10 s (logs in $OUT/logs)"
+done
+say "upstream :$UP_PORT; systems: ${SYSTEMS[*]}; scenarios: ${SCENARIOS[*]}; $ROUNDS round(s)"
+say "placement: $PLACEMENT"
+
+: >"$OUT/memory.tsv"
+for s in "${SYSTEMS[@]}"; do # idle: started and answered one request each way, nothing since
+    [[ -n ${SYS_PIDS[$s]} ]] && printf '%s\tidle\t%s\n' "$s" "$(rss_kb ${SYS_PIDS[$s]})" >>"$OUT/memory.tsv"
+done
+for s in "${SYSTEMS[@]}"; do # warm-up: pools filled, code paged in
+    "$LOADGEN" --url "http://127.0.0.1:${SYS_HTTP[$s]}/" --max -c 64 --threads 2 --duration 0.2 \
+        --json >/dev/null 2>&1 || true
+done
+
+# --- the rounds -----------------------------------------------------------------------------------
+
+# run_cell SCENARIO SYSTEM ROUND: one loadgen run; its JSON in raw/, and the proxies' CPU ticks
+# (and mid-run RSS where the scenario asks) appended to cells.tsv.
+run_cell() {
+    local scen=$1 sys=$2 round=$3 port raw c0 c1 rss="" lg d pid
+    port=${SYS_HTTP[$sys]}
+    if [[ ${SCEN_PORT[$scen]} == tcp ]]; then
+        "$(sys_kind "$sys")_has_l4" || return 0
+        port=${SYS_TCP[$sys]}
+    fi
+    d=$(secs "$scen")
+    raw=$OUT/raw/$scen.$sys.$round.json
+    c0=$(cpu_ticks ${SYS_PIDS[$sys]})
+    # shellcheck disable=SC2086 # SCEN_ARGS holds several words on purpose
+    "$LOADGEN" --url "http://127.0.0.1:$port/" ${SCEN_ARGS[$scen]} --duration "$d" \
+        --warmup "$WARMUP" --json >"$raw" 2>"$raw.err" &
+    lg=$!
+    if [[ -n ${SCEN_RSS[$scen]:-} && -n ${SYS_PIDS[$sys]} ]]; then
+        sleep "$(awk -v w="$WARMUP" -v d="$d" 'BEGIN { print w + d / 2 }')"
+        rss=$(rss_kb ${SYS_PIDS[$sys]})
+    fi
+    wait "$lg" || die "loadgen failed: $scen on $sys, round $round: $(tail -3 "$raw.err")"
+    c1=$(cpu_ticks ${SYS_PIDS[$sys]})
+    for pid in ${SYS_PIDS[$sys]} $UP_PID; do
+        alive "$pid" || die "a process of $sys (or the upstream) died during $scen, round $round (logs in $OUT/logs)"
+    done
+    printf '%s\t%s\t%s\t%s\t%s\n' "$scen" "$sys" "$round" "$((c1 - c0))" "$rss" >>"$OUT/cells.tsv"
+}
+
+: >"$OUT/cells.tsv"
+for ((round = 1; round <= ROUNDS; round++)); do
+    for scen in "${SCENARIOS[@]}"; do
+        say "round $round/$ROUNDS: $scen"
+        for s in "${SYSTEMS[@]}"; do run_cell "$scen" "$s" "$round"; done
+    done
+done
+
+# --- memory holding idle connections --------------------------------------------------------------
+
+# hold_idle SYSTEM: IDLE_CONNS idle client connections to its HTTP port; RSS once the entry hop
+# holds them all (or after 15 s, with the count it reached).
+hold_idle() {
+    local sys=$1 entry fifo holder rss base n
+    entry=${SYS_PIDS[$sys]%% *}
+    fifo=$OUT/logs/idle.fifo
+    rm -f "$fifo"
+    mkfifo "$fifo"
+    base=$(fd_count "$entry")
+    python3 "$HERE/idle_conns.py" "${SYS_HTTP[$sys]}" "$IDLE_CONNS" <"$fifo" >"$OUT/logs/idle.$sys.out" 2>&1 &
+    holder=$!
+    exec 9>"$fifo"
+    poll 60 grep -q '^open' "$OUT/logs/idle.$sys.out" || say "$sys: idle connections not all opened in 60 s"
+    # shellcheck disable=SC2317 # called through poll
+    held() { (($(fd_count "$entry") >= base + IDLE_CONNS)); }
+    poll 15 held || true
+    n=$(($(fd_count "$entry") - base))
+    rss=$(rss_kb ${SYS_PIDS[$sys]})
+    printf '%s\tidle_conns\t%s\t%s\n' "$sys" "$rss" "$n" >>"$OUT/memory.tsv"
+    exec 9>&-
+    wait "$holder" || true
+    rm -f "$fifo"
+}
+if ((IDLE_CONNS > 0)); then
+    say "memory: $IDLE_CONNS idle connections to each system"
+    for s in "${SYSTEMS[@]}"; do [[ -n ${SYS_PIDS[$s]} ]] && hold_idle "$s"; done
+fi
+ELAPSED=$((SECONDS - STARTED))
+LOAD_AFTER=$(cut -d' ' -f1-3 /proc/loadavg)
+stop_all
+
+# --- report ---------------------------------------------------------------------------------------
+
+{
+    kv() { printf '%s\t%s\n' "$1" "$2"; }
+    kv date "$DATE"
+    kv set "$SET"
+    kv command "bench/run.sh ${1:-build} $SET$([[ $SMOKE == 1 ]] && echo ' (RS_BENCH_SMOKE=1)')"
+    kv commit "$(git -C "$SRC" rev-parse --short HEAD 2>/dev/null || echo unknown)"
+    kv dirty "$(git -C "$SRC" status --porcelain --untracked-files=no 2>/dev/null | grep -q . && echo yes || echo no)"
+    kv cpus "$NCPU"
+    kv cpu "$(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)"
+    kv kernel "$(uname -r)"
+    kv loadavg_before "$LOAD_BEFORE"
+    kv loadavg_after "$LOAD_AFTER"
+    kv elapsed_s "$ELAPSED"
+    kv placement "$PLACEMENT"
+    kv upstream "build/bench/upstream --threads 1 --body-bytes $BODY"
+    kv rounds "$ROUNDS"
+    kv warmup_s "$WARMUP"
+    kv clk_tck "$CLK_TCK"
+    kv idle_conns "$IDLE_CONNS"
+    kv haproxy "$("$HAPROXY" -v 2>/dev/null | awk 'NR == 1 { print $3 }' || true)"
+    kv nginx "$("$NGINX" -v 2>&1 | sed 's/.*nginx\///' || true)"
+    kv systems "${SYSTEMS[*]}"
+    kv scenarios "${SCENARIOS[*]}"
+    for s in "${SYSTEMS[@]}"; do
+        kv "sys.$s.kind" "$(sys_kind "$s")"
+        kv "sys.$s.hops" "$(sys_hops "$s")"
+        kv "sys.$s.configs" "$(for c in ${SYS_CONFIGS[$s]}; do printf '%s ' "${c#"$RESULTS"/}"; done)"
+    done
+    for c in "${SCENARIOS[@]}"; do
+        kv "scen.$c.label" "${SCEN_LABEL[$c]}"
+        kv "scen.$c.loadgen" "${SCEN_ARGS[$c]} --duration $(secs "$c") --warmup $WARMUP"
+        kv "scen.$c.duration_s" "$(secs "$c")"
+        kv "scen.$c.port" "${SCEN_PORT[$c]}"
+        kv "scen.$c.work" "${SCEN_WORK[$c]}"
+    done
+} >"$OUT/meta.tsv"
+
+python3 "$HERE/report.py" "$OUT" "$RESULTS/$NAME"
+if command -v gnuplot >/dev/null; then
+    gnuplot -e "base='$RESULTS/$NAME'" "$HERE/plot.gp" || die "gnuplot failed"
+else
+    say "gnuplot not installed: no plots"
+fi
+cat "$RESULTS/$NAME.md"
+say "wrote $RESULTS/$NAME.{json,md} and plots; configs and raw output in $OUT/"
+python3 - "$RESULTS/$NAME.json" <<'EOF'
+import json, sys
+errs = json.load(open(sys.argv[1]))["errors_total"]
+if errs:
+    sys.exit(f"bench: {errs} loadgen errors in the run (see the errors column)")
+EOF

@@ -1,0 +1,46 @@
+# The two plots of a bench/run.sh run, from the data report.py wrote:
+#   BASE-latency.png    latency percentiles per system (log scale), one panel per open-loop scenario
+#   BASE-overhead.png   per-hop overhead ((proxied - direct) / hops) per proxied system
+#
+#   gnuplot -e "base='bench/results/2026-11-26-quick'" bench/plot.gp
+# (data in BASE/latency.dat and BASE/overhead.dat, panel titles in BASE/plot-titles.gp)
+
+load base."/plot-titles.gp"
+set terminal pngcairo size 1400,560 font "sans,11" noenhanced
+set key autotitle columnhead outside right top vertical
+set grid ytics mytics
+set border 3
+set xtics nomirror
+set ytics nomirror
+# One colour per proxy, one dash per hop count: direct black; solid 1 hop, dashed 2 hops.
+array C[7] = ["#000000", "#1f77b4", "#1f77b4", "#d62728", "#d62728", "#2ca02c", "#2ca02c"]
+array D[7] = [1, 1, 2, 1, 2, 1, 2]
+cl(i) = C[i > 7 ? 7 : i]
+dd(i) = D[i > 7 ? 7 : i]
+shade(i) = i % 2 ? 0.4 : 0.9
+
+set output base."-latency.png"
+set multiplot layout 1,nblocks title "Latency percentiles (µs, log scale; median of rounds)"
+set logscale y
+set ylabel "µs"
+do for [b=0:nblocks-1] {
+    set title value("title".b)
+    plot for [i=2:*] base."/latency.dat" index b using i:xtic(1) with linespoints \
+        lw 2 pt 7 ps 0.8 lc rgb cl(i-1) dt dd(i-1)
+}
+unset multiplot
+
+set output base."-overhead.png"
+# Log scale too: the tails are ten times the medians, and on a linear axis p50 vanishes. A hop
+# that measured <= 0 (within noise) has no bar.
+set multiplot layout 1,nblocks title "Per-hop overhead: (proxied − direct) / hops, µs, log scale (median of rounds; ≤ 0 not drawn)"
+set style data histograms
+set style histogram clustered gap 1
+set style fill solid 0.85 border -1
+set boxwidth 0.9
+do for [b=0:nblocks-1] {
+    set title value("title".b)
+    plot for [i=2:*] base."/overhead.dat" index b \
+        using (column(i) > 0 ? column(i) : NaN):xtic(1) title columnhead(i) lc rgb cl(i) fs solid shade(i)
+}
+unset multiplot

@@ -1,0 +1,375 @@
+#!/usr/bin/env python3
+"""Turns one bench/run.sh run into its results: medians over rounds, per-hop overhead, CPU per
+unit of work, memory, and Ringside's ratios to HAProxy and NGINX.
+
+    report.py RUN_DIR BASE
+
+RUN_DIR holds what run.sh wrote: meta.tsv (key<TAB>value), cells.tsv (scenario, system, round,
+proxy CPU ticks, mid-run RSS KiB), memory.tsv (system, phase, RSS KiB[, connections held]) and
+raw/<scenario>.<system>.<round>.json (bench/loadgen --json). Writes BASE.json, BASE.md, and the
+gnuplot inputs RUN_DIR/latency.dat and RUN_DIR/overhead.dat.
+
+Per-hop overhead = (proxied - direct) / hops, each a median over rounds, at each percentile.
+CPU is utime + stime of every process of the system (both hops), over the whole loadgen run
+(warm-up included), divided by the work done in that time (rate x (warm-up + duration)).
+"""
+import json
+import os
+import statistics
+import sys
+
+PCTS = ("p50", "p90", "p99", "p999")
+PCT_LABEL = {"p50": "p50", "p90": "p90", "p99": "p99", "p999": "p99.9"}
+PEERS = ("haproxy", "nginx")
+# What each scenario's throughput and CPU figures are counted in.
+WORK = {
+    "req": ("rps", "req/s", "CPU s / 1k req", 1e3),
+    "gb": ("mb_per_s", "MB/s", "CPU s / GB", 1e3),  # MB/s x s / 1e3 = GB
+    "conn": ("cps", "conn/s", "CPU s / 1k conn", 1e3),
+}
+
+
+def median(xs):
+    xs = [x for x in xs if x is not None]
+    return statistics.median(xs) if xs else None
+
+
+def load_meta(run):
+    meta = {}
+    with open(os.path.join(run, "meta.tsv")) as f:
+        for line in f:
+            k, _, v = line.rstrip("\n").partition("\t")
+            meta[k] = v
+    return meta
+
+
+def load_cells(run, meta):
+    """{(scenario, system): [round dicts]} from cells.tsv and the raw loadgen outputs."""
+    tck = float(meta["clk_tck"])
+    warm = float(meta["warmup_s"])
+    cells = {}
+    with open(os.path.join(run, "cells.tsv")) as f:
+        for line in f:
+            scen, sysname, rnd, ticks, rss = (line.rstrip("\n").split("\t") + [""])[:5]
+            with open(os.path.join(run, "raw", f"{scen}.{sysname}.{rnd}.json")) as r:
+                lg = json.load(r)
+            dur = float(meta[f"scen.{scen}.duration_s"])
+            key, _, _, per = WORK[meta[f"scen.{scen}.work"]]
+            work = float(lg[key]) * (warm + dur) / per  # thousands of requests, GB, ...
+            cpu_s = int(ticks) / tck
+            d = {p: lg["latency_us"][p] for p in PCTS}
+            d.update(
+                round=int(rnd),
+                rate=float(lg[key]),
+                max_us=lg["latency_us"]["max"],
+                count=lg["latency_us"]["count"],
+                errors=lg["errors"]["total"],
+                errors_by_kind={k: v for k, v in lg["errors"].items() if k != "total" and v},
+                cpu_s=cpu_s,
+                cpu_per_unit=(cpu_s / work) if work > 0 else None,
+                rss_kb=int(rss) if rss else None,
+            )
+            cells.setdefault((scen, sysname), []).append(d)
+    return cells
+
+
+def load_memory(run):
+    mem = {}
+    path = os.path.join(run, "memory.tsv")
+    if os.path.exists(path):
+        with open(path) as f:
+            for line in f:
+                parts = line.rstrip("\n").split("\t")
+                mem.setdefault(parts[0], {})[parts[1]] = int(parts[2])
+                if len(parts) > 3:
+                    mem[parts[0]]["idle_conns_held"] = int(parts[3])
+    return mem
+
+
+def summarize(meta, cells, mem):
+    systems = meta["systems"].split()
+    scenarios = meta["scenarios"].split()
+    hops = {s: int(meta[f"sys.{s}.hops"]) for s in systems}
+    out = {}
+    for scen in scenarios:
+        rows = {}
+        for s in systems:
+            rs = cells.get((scen, s))
+            if not rs:
+                rows[s] = None  # not run (e.g. no L4 listener)
+                continue
+            m = {p: median([r[p] for r in rs]) for p in PCTS}
+            m.update(
+                rate=median([r["rate"] for r in rs]),
+                cpu_per_unit=median([r["cpu_per_unit"] for r in rs]) if hops[s] else None,
+                rss_kb=median([r["rss_kb"] for r in rs]),
+                errors=sum(r["errors"] for r in rs),
+                rounds=rs,
+            )
+            rows[s] = m
+        d = rows.get("direct")
+        for s, m in rows.items():
+            if m is None or not hops[s] or d is None:
+                continue
+            m["overhead_per_hop_us"] = {p: (m[p] - d[p]) / hops[s] for p in PCTS}
+        out[scen] = rows
+    return out
+
+
+def ratio(a, b):
+    if a is None or b is None or a <= 0 or b <= 0:
+        return None
+    return a / b
+
+
+def figures(m, memrow):
+    """The figures of one system in one scenario that get a Ringside/peer ratio."""
+    f = {p: m[p] for p in PCTS}
+    f.update({f"overhead_{p}": m.get("overhead_per_hop_us", {}).get(p) for p in PCTS})
+    f["rate"] = m["rate"]
+    f["cpu_per_unit"] = m["cpu_per_unit"]
+    f["rss_kb"] = m["rss_kb"]
+    return f
+
+
+def ratios(meta, summary):
+    """{scenario: {"ringside-1hop/haproxy-1hop": {figure: ratio}}}, for every hop count present."""
+    systems = meta["systems"].split()
+    out = {}
+    for scen, rows in summary.items():
+        out[scen] = {}
+        for rs in (s for s in systems if s.startswith("ringside-")):
+            suffix = rs.split("-", 1)[1]
+            for peer in PEERS:
+                ps = f"{peer}-{suffix}"
+                if rows.get(rs) is None or rows.get(ps) is None:
+                    continue
+                a, b = figures(rows[rs], None), figures(rows[ps], None)
+                out[scen][f"{rs}/{ps}"] = {k: ratio(a[k], b[k]) for k in a}
+    return out
+
+
+def fmt(v, nd=0, sign=False):
+    if v is None:
+        return "–"
+    s = f"{v:+,.{nd}f}" if sign else f"{v:,.{nd}f}"
+    return s.replace("-", "−")
+
+
+def fr(v):
+    return "n/a" if v is None else f"{v:.2f}"
+
+
+def markdown(meta, summary, rat, mem):
+    systems = meta["systems"].split()
+    hops = {s: int(meta[f"sys.{s}.hops"]) for s in systems}
+    L = []
+    w = L.append
+    w(f"# Ringside benchmark, {meta['set']} set, {meta['date']}")
+    w("")
+    dirty = " (with uncommitted changes)" if meta.get("dirty") == "yes" else ""
+    w(f"- Command: `{meta['command']}`, commit {meta['commit']}{dirty}; took {meta['elapsed_s']} s.")
+    w(f"- Host: {meta['cpus']} x {meta['cpu']}, Linux {meta['kernel']}; load average before "
+      f"{meta['loadavg_before']}, after {meta['loadavg_after']}.")
+    w(f"- Upstream: `{meta['upstream']}` (1 KiB body; `/bytes/N` for the bulk scenario).")
+    w(f"- Proxies: Ringside `--concurrency 1`, HAProxy {meta['haproxy']} `nbthread 1`, NGINX "
+      f"{meta['nginx']} `worker_processes 1`; keep-alive upstream pools, no logging; configs in "
+      f"`{meta['date']}-{meta['set']}/configs/`. *N*hop = N proxies in a chain (client-side "
+      "sidecar → server-side sidecar).")
+    w(f"- Placement: {meta['placement']}.")
+    w(f"- {meta['rounds']} round(s); in each, every scenario runs on every system in turn; figures "
+      f"are medians over rounds. Warm-up {meta['warmup_s']} s per run, excluded from latency. "
+      "Latency in µs, from each request's scheduled send (open loop) or its send (closed loop).")
+    w("- **hop** = per-hop overhead = (proxied − direct) / hops, at each percentile. CPU = utime + "
+      "stime of all the system's proxy processes (both hops) from /proc, per unit of work; "
+      f"resolution 1/{meta['clk_tck']} s, so short runs at low rates read coarsely.")
+    for scen in meta["scenarios"].split():
+        rows = summary[scen]
+        key, unit, cpu_unit, _ = WORK[meta[f"scen.{scen}.work"]]
+        w("")
+        w(f"## {scen}: {meta[f'scen.{scen}.label']}")
+        w("")
+        w(f"`loadgen {meta[f'scen.{scen}.loadgen']}` on the system's "
+          f"{'L4 (TCP)' if meta[f'scen.{scen}.port'] == 'tcp' else 'HTTP'} listener.")
+        w("")
+        show_rss = any(m and m["rss_kb"] for m in rows.values())
+        hdr = f"| system | {unit} | p50 | p90 | p99 | p99.9 | hop p50 | hop p90 | hop p99 | hop p99.9 | {cpu_unit} |"
+        sep = "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|"
+        if show_rss:
+            hdr += " RSS under load |"
+            sep += "--:|"
+        hdr += " errors |"
+        sep += "--:|"
+        w(hdr)
+        w(sep)
+        for s in systems:
+            m = rows.get(s)
+            if m is None:
+                w(f"| {s} | not run (no L4 listener) |" + " |" * (11 if show_rss else 10))
+                continue
+            oh = m.get("overhead_per_hop_us")
+            cells = [s, fmt(m["rate"], 1 if key == "mb_per_s" else 0)]
+            cells += [fmt(m[p]) for p in PCTS]
+            cells += [fmt(oh[p], 0, True) if oh else "" for p in PCTS]
+            cells.append(fmt(m["cpu_per_unit"], 3) if m["cpu_per_unit"] is not None else "")
+            if show_rss:
+                cells.append(f"{m['rss_kb'] / 1024:.1f} MiB" if m["rss_kb"] else "")
+            cells.append(str(m["errors"]))
+            w("| " + " | ".join(cells) + " |")
+        if rat.get(scen):
+            w("")
+            cols = list(rat[scen].keys())
+            w("Ringside / peer (same number of hops). Latency, hop and CPU: below 1 is better for "
+              f"Ringside; {unit}: above 1 is better. n/a where a figure is ≤ 0 (a hop within noise).")
+            w("")
+            w("| figure | " + " | ".join(c.replace("-", " ") for c in cols) + " |")
+            w("|---|" + "--:|" * len(cols))
+            names = [(p, PCT_LABEL[p]) for p in PCTS] + [(f"overhead_{p}", f"hop {PCT_LABEL[p]}") for p in PCTS]
+            names += [("rate", unit), ("cpu_per_unit", cpu_unit)]
+            if show_rss:
+                names.append(("rss_kb", "RSS under load"))
+            for k, label in names:
+                w(f"| {label} | " + " | ".join(fr(rat[scen][c][k]) for c in cols) + " |")
+    # memory
+    w("")
+    w(f"## Memory: resident set of each system's proxy processes (both hops summed)")
+    w("")
+    w(f"Idle = started and answered one request on each listener. Under load = mid-run of rate10k "
+      f"(median). Idle connections = {meta['idle_conns']} client connections opened to the entry "
+      "hop and left silent; KiB/conn = (that − idle) / connections held.")
+    w("")
+    w("| system | idle | under 10,000 rps | holding idle conns | conns held | KiB / idle conn |")
+    w("|---|--:|--:|--:|--:|--:|")
+    load_rss = {s: (summary.get("rate10k", {}).get(s) or {}).get("rss_kb") for s in systems}
+    for s in systems:
+        if not hops[s]:
+            continue
+        m = mem.get(s, {})
+        idle, held, n = m.get("idle"), m.get("idle_conns"), m.get("idle_conns_held")
+        per = (held - idle) / n if idle and held and n else None
+        w(f"| {s} | {mib(idle)} | {mib(load_rss.get(s))} | {mib(held)} | {fmt(n)} | {fmt(per, 2)} |")
+    w("")
+    w("Ringside / peer, memory:")
+    w("")
+    for rs in (s for s in systems if s.startswith("ringside-")):
+        suffix = rs.split("-", 1)[1]
+        for peer in PEERS:
+            ps = f"{peer}-{suffix}"
+            if ps not in systems:
+                continue
+            a, b = mem.get(rs, {}), mem.get(ps, {})
+            w(f"- {rs} / {ps}: idle {fr(ratio(a.get('idle'), b.get('idle')))}, holding idle "
+              f"connections {fr(ratio(a.get('idle_conns'), b.get('idle_conns')))}, under 10,000 rps "
+              f"{fr(ratio(load_rss.get(rs), load_rss.get(ps)))}.")
+    w("")
+    w("## Stated plainly")
+    w("")
+    L.extend(plainly(meta, summary, rat, mem, load_rss))
+    return "\n".join(L) + "\n"
+
+
+def mib(kb):
+    return "–" if not kb else f"{kb / 1024:.1f} MiB"
+
+
+def plainly(meta, summary, rat, mem, load_rss):
+    """One sentence per headline figure: Ringside's value, the peers', and the ratios."""
+    out = []
+    systems = meta["systems"].split()
+
+    def peers_of(rs):
+        suffix = rs.split("-", 1)[1]
+        return [(p, f"{p}-{suffix}") for p in PEERS if f"{p}-{suffix}" in systems]
+
+    for scen in ("rate1k", "rate10k"):
+        rows = summary.get(scen)
+        if not rows:
+            continue
+        for rs in (s for s in systems if s.startswith("ringside-") and rows.get(s)):
+            oh = rows[rs]["overhead_per_hop_us"]
+            parts = []
+            for p in ("p50", "p99", "p999"):
+                peer_txt = ", ".join(
+                    f"{peer} {fmt(rows[ps]['overhead_per_hop_us'][p], 0, True)} "
+                    f"(ratio {fr(rat[scen][f'{rs}/{ps}'][f'overhead_{p}'])})"
+                    for peer, ps in peers_of(rs) if rows.get(ps))
+                parts.append(f"{PCT_LABEL[p]} {fmt(oh[p], 0, True)} µs vs {peer_txt}")
+            out.append(f"- {scen}, {rs}: per-hop overhead " + "; ".join(parts) + ".")
+    for scen in ("max", "bulk", "newconn"):
+        rows = summary.get(scen)
+        if not rows:
+            continue
+        key, unit, cpu_unit, _ = WORK[meta[f"scen.{scen}.work"]]
+        for rs in (s for s in systems if s.startswith("ringside-") and rows.get(s)):
+            txt = ", ".join(
+                f"{peer} {fmt(rows[ps]['rate'])} {unit} / {fmt(rows[ps]['cpu_per_unit'], 3)} "
+                f"(ratios {fr(rat[scen][f'{rs}/{ps}']['rate'])} / {fr(rat[scen][f'{rs}/{ps}']['cpu_per_unit'])})"
+                for peer, ps in peers_of(rs) if rows.get(ps))
+            out.append(f"- {scen}, {rs}: {fmt(rows[rs]['rate'])} {unit}, "
+                       f"{fmt(rows[rs]['cpu_per_unit'], 3)} {cpu_unit}; {txt}.")
+    for rs in (s for s in systems if s == "ringside-1hop"):
+        txt = ", ".join(f"{peer} {mib(mem.get(ps, {}).get('idle'))} (ratio "
+                        f"{fr(ratio(mem.get(rs, {}).get('idle'), mem.get(ps, {}).get('idle')))})"
+                        for peer, ps in peers_of(rs))
+        out.append(f"- Idle RSS, one process: Ringside {mib(mem.get(rs, {}).get('idle'))}; {txt}.")
+    return out
+
+
+def gnuplot_data(run, meta, summary):
+    """latency.dat: one block per open-loop scenario, a row per percentile, a column per system;
+    overhead.dat: the same for per-hop overhead, proxied systems only. Blocks are separated by two
+    blank lines (gnuplot's index)."""
+    systems = meta["systems"].split()
+    proxied = [s for s in systems if int(meta[f"sys.{s}.hops"])]
+    scens = [s for s in ("rate1k", "rate10k") if s in summary]
+    with open(os.path.join(run, "latency.dat"), "w") as lf, open(os.path.join(run, "overhead.dat"), "w") as of:
+        for scen in scens:
+            rows = summary[scen]
+            lf.write("pct " + " ".join(systems) + "\n")
+            of.write("pct " + " ".join(proxied) + "\n")
+            for p in PCTS:
+                lf.write(PCT_LABEL[p] + " " + " ".join(
+                    str(rows[s][p]) if rows.get(s) else "NaN" for s in systems) + "\n")
+                of.write(PCT_LABEL[p] + " " + " ".join(
+                    f"{rows[s]['overhead_per_hop_us'][p]:.1f}" if rows.get(s) else "NaN" for s in proxied) + "\n")
+            lf.write("\n\n")
+            of.write("\n\n")
+    with open(os.path.join(run, "plot-titles.gp"), "w") as f:
+        for i, scen in enumerate(scens):
+            f.write(f"title{i} = \"{meta[f'scen.{scen}.label']}\"\n")
+        f.write(f"nblocks = {len(scens)}\n")
+
+
+def main():
+    run, base = sys.argv[1], sys.argv[2]
+    meta = load_meta(run)
+    cells = load_cells(run, meta)
+    mem = load_memory(run)
+    summary = summarize(meta, cells, mem)
+    rat = ratios(meta, summary)
+    gnuplot_data(run, meta, summary)
+    systems = meta["systems"].split()
+    errors_total = sum(m["errors"] for rows in summary.values() for m in rows.values() if m)
+    doc = {
+        "meta": {k: v for k, v in meta.items() if not k.startswith(("sys.", "scen."))},
+        "systems": {s: {"kind": meta[f"sys.{s}.kind"], "hops": int(meta[f"sys.{s}.hops"]),
+                        "configs": meta[f"sys.{s}.configs"].split()} for s in systems},
+        "scenarios": {c: {"label": meta[f"scen.{c}.label"], "loadgen": meta[f"scen.{c}.loadgen"],
+                          "listener": meta[f"scen.{c}.port"],
+                          "rate_unit": WORK[meta[f"scen.{c}.work"]][1],
+                          "cpu_unit": WORK[meta[f"scen.{c}.work"]][2]}
+                      for c in meta["scenarios"].split()},
+        "results": {scen: {s: m for s, m in rows.items()} for scen, rows in summary.items()},
+        "memory_kb": mem,
+        "ratios": rat,
+        "errors_total": errors_total,
+    }
+    with open(base + ".json", "w") as f:
+        json.dump(doc, f, indent=1)
+        f.write("\n")
+    with open(base + ".md", "w") as f:
+        f.write(markdown(meta, summary, rat, mem))
+
+
+if __name__ == "__main__":
+    main()
