@@ -6,6 +6,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "sidecar/blk.h"
 #include "sidecar/log.h"
 
 uint32_t rs_conn_zc_threshold = 64 * 1024;
@@ -150,8 +151,12 @@ void rs_conn_read_stop(struct rs_conn *c)
 /* Output queue. */
 static void seg_release(struct rs_loop *loop, struct rs_seg *s)
 {
-    if (s->bid >= 0) rs_buf_unref(loop, (uint32_t)s->bid);
-    free(s->heap);
+    if (s->bid >= 0)
+        rs_buf_unref(loop, (uint32_t)s->bid);
+    else if (s->bid == RS_SEG_BLK)
+        rs_blk_put(s->heap);
+    else
+        free(s->heap);
 }
 
 static int outq_push(struct rs_conn *c, struct rs_seg seg)
@@ -236,20 +241,14 @@ static void flush(struct rs_conn *c)
     }
 }
 
-static void seg_drop(struct rs_loop *loop, struct rs_seg *seg)
-{
-    if (seg->bid >= 0) rs_buf_unref(loop, (uint32_t)seg->bid);
-    free(seg->heap);
-}
-
 int rs_conn_queue_wire(struct rs_conn *c, struct rs_seg *seg)
 {
     if (seg->len == 0) {
-        seg_drop(c->loop, seg);
+        seg_release(c->loop, seg);
         return 0;
     }
     if (outq_push(c, *seg) != 0) {
-        seg_drop(c->loop, seg);
+        seg_release(c->loop, seg);
         return -ENOMEM;
     }
     flush(c);
@@ -308,6 +307,12 @@ int rs_conn_write_buf(struct rs_conn *c, int32_t bid, const char *p, size_t len)
 int rs_conn_write_heap(struct rs_conn *c, void *p, size_t len)
 {
     return write_seg(c, (struct rs_seg){.p = p, .len = (uint32_t)len, .bid = -1, .heap = p});
+}
+
+int rs_conn_write_blk(struct rs_conn *c, void *blk, size_t len)
+{
+    return write_seg(
+        c, (struct rs_seg){.p = blk, .len = (uint32_t)len, .bid = RS_SEG_BLK, .heap = blk});
 }
 
 int rs_conn_write_copy(struct rs_conn *c, const void *p, size_t len)

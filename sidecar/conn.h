@@ -38,8 +38,10 @@ struct rs_conn_handler {
     void (*on_accept)(struct rs_conn *c, int fd, int err);
 };
 
-/* A piece of output: bytes in a ring buffer (bid >= 0), owned heap memory (freed when sent), or
- * static memory that outlives the connection. */
+/* A piece of output: bytes in a ring buffer (bid >= 0), owned heap memory (freed when sent: with
+ * free(), or bid == RS_SEG_BLK: given back to the block cache), or static memory that outlives the
+ * connection. */
+#define RS_SEG_BLK (-2)
 struct rs_seg {
     const char *p;
     uint32_t len;
@@ -127,6 +129,8 @@ void rs_conn_read_stop(struct rs_conn *c);
  * caller closes). Sending starts at once if no send is in flight. */
 int rs_conn_write_buf(struct rs_conn *c, int32_t bid, const char *p, size_t len);
 int rs_conn_write_heap(struct rs_conn *c, void *p, size_t len);
+/* As rs_conn_write_heap for a block from rs_blk_get (returned to the cache once sent). */
+int rs_conn_write_blk(struct rs_conn *c, void *blk, size_t len);
 int rs_conn_write_copy(struct rs_conn *c, const void *p, size_t len);
 int rs_conn_write_static(struct rs_conn *c, const void *p, size_t len);
 

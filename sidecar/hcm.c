@@ -16,6 +16,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "sidecar/blk.h"
 #include "sidecar/http1.h"
 #include "sidecar/log.h"
 #include "sidecar/path.h"
@@ -105,28 +106,57 @@ static uint64_t wall_us(void)
 
 /* ---- small helpers ------------------------------------------------------------------------- */
 
+/* A message head being built. It starts in a cached block (heads are rarely larger) and moves to
+ * malloc'd memory only if it outgrows it; ob_send hands it to the connection either way. */
 struct obuf {
     char *p;
     size_t len, cap;
-    bool oom;
+    bool oom, blk;
 };
 
 static void ob_put(struct obuf *b, const void *d, size_t n)
 {
     if (b->oom || n == 0) return; /* d may be NULL for an empty body */
     if (b->len + n > b->cap) {
-        size_t cap = b->cap ? b->cap * 2 : 512;
+        size_t cap = b->cap ? b->cap * 2 : RS_BLK_SIZE;
         while (cap < b->len + n) cap *= 2;
-        char *np = realloc(b->p, cap);
+        char *np = cap == RS_BLK_SIZE ? rs_blk_get() : malloc(cap);
         if (!np) {
             b->oom = true;
             return;
         }
+        if (b->len) memcpy(np, b->p, b->len);
+        if (b->blk)
+            rs_blk_put(b->p);
+        else
+            free(b->p);
         b->p = np;
         b->cap = cap;
+        b->blk = cap == RS_BLK_SIZE;
     }
     memcpy(b->p + b->len, d, n);
     b->len += n;
+}
+
+static void ob_free(struct obuf *b)
+{
+    if (b->blk)
+        rs_blk_put(b->p);
+    else
+        free(b->p);
+    b->p = NULL;
+}
+
+/* Queues the head on c (which then owns the memory); -1 when it could not be built or queued. */
+static int ob_send(struct obuf *b, struct rs_conn *c)
+{
+    if (b->oom) {
+        ob_free(b);
+        return -1;
+    }
+    int ret = b->blk ? rs_conn_write_blk(c, b->p, b->len) : rs_conn_write_heap(c, b->p, b->len);
+    b->p = NULL;
+    return ret;
 }
 
 static void ob_str(struct obuf *b, const char *s)
@@ -192,6 +222,36 @@ static void uuid4(struct rs_worker *w, char out[37])
     snprintf(out, 37, "%08x-%04x-%04x-%04x-%012llx", (unsigned)(a >> 32),
              (unsigned)(a >> 16) & 0xffff, (unsigned)a & 0xffff, (unsigned)(b >> 48),
              (unsigned long long)(b & 0xffffffffffffull));
+}
+
+/* Streams are recycled through a small per-worker cache, with their arena: a keep-alive
+ * connection opens one per request. Idle connections hold none. */
+#define STREAM_CACHE 32
+#define ARENA_KEEP 512
+
+static __thread struct stream *stream_cache[STREAM_CACHE];
+static __thread uint32_t nstream_cache;
+
+static struct stream *stream_get(void)
+{
+    if (!nstream_cache) return calloc(1, sizeof(struct stream));
+    struct stream *st = stream_cache[--nstream_cache];
+    char *arena = st->arena;
+    uint32_t cap = st->arena_cap;
+    memset(st, 0, sizeof *st);
+    st->arena = arena;
+    st->arena_cap = cap;
+    return st;
+}
+
+static void stream_put(struct stream *st)
+{
+    if (nstream_cache == STREAM_CACHE || st->arena_cap > ARENA_KEEP) {
+        free(st->arena);
+        free(st);
+        return;
+    }
+    stream_cache[nstream_cache++] = st;
 }
 
 /* ---- stream end, access log, stats --------------------------------------------------------- */
@@ -331,8 +391,7 @@ static void stream_end(struct stream *st)
         up_release(u, u->reusable && st->req_complete && st->resp_complete);
     }
     s->st = NULL;
-    free(st->arena);
-    free(st);
+    stream_put(st);
 }
 
 /* ---- sessions ------------------------------------------------------------------------------ */
@@ -388,7 +447,7 @@ static void on_request_timeout(struct rs_loop *loop, struct rs_timer *t);
 static struct stream *stream_open(struct hsess *s)
 {
     struct rs_worker *w = s->w;
-    struct stream *st = calloc(1, sizeof *st);
+    struct stream *st = stream_get();
     if (!st) return NULL;
     st->s = s;
     st->start_us = wall_us();
@@ -449,8 +508,7 @@ static void local_reply_at(struct hsess *s, int code, uint32_t flags, const char
     if (s->closing) ob_hdr(&b, "connection", 10, "close", 5);
     ob_put(&b, "\r\n", 2);
     ob_put(&b, body, blen);
-    if (b.oom || rs_conn_write_heap(s->down, b.p, b.len) != 0) {
-        free(b.oom ? b.p : NULL);
+    if (ob_send(&b, s->down) != 0) {
         sess_destroy(s, true);
         return;
     }
@@ -1048,10 +1106,7 @@ static int resp_head(void *ud, const struct rs_h1_head *h)
         ob_hdr(&b, "connection", 10, "keep-alive", 10);
     }
     ob_put(&b, "\r\n", 2);
-    if (b.oom || rs_conn_write_heap(s->down, b.p, b.len) != 0) {
-        free(b.p);
-        return -1;
-    }
+    if (ob_send(&b, s->down) != 0) return -1;
     return st->head_request ? RS_H1_SKIP_BODY : 0;
 }
 
@@ -1193,6 +1248,11 @@ static __thread size_t tls_norm_cap;
 
 void rs_hcm_thread_cleanup(void)
 {
+    while (nstream_cache) {
+        struct stream *st = stream_cache[--nstream_cache];
+        free(st->arena);
+        free(st);
+    }
     free(tls_hs);
     tls_hs = NULL;
     free(tls_norm);
@@ -1471,13 +1531,13 @@ static int forward(struct hsess *s, struct stream *st, const struct rs_h1_head *
     }
     ob_put(&b, "\r\n", 2);
     if (b.oom) {
-        free(b.p);
+        ob_free(&b);
         return -1;
     }
 
     struct rs_upstream *u = up_acquire(s, cl, ep, &href);
     if (!u) {
-        free(b.p);
+        ob_free(&b);
         local_reply(
             s, 503, RS_RF_UO,
             "upstream connect error or disconnect/reset before headers. reset reason: overflow",
@@ -1495,7 +1555,7 @@ static int forward(struct hsess *s, struct stream *st, const struct rs_h1_head *
     rs_host_stat_add(&u->href, w->id + 1, RS_HS_RQ_ACTIVE, 1);
     st->host_open = true;
     u->reusable = true;
-    if (rs_conn_write_heap(u->c, b.p, b.len) != 0) return -1;
+    if (ob_send(&b, u->c) != 0) return -1;
     if (expect_continue && rs_conn_write_static(s->down, "HTTP/1.1 100 Continue\r\n\r\n", 25) != 0)
         return -1;
     return 0;

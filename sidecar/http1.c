@@ -25,6 +25,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "sidecar/blk.h"
+
 enum phase { PH_IDLE, PH_HEAD, PH_BODY, PH_TRAILERS };
 enum stop { STOP_NONE, STOP_BEGIN, STOP_HEAD, STOP_TRAILERS, STOP_END, STOP_USER };
 enum field_state { FS_NONE, FS_NAME, FS_VALUE };
@@ -60,6 +62,25 @@ static int fail(struct rs_h1_parser *p, enum rs_h1_status st, const char *reason
     return -1;
 }
 
+_Static_assert(RS_H1_HEAD_MIN == RS_BLK_SIZE, "small head storage is one cached block");
+
+/* Head storage of the minimum size comes from the worker's block cache: a keep-alive connection
+ * takes and returns one per message, and malloc would do that work for every request. */
+static char *head_alloc(uint64_t cap)
+{
+    return cap == RS_H1_HEAD_MIN ? rs_blk_get() : malloc(cap);
+}
+
+static void head_release(struct rs_h1_parser *p)
+{
+    if (p->cap == RS_H1_HEAD_MIN)
+        rs_blk_put(p->buf);
+    else
+        free(p->buf);
+    p->buf = NULL;
+    p->cap = 0;
+}
+
 static union slot *slot_at(struct rs_h1_parser *p, uint32_t i)
 {
     return (union slot *)(void *)(p->buf + p->cap - (size_t)(i + 1) * SLOT);
@@ -73,13 +94,13 @@ static int reserve(struct rs_h1_parser *p, uint32_t text, uint32_t nslots)
     if (need <= p->cap) return 0;
     uint64_t cap = p->cap ? p->cap : RS_H1_HEAD_MIN;
     while (cap < need) cap *= 2;
-    char *nb = malloc(cap);
+    char *nb = head_alloc(cap);
     if (!nb) return fail(p, RS_H1_ERR_NO_MEMORY, "out of memory for the message head");
     if (p->buf) {
         size_t slots = (size_t)p->nslots * SLOT;
         memcpy(nb, p->buf, p->text_len);
         memcpy(nb + cap - slots, p->buf + p->cap - slots, slots);
-        free(p->buf);
+        head_release(p);
     }
     p->buf = nb;
     p->cap = (uint32_t)cap;
@@ -102,9 +123,7 @@ static void shrink(struct rs_h1_parser *p)
     p->text_len = 0;
     p->nslots = 0;
     if (p->cap <= RS_H1_HEAD_MIN) return;
-    free(p->buf);
-    p->buf = NULL;
-    p->cap = 0;
+    head_release(p);
 }
 
 /* ---- llhttp callbacks ---- */
@@ -564,16 +583,13 @@ void rs_h1_reset(struct rs_h1_parser *p)
 void rs_h1_trim(struct rs_h1_parser *p)
 {
     if (p->phase == PH_HEAD) return;
-    free(p->buf);
-    p->buf = NULL;
-    p->cap = p->text_len = p->nslots = 0;
+    head_release(p);
+    p->text_len = p->nslots = 0;
 }
 
 void rs_h1_free(struct rs_h1_parser *p)
 {
-    free(p->buf);
-    p->buf = NULL;
-    p->cap = 0;
+    head_release(p);
 }
 
 bool rs_h1_upgraded(const struct rs_h1_parser *p)

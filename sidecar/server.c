@@ -12,6 +12,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "sidecar/blk.h"
 #include "sidecar/log.h"
 #include "sidecar/router.h"
 
@@ -310,6 +311,7 @@ static void *worker_main(void *arg)
     for (uint32_t i = 0; i < w->snap->nlogs; i++) rs_access_log_buf_free(&w->logbufs[i]);
     rs_router_thread_cleanup();
     rs_hcm_thread_cleanup();
+    rs_blk_thread_cleanup();
     return NULL;
 }
 
@@ -406,6 +408,7 @@ void rs_server_join(struct rs_server *srv)
         for (uint32_t c = 0; c < w->snap->nclusters; c++) rs_hostset_unref(w->clusters[c].hosts);
         rs_conn_reap_all(&w->loop);
         rs_loop_destroy(&w->loop);
+        rs_blk_thread_cleanup(); /* blocks of connections reaped here, on this thread */
         free(w->clusters);
         free(w->listeners);
         free(w->logbufs);
