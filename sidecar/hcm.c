@@ -214,14 +214,28 @@ static void ip_only(const struct sockaddr *sa, char *out, size_t cap)
         inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)sa)->sin6_addr, out, (socklen_t)cap);
 }
 
+static void hex_put(char *out, uint64_t v, int digits)
+{
+    static const char hex[] = "0123456789abcdef";
+    for (int i = digits - 1; i >= 0; i--, v >>= 4) out[i] = hex[v & 0xf];
+}
+
 static void uuid4(struct rs_worker *w, char out[37])
 {
     uint64_t a = rs_worker_rand(w), b = rs_worker_rand(w);
     a = (a & ~0xf000ull) | 0x4000ull;                        /* version 4 */
     b = (b & 0x3fffffffffffffffull) | 0x8000000000000000ull; /* variant 10 */
-    snprintf(out, 37, "%08x-%04x-%04x-%04x-%012llx", (unsigned)(a >> 32),
-             (unsigned)(a >> 16) & 0xffff, (unsigned)a & 0xffff, (unsigned)(b >> 48),
-             (unsigned long long)(b & 0xffffffffffffull));
+    /* 8-4-4-4-12 lowercase hex, as "%08x-%04x-%04x-%04x-%012llx" of the same bits */
+    hex_put(out, a >> 32, 8);
+    out[8] = '-';
+    hex_put(out + 9, a >> 16, 4);
+    out[13] = '-';
+    hex_put(out + 14, a, 4);
+    out[18] = '-';
+    hex_put(out + 19, b >> 48, 4);
+    out[23] = '-';
+    hex_put(out + 24, b, 12);
+    out[36] = '\0';
 }
 
 /* Streams are recycled through a small per-worker cache, with their arena: a keep-alive
@@ -495,12 +509,10 @@ static void local_reply_at(struct hsess *s, int code, uint32_t flags, const char
     }
     if (!st || !st->req_complete) s->closing = true;
     struct obuf b = {0};
-    char line[64], num[24];
-    rs_h1_status_line(line, sizeof line, code, st && st->http10);
-    ob_str(&b, line);
+    char line[64], num[20];
+    ob_put(&b, line, rs_h1_status_line(line, sizeof line, code, st && st->http10));
     size_t blen = body ? strlen(body) : 0;
-    snprintf(num, sizeof num, "%zu", blen);
-    ob_hdr(&b, "content-length", 14, num, strlen(num));
+    ob_hdr(&b, "content-length", 14, num, rs_h1_u64(num, blen));
     if (blen) ob_hdr(&b, "content-type", 12, "text/plain", 10);
     ob_hdr(&b, "date", 4, s->w->date, s->w->date_len);
     ob_hdr(&b, "server", 6, s->cfg->server_name, strlen(s->cfg->server_name));
@@ -1037,10 +1049,9 @@ static int resp_head(void *ud, const struct rs_h1_head *h)
     st->status = h->status;
     st->last_active_ms = s->w->loop.now_ms;
     st->resp_started = true;
-    char ust[24];
-    int ustn = snprintf(ust, sizeof ust, "%llu",
-                        (unsigned long long)((rs_now_us() - st->upstream_start_us) / 1000));
-    st->ust = arena_add(st, ust, (size_t)ustn);
+    char ust[20];
+    size_t ustn = rs_h1_u64(ust, (rs_now_us() - st->upstream_start_us) / 1000);
+    st->ust = arena_add(st, ust, ustn);
     bool body_allowed = !st->head_request && h->status != 204 && h->status != 304;
     bool framed = h->content_length >= 0 && !h->chunked;
     st->rechunk = body_allowed && !framed && !st->http10;
@@ -1050,8 +1061,7 @@ static int resp_head(void *ud, const struct rs_h1_head *h)
     size_t nlv = rs_route_response_edits(s->cfg->routes, st->route, st->rc, lv);
     struct obuf b = {0};
     char line[64];
-    rs_h1_status_line(line, sizeof line, h->status, st->http10);
-    ob_str(&b, line);
+    ob_put(&b, line, rs_h1_status_line(line, sizeof line, h->status, st->http10));
     bool have_date = false;
     for (uint32_t i = 0; i < h->nheaders; i++) {
         const struct rs_h1_header *x = &h->headers[i];
@@ -1095,7 +1105,7 @@ static int resp_head(void *ud, const struct rs_h1_head *h)
     if (!have_date) ob_hdr(&b, "date", 4, s->w->date, s->w->date_len);
     if (!s->cfg->server_header_pass_through)
         ob_hdr(&b, "server", 6, s->cfg->server_name, strlen(s->cfg->server_name));
-    ob_hdr(&b, "x-envoy-upstream-service-time", 29, ust, (size_t)ustn);
+    ob_hdr(&b, "x-envoy-upstream-service-time", 29, ust, ustn);
     if (s->cfg->always_set_request_id_in_response && st->rid.len && !rs_h1_find(h, "x-request-id"))
         ob_hdr(&b, "x-request-id", 12, st->arena + st->rid.off, st->rid.len);
     if (st->rechunk) ob_hdr(&b, "transfer-encoding", 17, "chunked", 7);
@@ -1485,11 +1495,11 @@ static int forward(struct hsess *s, struct stream *st, const struct rs_h1_head *
         }
     }
     if (hdrs_find(H, "x-forwarded-proto", 17) < 0) hdrs_add(H, "x-forwarded-proto", 17, "http", 4);
-    char tbuf[24];
+    char tbuf[20];
     if (st->timeout_ms) {
-        int n = snprintf(tbuf, sizeof tbuf, "%llu", (unsigned long long)st->timeout_ms);
+        size_t n = rs_h1_u64(tbuf, st->timeout_ms);
         hdrs_remove(H, "x-envoy-expected-rq-timeout-ms", 30);
-        hdrs_add(H, "x-envoy-expected-rq-timeout-ms", 30, tbuf, (size_t)n);
+        hdrs_add(H, "x-envoy-expected-rq-timeout-ms", 30, tbuf, n);
     }
     char newpath[4096];
     ssize_t np = rs_route_rewrite_path(r, path, path_len, newpath, sizeof newpath);
@@ -1525,9 +1535,8 @@ static int forward(struct hsess *s, struct stream *st, const struct rs_h1_head *
     if (h->chunked)
         ob_hdr(&b, "transfer-encoding", 17, "chunked", 7);
     else if (h->content_length >= 0) {
-        char cl[24];
-        int n = snprintf(cl, sizeof cl, "%lld", (long long)h->content_length);
-        ob_hdr(&b, "content-length", 14, cl, (size_t)n);
+        char cl[20];
+        ob_hdr(&b, "content-length", 14, cl, rs_h1_u64(cl, (uint64_t)h->content_length));
     }
     ob_put(&b, "\r\n", 2);
     if (b.oom) {

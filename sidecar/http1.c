@@ -663,6 +663,18 @@ bool rs_h1_connection_lists(const struct rs_h1_head *h, const char *name, size_t
     return false;
 }
 
+size_t rs_h1_u64(char out[20], uint64_t v)
+{
+    char tmp[20];
+    size_t n = 0;
+    do {
+        tmp[n++] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v);
+    for (size_t i = 0; i < n; i++) out[i] = tmp[n - 1 - i];
+    return n;
+}
+
 size_t rs_h1_chunk_header(char out[20], size_t len)
 {
     static const char hex[] = "0123456789abcdef";
@@ -779,7 +791,15 @@ const char *rs_h1_reason_phrase(int status)
 size_t rs_h1_status_line(char *out, size_t cap, int status, bool http10)
 {
     if (status < 100 || status > 999) status = 500;
-    int n = snprintf(out, cap, "HTTP/1.%c %d %s\r\n", http10 ? '0' : '1', status,
-                     rs_h1_reason_phrase(status));
-    return n > 0 && (size_t)n < cap ? (size_t)n : 0;
+    const char *reason = rs_h1_reason_phrase(status);
+    size_t rl = strlen(reason);
+    if (13 + rl + 2 >= cap) return 0; /* "HTTP/1.x NNN " reason CRLF, and room for a NUL */
+    memcpy(out, http10 ? "HTTP/1.0 " : "HTTP/1.1 ", 9);
+    out[9] = (char)('0' + status / 100);
+    out[10] = (char)('0' + status / 10 % 10);
+    out[11] = (char)('0' + status % 10);
+    out[12] = ' ';
+    memcpy(out + 13, reason, rl);
+    memcpy(out + 13 + rl, "\r\n", 3);
+    return 13 + rl + 2;
 }

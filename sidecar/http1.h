@@ -147,6 +147,10 @@ bool rs_h1_name_eq(const char *a, size_t alen, const char *lower_literal);
 /* First header named lower_name, or NULL. */
 const struct rs_h1_header *rs_h1_find(const struct rs_h1_head *h, const char *lower_name);
 
+/* Writes v in decimal to out (no terminator); returns its length (at most 20). Header values are
+ * formatted per request, where snprintf's format interpretation is most of the cost. */
+size_t rs_h1_u64(char out[20], uint64_t v);
+
 /* Writes "<hex len>\r\n" to out; returns its length (at most 18). */
 size_t rs_h1_chunk_header(char out[20], size_t len);
 
