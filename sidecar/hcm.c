@@ -34,7 +34,8 @@ struct rs_upstream {
     struct rs_host_ref href; /* its host in the cluster's host set, for /clusters counters */
     struct stream *st;       /* the stream using it; NULL while idle */
     struct rs_h1_parser parser;
-    struct rs_timer idle;
+    struct rs_timer idle; /* lazy: armed while pooled, checks idle_since_ms when it fires */
+    uint64_t idle_since_ms;
     uint32_t requests;
     bool connected, dead, reusable, in_pool;
 };
@@ -51,8 +52,7 @@ struct stream {
     struct rs_cluster *cluster;
     uint64_t start_us, start_mono_us, start_ms, upstream_start_us;
     uint64_t timeout_ms, idle_timeout_ms, last_active_ms;
-    struct rs_timer timer;      /* the route timeout, from the end of the request */
-    struct rs_timer idle_timer; /* stream_idle_timeout / route idle_timeout */
+    uint64_t route_deadline_ms; /* the route timeout, from the end of the request; 0 = none */
     struct rs_timer rq_timer;   /* request_timeout: the whole request must arrive in time */
     int status;
     uint32_t flags;
@@ -86,8 +86,13 @@ struct hsess {
     uint64_t pend_bytes;
     int32_t cur_bid; /* the buffer being parsed, for zero-copy body forwarding */
     bool paused, closing, dead, down_eof;
+    bool idle_wait; /* between requests since idle_since_ms (the idle timeout runs) */
     struct rs_timer idle, hdr_timer, max_duration;
-    uint64_t start_ms;
+    /* The stream's idle and route deadlines (stream_idle_timeout, route timeout) are lazy timers
+     * of the session: they stay armed from one request to the next and check the stream's
+     * deadlines when they fire. */
+    struct rs_timer st_idle, st_route;
+    uint64_t start_ms, idle_since_ms;
     struct sockaddr_storage peer, local;
     char peer_ip[48];
     char peer_str[56], local_str[56]; /* "ip:port", for %DOWNSTREAM_*_ADDRESS% */
@@ -346,8 +351,6 @@ static void stream_end(struct stream *st)
     struct rs_worker *w = s->w;
     struct rs_stats_shard *sh = w->stats;
     const struct rs_hcm_stats *hs = &s->cfg->st;
-    rs_timer_cancel(&w->loop, &st->timer);
-    rs_timer_cancel(&w->loop, &st->idle_timer);
     rs_timer_cancel(&w->loop, &st->rq_timer);
     uint64_t dur_us = rs_now_us() - st->start_mono_us;
     rs_stat_dec(sh, hs->downstream_rq_active);
@@ -436,6 +439,8 @@ static void sess_destroy(struct hsess *s, bool local)
     rs_timer_cancel(&w->loop, &s->idle);
     rs_timer_cancel(&w->loop, &s->hdr_timer);
     rs_timer_cancel(&w->loop, &s->max_duration);
+    rs_timer_cancel(&w->loop, &s->st_idle);
+    rs_timer_cancel(&w->loop, &s->st_route);
     const struct rs_hcm_stats *hs = &s->cfg->st;
     rs_stat_dec(sh, hs->downstream_cx_active);
     rs_stat_inc(sh, hs->downstream_cx_destroy);
@@ -467,12 +472,10 @@ static struct stream *stream_open(struct hsess *s)
     st->start_us = wall_us();
     st->start_mono_us = rs_now_us();
     st->start_ms = w->loop.now_ms;
-    st->timer.cb = on_route_timeout;
-    st->idle_timer.cb = on_stream_idle;
     st->rq_timer.cb = on_request_timeout;
     st->last_active_ms = w->loop.now_ms;
     st->idle_timeout_ms = s->cfg->stream_idle_timeout_ms;
-    if (st->idle_timeout_ms) rs_timer_arm(&w->loop, &st->idle_timer, st->idle_timeout_ms);
+    if (st->idle_timeout_ms) rs_timer_arm_by(&w->loop, &s->st_idle, st->idle_timeout_ms);
     if (s->cfg->request_timeout_ms)
         rs_timer_arm(&w->loop, &st->rq_timer, s->cfg->request_timeout_ms);
     s->st = st;
@@ -535,9 +538,14 @@ static void local_reply_at(struct hsess *s, int code, uint32_t flags, const char
     }
 }
 
+/* The connection is idle from now: the idle timeout (lazy: bytes arriving only clear idle_wait).
+ */
 static void arm_idle(struct hsess *s)
 {
-    if (s->cfg->idle_timeout_ms) rs_timer_arm(&s->w->loop, &s->idle, s->cfg->idle_timeout_ms);
+    if (!s->cfg->idle_timeout_ms) return;
+    s->idle_wait = true;
+    s->idle_since_ms = s->w->loop.now_ms;
+    rs_timer_arm_by(&s->w->loop, &s->idle, s->cfg->idle_timeout_ms);
 }
 
 static void update_down_read(struct hsess *s)
@@ -581,7 +589,7 @@ static size_t parse(struct hsess *s, int32_t bid, const char *data, size_t len)
 {
     if (!s->st && !rs_timer_armed(&s->hdr_timer) && s->cfg->request_headers_timeout_ms)
         rs_timer_arm(&s->w->loop, &s->hdr_timer, s->cfg->request_headers_timeout_ms);
-    rs_timer_cancel(&s->w->loop, &s->idle);
+    s->idle_wait = false;
     s->cur_bid = bid;
     size_t consumed = 0;
     enum rs_h1_status r = rs_h1_execute(&s->parser, data, len, &consumed);
@@ -723,9 +731,13 @@ static void down_drained(struct rs_conn *c)
 
 static void on_idle_timeout(struct rs_loop *loop, struct rs_timer *t)
 {
-    (void)loop;
     struct hsess *s = (struct hsess *)((char *)t - offsetof(struct hsess, idle));
-    if (s->st) return;
+    if (s->st || !s->idle_wait) return; /* busy: arm_idle arms it again */
+    uint64_t idle = loop->now_ms - s->idle_since_ms;
+    if (idle < s->cfg->idle_timeout_ms) {
+        rs_timer_arm(loop, t, s->cfg->idle_timeout_ms - idle);
+        return;
+    }
     rs_stat_inc(s->w->stats, s->cfg->st.downstream_cx_idle_timeout);
     sess_destroy(s, true);
 }
@@ -792,8 +804,13 @@ static void up_destroy(struct rs_upstream *u)
 
 static void on_up_idle(struct rs_loop *loop, struct rs_timer *t)
 {
-    (void)loop;
     struct rs_upstream *u = (struct rs_upstream *)((char *)t - offsetof(struct rs_upstream, idle));
+    if (!u->in_pool) return; /* in use: up_release arms it again */
+    uint64_t idle = loop->now_ms - u->idle_since_ms;
+    if (idle < u->cluster->idle_timeout_ms) {
+        rs_timer_arm(loop, t, u->cluster->idle_timeout_ms - idle);
+        return;
+    }
     rs_stat_inc(u->w->stats, u->cluster->st.upstream_cx_idle_timeout);
     up_destroy(u);
 }
@@ -814,8 +831,9 @@ static void up_release(struct rs_upstream *u, bool reuse)
     wc->nidle++;
     u->in_pool = true;
     rs_conn_read_start(u->c); /* notice the server closing an idle connection */
+    u->idle_since_ms = u->w->loop.now_ms;
     if (u->cluster->idle_timeout_ms)
-        rs_timer_arm(&u->w->loop, &u->idle, u->cluster->idle_timeout_ms);
+        rs_timer_arm_by(&u->w->loop, &u->idle, u->cluster->idle_timeout_ms);
 }
 
 void rs_hcm_pool_close(struct rs_worker *w, uint32_t cluster)
@@ -941,7 +959,6 @@ static struct rs_upstream *up_acquire(struct hsess *s, struct rs_cluster *cl,
             wc->nidle--;
             u->in_pool = false;
             u->next = NULL;
-            rs_timer_cancel(&w->loop, &u->idle);
             return u;
         }
     }
@@ -994,13 +1011,14 @@ static void stream_detach_upstream(struct stream *st)
  * started, a reset after. The timer is re-armed lazily: activity only stamps a time. */
 static void on_stream_idle(struct rs_loop *loop, struct rs_timer *t)
 {
-    struct stream *st = (struct stream *)((char *)t - offsetof(struct stream, idle_timer));
+    struct hsess *s = (struct hsess *)((char *)t - offsetof(struct hsess, st_idle));
+    struct stream *st = s->st;
+    if (!st || !st->idle_timeout_ms) return; /* stream_open arms it again */
     uint64_t idle = loop->now_ms - st->last_active_ms;
     if (idle < st->idle_timeout_ms) {
         rs_timer_arm(loop, t, st->idle_timeout_ms - idle);
         return;
     }
-    struct hsess *s = st->s;
     rs_stat_inc(s->w->stats, s->cfg->st.downstream_rq_idle_timeout);
     stream_detach_upstream(st);
     local_reply(s, 408, RS_RF_SI, "stream timeout", "stream_idle_timeout");
@@ -1021,9 +1039,13 @@ static void on_request_timeout(struct rs_loop *loop, struct rs_timer *t)
 
 static void on_route_timeout(struct rs_loop *loop, struct rs_timer *t)
 {
-    (void)loop;
-    struct stream *st = (struct stream *)((char *)t - offsetof(struct stream, timer));
-    struct hsess *s = st->s;
+    struct hsess *s = (struct hsess *)((char *)t - offsetof(struct hsess, st_route));
+    struct stream *st = s->st;
+    if (!st || !st->route_deadline_ms) return; /* req_complete arms it again */
+    if (loop->now_ms < st->route_deadline_ms) {
+        rs_timer_arm(loop, t, st->route_deadline_ms - loop->now_ms);
+        return;
+    }
     if (st->cluster) rs_stat_inc(s->w->stats, st->cluster->st.upstream_rq_timeout);
     if (st->up) {
         host_rq_done(st, RS_HS_RQ_TIMEOUT);
@@ -1443,10 +1465,8 @@ static int forward(struct hsess *s, struct stream *st, const struct rs_h1_head *
     if (r->idle_timeout_ms >= 0) {
         /* the route's idle_timeout replaces the connection manager's stream_idle_timeout */
         st->idle_timeout_ms = (uint64_t)r->idle_timeout_ms;
-        if (st->idle_timeout_ms)
-            rs_timer_arm(&w->loop, &st->idle_timer, st->idle_timeout_ms);
-        else
-            rs_timer_cancel(&w->loop, &st->idle_timer);
+        st->last_active_ms = w->loop.now_ms;
+        if (st->idle_timeout_ms) rs_timer_arm_by(&w->loop, &s->st_idle, st->idle_timeout_ms);
     }
     int ti = hdrs_find(H, "x-envoy-upstream-rq-timeout-ms", 30);
     if (ti >= 0 && s->peer_internal) {
@@ -1601,7 +1621,10 @@ static int req_complete(void *ud)
     rs_timer_cancel(&s->w->loop, &st->rq_timer);
     if (st->up && st->req_chunked && rs_conn_write_static(st->up->c, RS_H1_LAST_CHUNK, 5) != 0)
         return -1;
-    if (st->timeout_ms) rs_timer_arm(&s->w->loop, &st->timer, st->timeout_ms);
+    if (st->timeout_ms) {
+        st->route_deadline_ms = s->w->loop.now_ms + st->timeout_ms;
+        rs_timer_arm_by(&s->w->loop, &s->st_route, st->timeout_ms);
+    }
     return RS_H1_PAUSE;
 }
 
@@ -1648,6 +1671,8 @@ void rs_hcm_accept(struct rs_worker *w, struct rs_worker_listener *wl, struct rs
     s->idle.cb = on_idle_timeout;
     s->hdr_timer.cb = on_header_timeout;
     s->max_duration.cb = on_max_duration;
+    s->st_idle.cb = on_stream_idle;
+    s->st_route.cb = on_route_timeout;
     socklen_t len = sizeof s->peer;
     getpeername(fd, (struct sockaddr *)&s->peer, &len);
     len = sizeof s->local;

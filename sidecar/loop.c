@@ -220,6 +220,12 @@ void rs_timer_arm(struct rs_loop *loop, struct rs_timer *t, uint64_t after_ms)
     heap_up(loop, t->heap_idx);
 }
 
+void rs_timer_arm_by(struct rs_loop *loop, struct rs_timer *t, uint64_t after_ms)
+{
+    if (t->heap_idx && t->deadline <= loop->now_ms + after_ms) return;
+    rs_timer_arm(loop, t, after_ms);
+}
+
 static void run_timers(struct rs_loop *loop)
 {
     /* bounded: each timer fires once per turn; re-armed ones land in the future */

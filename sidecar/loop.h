@@ -107,6 +107,10 @@ uint64_t rs_now_us(void);
 
 void rs_timer_arm(struct rs_loop *loop, struct rs_timer *t, uint64_t after_ms);
 void rs_timer_cancel(struct rs_loop *loop, struct rs_timer *t);
+/* Makes t fire no later than after_ms from now, keeping an earlier deadline as it is. For lazy
+ * timers, whose callback checks the real deadline (stamped on activity) and re-arms for what is
+ * left: a keep-alive request then costs no heap operation for its idle or response deadlines. */
+void rs_timer_arm_by(struct rs_loop *loop, struct rs_timer *t, uint64_t after_ms);
 static inline bool rs_timer_armed(const struct rs_timer *t)
 {
     return t->heap_idx != 0;
