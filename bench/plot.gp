@@ -35,6 +35,7 @@ set output base."-overhead.png"
 # that measured <= 0 (within noise) has no bar.
 set multiplot layout 1,nblocks title "Per-hop overhead: (proxied − direct) / hops, µs, log scale (median of rounds; ≤ 0 not drawn)"
 set style data histograms
+set yrange [10:*]
 set style histogram clustered gap 1
 set style fill solid 0.85 border -1
 set boxwidth 0.9

@@ -167,8 +167,10 @@ def markdown(meta, summary, rat, mem):
     w = L.append
     w(f"# Ringside benchmark, {meta['set']} set, {meta['date']}")
     w("")
-    dirty = " (with uncommitted changes)" if meta.get("dirty") == "yes" else ""
-    w(f"- Command: `{meta['command']}`, commit {meta['commit']}{dirty}; took {meta['elapsed_s']} s.")
+    dirty = meta.get("dirty", "").strip()
+    dirty = f" with uncommitted changes to {dirty}" if dirty else ""
+    w(f"- Command: `{meta['command']}`, commit {meta['commit']}{dirty}; ringside binary built "
+      f"{meta.get('ringside_built', '?')}; took {meta['elapsed_s']} s.")
     w(f"- Host: {meta['cpus']} x {meta['cpu']}, Linux {meta['kernel']}; load average before "
       f"{meta['loadavg_before']}, after {meta['loadavg_after']}.")
     w(f"- Upstream: `{meta['upstream']}` (1 KiB body; `/bytes/N` for the bulk scenario).")

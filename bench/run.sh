@@ -16,7 +16,7 @@
 # raw loadgen output under bench/results/<date>-<set>/.
 # Environment: RS_BENCH_ROUNDS, RS_BENCH_WARMUP (s), RS_BENCH_SCALE (multiplies every duration),
 # RS_BENCH_SYSTEMS / RS_BENCH_SCENARIOS (subsets, space-separated), RS_BENCH_IDLE_CONNS (10000),
-# RS_BENCH_RESULTS (bench/results), RS_BENCH_SMOKE=1 (a few seconds: every duration ~0.3 s,
+# RS_BENCH_RESULTS (bench/results), RS_BENCH_SMOKE=1 (~15 s: every duration 0.15 s,
 # 1 round, 200 idle connections; for tests/integration/test_bench_smoke.sh).
 # shellcheck disable=SC2086,SC2206 # pid lists (SYS_PIDS) and RS_BENCH_SYSTEMS split into words on purpose
 set -euo pipefail
@@ -59,7 +59,7 @@ IDLE_CONNS=${RS_BENCH_IDLE_CONNS:-$IDLE_CONNS}
 # secs SCENARIO: its measured duration in this set.
 secs() {
     local s
-    if [[ $SMOKE == 1 ]]; then s=0.3; elif [[ $SET == full ]]; then s=${SCEN_SECS_FULL[$1]}; else s=${SCEN_SECS_QUICK[$1]}; fi
+    if [[ $SMOKE == 1 ]]; then s=0.15; elif [[ $SET == full ]]; then s=${SCEN_SECS_FULL[$1]}; else s=${SCEN_SECS_QUICK[$1]}; fi
     awk -v s="$s" -v k="$SCALE" 'BEGIN { print s * k }'
 }
 
@@ -133,6 +133,7 @@ for s in "${SYSTEMS[@]}"; do # idle: started and answered one request each way, 
     [[ -n ${SYS_PIDS[$s]} ]] && printf '%s\tidle\t%s\n' "$s" "$(rss_kb ${SYS_PIDS[$s]})" >>"$OUT/memory.tsv"
 done
 for s in "${SYSTEMS[@]}"; do # warm-up: pools filled, code paged in
+    [[ $SMOKE == 1 ]] && break
     "$LOADGEN" --url "http://127.0.0.1:${SYS_HTTP[$s]}/" --max -c 64 --threads 2 --duration 0.2 \
         --json >/dev/null 2>&1 || true
 done
@@ -216,7 +217,8 @@ stop_all
     kv set "$SET"
     kv command "bench/run.sh ${1:-build} $SET$([[ $SMOKE == 1 ]] && echo ' (RS_BENCH_SMOKE=1)')"
     kv commit "$(git -C "$SRC" rev-parse --short HEAD 2>/dev/null || echo unknown)"
-    kv dirty "$(git -C "$SRC" status --porcelain --untracked-files=no 2>/dev/null | grep -q . && echo yes || echo no)"
+    kv dirty "$(git -C "$SRC" status --porcelain --untracked-files=no 2>/dev/null | awk '{ printf "%s ", $2 }')"
+    kv ringside_built "$(date -u -r "$RINGSIDE" '+%F %T UTC')"
     kv cpus "$NCPU"
     kv cpu "$(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)"
     kv kernel "$(uname -r)"
