@@ -26,7 +26,7 @@ static struct {
     struct entry *entries;
     size_t n, cap;
     uint32_t next_counter, next_hist;
-    uint32_t *buckets; /* hash of names -> entry index + 1 */
+    uint32_t *buckets; /* hash of names -> entry index + 1; at most half full */
     size_t nbuckets;
 } reg = {.lock = PTHREAD_MUTEX_INITIALIZER};
 
@@ -49,7 +49,9 @@ int rs_stats_init(int nworkers)
     }
     if (reg.nshards < nworkers + 1) reg.nshards = nworkers + 1;
     if (!reg.buckets) {
-        reg.nbuckets = 1u << 16;
+        /* grown with the registry (a fixed 64k-bucket table was 200 KiB resident: names hash
+         * all over it) */
+        reg.nbuckets = 1024;
         reg.buckets = calloc(reg.nbuckets, sizeof *reg.buckets);
         if (!reg.buckets) abort();
     }
@@ -75,6 +77,22 @@ static uint32_t hash_name(const char *s)
     return h;
 }
 
+/* Doubles the bucket table and rehashes every entry; called with the lock held. */
+static void grow_buckets(void)
+{
+    size_t nb = reg.nbuckets * 2;
+    uint32_t *b = calloc(nb, sizeof *b);
+    if (!b) abort(); /* control path */
+    for (size_t i = 0; i < reg.n; i++) {
+        uint32_t h = hash_name(reg.entries[i].name) & (uint32_t)(nb - 1);
+        reg.entries[i].hash_next = b[h];
+        b[h] = (uint32_t)(i + 1);
+    }
+    free(reg.buckets);
+    reg.buckets = b;
+    reg.nbuckets = nb;
+}
+
 rs_stat_id rs_stats_register(const char *name, enum rs_stat_kind kind)
 {
     if (reg.nshards == 0) rs_stats_init(0);
@@ -97,6 +115,10 @@ rs_stat_id rs_stats_register(const char *name, enum rs_stat_kind kind)
         if (!ne) abort();
         reg.entries = ne;
         reg.cap = cap;
+    }
+    if (2 * (reg.n + 1) > reg.nbuckets) {
+        grow_buckets();
+        b = hash_name(name) & (uint32_t)(reg.nbuckets - 1);
     }
     id = kind == RS_STAT_HISTOGRAM ? reg.next_hist++ : reg.next_counter++;
     struct entry *e = &reg.entries[reg.n++];
