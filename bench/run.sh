@@ -102,13 +102,22 @@ else
     PLACEMENT="nothing pinned ($NCPU CPU(s) or no taskset)"
 fi
 
+# Others may rebuild while a run goes on: every hop runs one snapshot of the binary, taken now.
+SNAP=$(mktemp -d "${TMPDIR:-/tmp}/ringside-bench.XXXXXX")
+cp "$RINGSIDE" "$SNAP/ringside"
+RINGSIDE_BUILT=$(date -u -r "$RINGSIDE" '+%F %T UTC')
+RINGSIDE_SHA=$(sha256sum "$SNAP/ringside" | cut -c1-12)
+RINGSIDE=$SNAP/ringside
+COMMIT=$(git -C "$SRC" rev-parse --short HEAD 2>/dev/null || echo unknown)
+DIRTY=$(git -C "$SRC" status --porcelain --untracked-files=no 2>/dev/null | awk '{ printf "%s ", $2 }')
+
 RESULTS=${RS_BENCH_RESULTS:-$SRC/bench/results}
 DATE=$(date -u +%F)
 NAME=$DATE-$SET
 OUT=$RESULTS/$NAME
 rm -rf "$OUT"
 mkdir -p "$OUT/configs" "$OUT/raw" "$OUT/logs"
-trap 'stop_all' EXIT
+trap 'stop_all; rm -rf "$SNAP"' EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
@@ -216,9 +225,9 @@ stop_all
     kv date "$DATE"
     kv set "$SET"
     kv command "bench/run.sh ${1:-build} $SET$([[ $SMOKE == 1 ]] && echo ' (RS_BENCH_SMOKE=1)')"
-    kv commit "$(git -C "$SRC" rev-parse --short HEAD 2>/dev/null || echo unknown)"
-    kv dirty "$(git -C "$SRC" status --porcelain --untracked-files=no 2>/dev/null | awk '{ printf "%s ", $2 }')"
-    kv ringside_built "$(date -u -r "$RINGSIDE" '+%F %T UTC')"
+    kv commit "$COMMIT"
+    kv dirty "$DIRTY"
+    kv ringside_built "$RINGSIDE_BUILT, sha256 $RINGSIDE_SHA"
     kv cpus "$NCPU"
     kv cpu "$(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)"
     kv kernel "$(uname -r)"
