@@ -267,6 +267,13 @@ static const llhttp_settings_t ll_settings = {
 
 /* ---- our checks on raw head/trailer bytes ---- */
 
+/* Bytes that change scan_bytes()'s state or fail it, inside a value or the start line (state 0)
+ * and inside a field name (SC_IN_NAME): runs of other bytes are skipped without the state
+ * machine, which is most of a head. */
+static const uint8_t stop_in_value[256] = {['\0'] = 1, ['\r'] = 1, ['\n'] = 1};
+static const uint8_t stop_in_name[256] = {
+    ['\0'] = 1, ['\r'] = 1, ['\n'] = 1, [':'] = 1, [' '] = 1, ['\t'] = 1};
+
 /* What llhttp accepts in the head but RFC 9112 forbids and smuggling uses: a bare LF as line end
  * (§2.2; llhttp takes one at the end of the request-line and of the head, and after the last
  * chunk), obs-fold (§5.2), whitespace between field name and colon (§5.1: MUST reject), and NUL
@@ -274,7 +281,13 @@ static const llhttp_settings_t ll_settings = {
 static int scan_bytes(struct rs_h1_parser *p, const char *from, const char *to)
 {
     uint8_t sc = p->scan;
-    for (const unsigned char *c = (const unsigned char *)from; c < (const unsigned char *)to; c++) {
+    const unsigned char *end = (const unsigned char *)to;
+    for (const unsigned char *c = (const unsigned char *)from; c < end; c++) {
+        if (sc == 0)
+            while (c < end && !stop_in_value[*c]) c++;
+        else if (sc == SC_IN_NAME)
+            while (c < end && !stop_in_name[*c]) c++;
+        if (c == end) break;
         if (*c == '\n') {
             if (!(sc & SC_PREV_CR)) return fail(p, RS_H1_ERR_BAD_MESSAGE, "bare LF line ending");
             sc = SC_LINE_START;
