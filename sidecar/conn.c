@@ -235,6 +235,10 @@ static void flush(struct rs_conn *c)
         struct io_uring_sqe *sqe = conn_sqe(c, RS_OP_SEND_ZC);
         io_uring_prep_sendmsg_zc(sqe, c->fd, &c->msg, MSG_NOSIGNAL);
         sqe->ioprio |= IORING_SEND_ZC_REPORT_USAGE;
+    } else if (n == 1) {
+        /* one segment (a request head, a forwarded buffer): plain send, no msghdr to copy in */
+        struct io_uring_sqe *sqe = conn_sqe(c, RS_OP_SEND);
+        io_uring_prep_send(sqe, c->fd, c->iov[0].iov_base, c->iov[0].iov_len, MSG_NOSIGNAL);
     } else {
         struct io_uring_sqe *sqe = conn_sqe(c, RS_OP_SEND);
         io_uring_prep_sendmsg(sqe, c->fd, &c->msg, MSG_NOSIGNAL);

@@ -352,7 +352,8 @@ static void stream_end(struct stream *st)
     struct rs_stats_shard *sh = w->stats;
     const struct rs_hcm_stats *hs = &s->cfg->st;
     rs_timer_cancel(&w->loop, &st->rq_timer);
-    uint64_t dur_us = rs_now_us() - st->start_mono_us;
+    uint64_t now_us = rs_now_us();
+    uint64_t dur_us = now_us - st->start_mono_us;
     rs_stat_dec(sh, hs->downstream_rq_active);
     rs_stat_inc(sh, hs->downstream_rq_completed);
     count_status(sh, st->status, hs->downstream_rq_1xx, hs->downstream_rq_2xx,
@@ -365,7 +366,7 @@ static void stream_end(struct stream *st)
             rs_stat_inc(sh, cs->upstream_rq_completed);
             count_status(sh, st->status, cs->upstream_rq_1xx, cs->upstream_rq_2xx,
                          cs->upstream_rq_3xx, cs->upstream_rq_4xx, cs->upstream_rq_5xx);
-            rs_hist_record(sh, cs->upstream_rq_time, rs_now_us() - st->upstream_start_us);
+            rs_hist_record(sh, cs->upstream_rq_time, now_us - st->upstream_start_us);
         }
         __atomic_sub_fetch(&st->cluster->active_rq, 1, __ATOMIC_RELAXED);
     }
