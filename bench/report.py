@@ -21,6 +21,7 @@ import sys
 PCTS = ("p50", "p90", "p99", "p999")
 PCT_LABEL = {"p50": "p50", "p90": "p90", "p99": "p99", "p999": "p99.9"}
 PEERS = ("haproxy", "nginx")
+UNSTABLE_SPREAD = 5  # max/min of the rounds' p99 above which a row is flagged
 # What each scenario's throughput and CPU figures are counted in.
 WORK = {
     "req": ("rps", "req/s", "CPU s / 1k req", 1e3),
@@ -106,6 +107,11 @@ def summarize(meta, cells, mem):
                 errors=sum(r["errors"] for r in rs),
                 rounds=rs,
             )
+            # Rounds that disagree wildly mean something else ran on the machine during one of
+            # them (a stall of 100 ms in a 1 s run owns its p90): flag the row, keep the figure.
+            p99s = [r["p99"] for r in rs if r["p99"]]
+            m["p99_spread"] = (max(p99s) / min(p99s)) if len(p99s) > 1 else None
+            m["unstable"] = bool(m["p99_spread"] and m["p99_spread"] > UNSTABLE_SPREAD)
             rows[s] = m
         d = rows.get("direct")
         for s, m in rows.items():
@@ -210,7 +216,8 @@ def markdown(meta, summary, rat, mem):
                 w(f"| {s} | not run (no L4 listener) |" + " |" * (11 if show_rss else 10))
                 continue
             oh = m.get("overhead_per_hop_us")
-            cells = [s, fmt(m["rate"], 1 if key == "mb_per_s" else 0)]
+            name = f"{s} ‡" if m["unstable"] else s
+            cells = [name, fmt(m["rate"], 1 if key == "mb_per_s" else 0)]
             cells += [fmt(m[p]) for p in PCTS]
             cells += [fmt(oh[p], 0, True) if oh else "" for p in PCTS]
             cells.append(fmt(m["cpu_per_unit"], 3) if m["cpu_per_unit"] is not None else "")
@@ -218,6 +225,14 @@ def markdown(meta, summary, rat, mem):
                 cells.append(f"{m['rss_kb'] / 1024:.1f} MiB" if m["rss_kb"] else "")
             cells.append(str(m["errors"]))
             w("| " + " | ".join(cells) + " |")
+        unstable = [f"{s} (p99 of the rounds {fmt(min(r['p99'] for r in rows[s]['rounds']))}–"
+                    f"{fmt(max(r['p99'] for r in rows[s]['rounds']))} µs)"
+                    for s in systems if rows.get(s) and rows[s]["unstable"]]
+        if unstable:
+            w("")
+            w(f"‡ rounds disagree more than {UNSTABLE_SPREAD}x at p99, so something else was "
+              "running on the machine during one of them: " + ", ".join(unstable) + ". Median "
+              "kept; read these rows (and ratios using them) with care.")
         if rat.get(scen):
             w("")
             cols = list(rat[scen].keys())
@@ -238,18 +253,20 @@ def markdown(meta, summary, rat, mem):
     w("")
     w(f"Idle = started and answered one request on each listener. Under load = mid-run of rate10k "
       f"(median). Idle connections = {meta['idle_conns']} client connections opened to the entry "
-      "hop and left silent; KiB/conn = (that − idle) / connections held.")
+      "hop and left silent, after all the load runs; KiB / idle conn = (holding − just before) / "
+      "connections held.")
     w("")
-    w("| system | idle | under 10,000 rps | holding idle conns | conns held | KiB / idle conn |")
-    w("|---|--:|--:|--:|--:|--:|")
+    w("| system | idle | under 10,000 rps | after the load runs | holding idle conns | conns held | KiB / idle conn |")
+    w("|---|--:|--:|--:|--:|--:|--:|")
     load_rss = {s: (summary.get("rate10k", {}).get(s) or {}).get("rss_kb") for s in systems}
     for s in systems:
         if not hops[s]:
             continue
         m = mem.get(s, {})
         idle, held, n = m.get("idle"), m.get("idle_conns"), m.get("idle_conns_held")
-        per = (held - idle) / n if idle and held and n else None
-        w(f"| {s} | {mib(idle)} | {mib(load_rss.get(s))} | {mib(held)} | {fmt(n)} | {fmt(per, 2)} |")
+        before = m.get("before_idle_conns", idle)
+        per = (held - before) / n if before and held and n else None
+        w(f"| {s} | {mib(idle)} | {mib(load_rss.get(s))} | {mib(before)} | {mib(held)} | {fmt(n)} | {fmt(per, 2)} |")
     w("")
     w("Ringside / peer, memory:")
     w("")

@@ -109,7 +109,7 @@ RINGSIDE_BUILT=$(date -u -r "$RINGSIDE" '+%F %T UTC')
 RINGSIDE_SHA=$(sha256sum "$SNAP/ringside" | cut -c1-12)
 RINGSIDE=$SNAP/ringside
 COMMIT=$(git -C "$SRC" rev-parse --short HEAD 2>/dev/null || echo unknown)
-DIRTY=$(git -C "$SRC" status --porcelain --untracked-files=no 2>/dev/null | awk '{ printf "%s ", $2 }')
+DIRTY=$(git -C "$SRC" status --porcelain --untracked-files=no 2>/dev/null | awk '$2 !~ /^bench\/results\// { printf "%s ", $2 }')
 
 RESULTS=${RS_BENCH_RESULTS:-$SRC/bench/results}
 DATE=$(date -u +%F)
@@ -169,7 +169,13 @@ run_cell() {
         sleep "$(awk -v w="$WARMUP" -v d="$d" 'BEGIN { print w + d / 2 }')"
         rss=$(rss_kb ${SYS_PIDS[$sys]})
     fi
-    wait "$lg" || die "loadgen failed: $scen on $sys, round $round: $(tail -3 "$raw.err")"
+    # loadgen exits 1 when no response completed in the window: a bulk run too short for one
+    # 16 MiB GET still counts its bytes. Anything else, or no JSON, is a failure.
+    local rc=0
+    wait "$lg" || rc=$?
+    if ((rc > 1)) || ! python3 -c 'import json, sys; json.load(open(sys.argv[1]))' "$raw" 2>/dev/null; then
+        die "loadgen failed (exit $rc): $scen on $sys, round $round: $(tail -3 "$raw.err")"
+    fi
     c1=$(cpu_ticks ${SYS_PIDS[$sys]})
     for pid in ${SYS_PIDS[$sys]} $UP_PID; do
         alive "$pid" || die "a process of $sys (or the upstream) died during $scen, round $round (logs in $OUT/logs)"
@@ -196,6 +202,9 @@ hold_idle() {
     rm -f "$fifo"
     mkfifo "$fifo"
     base=$(fd_count "$entry")
+    # After the load scenarios, buffers and pools may have grown: the per-connection figure is
+    # measured from here, not from the idle RSS at start.
+    printf '%s\tbefore_idle_conns\t%s\n' "$sys" "$(rss_kb ${SYS_PIDS[$sys]})" >>"$OUT/memory.tsv"
     python3 "$HERE/idle_conns.py" "${SYS_HTTP[$sys]}" "$IDLE_CONNS" <"$fifo" >"$OUT/logs/idle.$sys.out" 2>&1 &
     holder=$!
     exec 9>"$fifo"
