@@ -255,7 +255,14 @@ int rs_conn_queue_wire(struct rs_conn *c, struct rs_seg *seg)
         seg_release(c->loop, seg);
         return -ENOMEM;
     }
-    flush(c);
+    /* Not sent yet: the caller usually queues more in the same turn (a head, then the body in
+     * the buffer it came in), and one send of both costs the kernel one segment and the peer one
+     * wake-up instead of two. */
+    if (!(c->flags & RS_CONN_FLUSH_PENDING)) {
+        c->flags |= RS_CONN_FLUSH_PENDING;
+        c->next_flush = c->loop->flush_head;
+        c->loop->flush_head = c;
+    }
     return 0;
 }
 
@@ -422,7 +429,22 @@ void rs_conn_reap(struct rs_loop *loop)
 
 void rs_conn_reap_all(struct rs_loop *loop)
 {
+    loop->flush_head = NULL; /* the loop has stopped: nothing more is sent */
     reap(loop, true);
+}
+
+void rs_conn_flush_pending(struct rs_loop *loop)
+{
+    /* flushing adds nothing to the list (only queue_wire does): one pass empties it */
+    struct rs_conn *list = loop->flush_head;
+    loop->flush_head = NULL;
+    while (list) {
+        struct rs_conn *c = list;
+        list = c->next_flush;
+        c->next_flush = NULL;
+        c->flags &= ~RS_CONN_FLUSH_PENDING;
+        flush(c);
+    }
 }
 
 void rs_conn_retry_nobuf(struct rs_loop *loop)

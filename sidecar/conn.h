@@ -68,6 +68,7 @@ enum rs_conn_flag {
     RS_CONN_SHUT_WR = 1u << 9, /* shutdown(SHUT_WR) after the queue drains */
     RS_CONN_CANCEL_SENT = 1u << 10,
     RS_CONN_LISTENER = 1u << 11,
+    RS_CONN_FLUSH_PENDING = 1u << 12, /* on the loop's flush list */
 };
 
 struct rs_conn {
@@ -82,7 +83,7 @@ struct rs_conn {
     uint16_t inflight; /* submitted, not yet completed operations */
     uint16_t zc_inflight;
     struct rs_outq out;
-    struct rs_conn *next_closing, *next_nobuf;
+    struct rs_conn *next_closing, *next_nobuf, *next_flush;
     struct iovec *iov; /* the in-flight send's vector (allocated while sending) */
     struct msghdr msg;
     struct __kernel_timespec connect_ts;
@@ -126,7 +127,8 @@ void rs_conn_read_stop(struct rs_conn *c);
 
 /* Queues output. rs_conn_write_buf takes a new reference on ring buffer bid; rs_conn_write_heap
  * takes ownership of p (malloc'd); rs_conn_write_copy copies. Returns -ENOMEM on failure (the
- * caller closes). Sending starts at once if no send is in flight. */
+ * caller closes). Sending starts at the end of the loop turn if no send is in flight, so what a
+ * turn queues (a response head and its body) leaves in one send. */
 int rs_conn_write_buf(struct rs_conn *c, int32_t bid, const char *p, size_t len);
 int rs_conn_write_heap(struct rs_conn *c, void *p, size_t len);
 /* As rs_conn_write_heap for a block from rs_blk_get (returned to the cache once sent). */
@@ -148,6 +150,9 @@ void rs_conn_close_after_flush(struct rs_conn *c);
 
 /* Dispatches one completion that belongs to a connection slot (called by the loop). */
 void rs_conn_dispatch(struct rs_loop *loop, struct io_uring_cqe *cqe);
+
+/* Starts the sends of output queued during this loop turn (called by the loop once per turn). */
+void rs_conn_flush_pending(struct rs_loop *loop);
 
 /* Re-arms receives that stopped for lack of buffers (called by the loop when buffers return). */
 void rs_conn_retry_nobuf(struct rs_loop *loop);

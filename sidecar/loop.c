@@ -279,6 +279,7 @@ void rs_loop_run(struct rs_loop *loop, void (*on_turn)(struct rs_loop *loop))
         loop->batches++;
         run_timers(loop);
         if (on_turn) on_turn(loop);
+        rs_conn_flush_pending(loop);
         rs_conn_reap(loop);
         bufring_flush(loop);
     }

@@ -79,6 +79,7 @@ struct rs_loop {
 
     struct rs_conn *closing;    /* closed conns waiting for their last completion */
     struct rs_conn *nobuf_head; /* conns whose receive stopped for lack of buffers */
+    struct rs_conn *flush_head; /* conns with output queued this turn, sent at its end */
     int wake_fd;
     uint64_t wake_val;
     bool stop;
