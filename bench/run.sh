@@ -66,7 +66,8 @@ secs() {
 # --- what we need ---------------------------------------------------------------------------------
 
 for b in "$RINGSIDE" "$UPSTREAM_BIN" "$LOADGEN"; do
-    [[ -x $b ]] || die "$b not built (make build, or cmake --build $BUILD --target ringside upstream loadgen)"
+    # A parallel rebuild leaves a binary missing for a moment while it links.
+    poll 30 test -x "$b" || die "$b not built (make build, or cmake --build $BUILD --target ringside upstream loadgen)"
 done
 for tool in curl ss python3; do command -v "$tool" >/dev/null || die "$tool is required"; done
 wanted=(${RS_BENCH_SYSTEMS:-${SYSTEMS[*]}})
@@ -177,6 +178,7 @@ run_cell() {
         die "loadgen failed (exit $rc): $scen on $sys, round $round: $(tail -3 "$raw.err")"
     fi
     c1=$(cpu_ticks ${SYS_PIDS[$sys]})
+    [[ -s $raw.err ]] || rm -f "$raw.err"
     for pid in ${SYS_PIDS[$sys]} $UP_PID; do
         alive "$pid" || die "a process of $sys (or the upstream) died during $scen, round $round (logs in $OUT/logs)"
     done
