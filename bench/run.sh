@@ -235,7 +235,7 @@ stop_all
     kv() { printf '%s\t%s\n' "$1" "$2"; }
     kv date "$DATE"
     kv set "$SET"
-    kv command "bench/run.sh ${1:-build} $SET$([[ $SMOKE == 1 ]] && echo ' (RS_BENCH_SMOKE=1)')"
+    kv command "$(env | grep '^RS_BENCH_' | sort | tr '\n' ' ')bench/run.sh ${1:-build} ${2:-quick}"
     kv commit "$COMMIT"
     kv dirty "$DIRTY"
     kv ringside_built "$RINGSIDE_BUILT, sha256 $RINGSIDE_SHA"
