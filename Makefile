@@ -4,7 +4,7 @@ SAN_BUILD ?= build-san
 JOBS ?= $(shell nproc)
 CMAKE_FLAGS ?=
 
-.PHONY: all deps build run test test-quick test-san fuzz bench clean format
+.PHONY: all deps build run test test-quick test-san fuzz bench bench-full clean format
 
 all: build
 
@@ -38,6 +38,9 @@ test-san: deps $(SAN_BUILD)/CMakeCache.txt
 
 bench: build
 	@bench/run.sh $(BUILD)
+
+bench-full: build
+	@bench/run.sh $(BUILD) full
 
 format:
 	@clang-format -i $$(git ls-files '*.c' '*.h')

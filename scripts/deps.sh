@@ -11,7 +11,7 @@ PKGS=(build-essential cmake pkg-config clang llvm lld libclang-rt-14-dev git
       libprotobuf-c-dev protobuf-c-compiler libprotobuf-dev
       libbpf-dev bpftool libyaml-dev libjansson-dev node-llhttp libpcre2-dev
       curl python3 procps iproute2 psmisc
-      wrk haproxy nginx-light)
+      wrk haproxy nginx-light libnginx-mod-stream)
 
 missing=()
 for p in "${PKGS[@]}"; do
