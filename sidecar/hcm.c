@@ -1086,10 +1086,12 @@ static int resp_head(void *ud, const struct rs_h1_head *h)
     char line[64];
     ob_put(&b, line, rs_h1_status_line(line, sizeof line, h->status, st->http10));
     bool have_date = false;
+    /* the Connection header's list is searched per header only when there is one */
+    bool has_connection = rs_h1_find(h, "connection") != NULL;
     for (uint32_t i = 0; i < h->nheaders; i++) {
         const struct rs_h1_header *x = &h->headers[i];
         if (rs_h1_is_hop_by_hop(x->name, x->name_len) ||
-            rs_h1_connection_lists(h, x->name, x->name_len))
+            (has_connection && rs_h1_connection_lists(h, x->name, x->name_len)))
             continue;
         if (rs_h1_name_eq(x->name, x->name_len, "server") && !s->cfg->server_header_pass_through)
             continue;
@@ -1483,10 +1485,12 @@ static int forward(struct hsess *s, struct stream *st, const struct rs_h1_head *
     /* Envoy's request header handling: hop-by-hop out, Expect handled here, x-envoy-* from
      * untrusted peers dropped, XFF and x-request-id maintained. */
     bool expect_continue = false;
+    bool has_connection = rs_h1_find(h, "connection") != NULL;
     for (uint32_t i = 0; i < H->n; i++) {
         struct hdr *x = &H->h[i];
         if (!x->n) continue;
-        if (rs_h1_is_hop_by_hop(x->n, x->nl) || rs_h1_connection_lists(h, x->n, x->nl) ||
+        if (rs_h1_is_hop_by_hop(x->n, x->nl) ||
+            (has_connection && rs_h1_connection_lists(h, x->n, x->nl)) ||
             rs_h1_name_eq(x->n, x->nl, "host") || rs_h1_name_eq(x->n, x->nl, "content-length")) {
             x->n = NULL;
         } else if (rs_h1_name_eq(x->n, x->nl, "expect")) {
