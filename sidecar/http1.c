@@ -633,12 +633,26 @@ bool rs_h1_name_eq(const char *a, size_t alen, const char *lower_literal)
 
 bool rs_h1_is_hop_by_hop(const char *name, size_t len)
 {
-    static const char *const hop[] = {
-        "connection", "keep-alive", "proxy-connection",   "transfer-encoding",  "te",
-        "trailer",    "upgrade",    "proxy-authenticate", "proxy-authorization"};
-    for (size_t i = 0; i < sizeof hop / sizeof hop[0]; i++)
-        if (rs_h1_name_eq(name, len, hop[i])) return true;
-    return false;
+    /* by length first: this runs for every header of every message, and most names have a
+     * length no hop-by-hop name has */
+    switch (len) {
+    case 2:
+        return rs_h1_name_eq(name, len, "te");
+    case 7:
+        return rs_h1_name_eq(name, len, "trailer") || rs_h1_name_eq(name, len, "upgrade");
+    case 10:
+        return rs_h1_name_eq(name, len, "connection") || rs_h1_name_eq(name, len, "keep-alive");
+    case 16:
+        return rs_h1_name_eq(name, len, "proxy-connection");
+    case 17:
+        return rs_h1_name_eq(name, len, "transfer-encoding");
+    case 18:
+        return rs_h1_name_eq(name, len, "proxy-authenticate");
+    case 19:
+        return rs_h1_name_eq(name, len, "proxy-authorization");
+    default:
+        return false;
+    }
 }
 
 const struct rs_h1_header *rs_h1_find(const struct rs_h1_head *h, const char *lower_name)
