@@ -151,10 +151,14 @@ void rs_buf_unref(struct rs_loop *loop, uint32_t bid)
 static void bufring_flush(struct rs_loop *loop)
 {
     struct rs_bufring *br = &loop->br;
-    if (!br->pending_adds) return;
-    io_uring_buf_ring_advance(br->ring, (int)br->pending_adds);
-    br->pending_adds = 0;
-    if (loop->nobuf_head) rs_conn_retry_nobuf(loop);
+    if (br->pending_adds) {
+        io_uring_buf_ring_advance(br->ring, (int)br->pending_adds);
+        br->pending_adds = 0;
+    }
+    /* A receive that ran out of buffers is re-armed whenever buffers are free again, not only
+     * when some came back this turn: its -ENOBUFS may be read turns after the buffers returned,
+     * and waiting for the next return could wait for ever on an otherwise idle worker. */
+    if (loop->nobuf_head && br->in_use < br->nbufs) rs_conn_retry_nobuf(loop);
 }
 
 /* Timer heap. */
