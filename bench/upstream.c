@@ -38,12 +38,21 @@
 #include <time.h>
 #include <unistd.h>
 
-#define IN_CAP (64 * 1024)     /* request head limit and read buffer */
-#define OUT_HIGH (256 * 1024)  /* stop parsing while this much output is pending */
+#define IN_CAP (64 * 1024)    /* request head limit and read buffer */
+#define OUT_HIGH (256 * 1024) /* stop parsing while this much output is pending */
 #define STREAM_CHUNK (16 * 1024)
 
-enum state { ST_HEAD, ST_BODY_CL, ST_CHUNK_SIZE, ST_CHUNK_DATA, ST_CHUNK_CRLF, ST_TRAILER,
-             ST_DELAY, ST_STREAM, ST_CLOSING };
+enum state {
+    ST_HEAD,
+    ST_BODY_CL,
+    ST_CHUNK_SIZE,
+    ST_CHUNK_DATA,
+    ST_CHUNK_CRLF,
+    ST_TRAILER,
+    ST_DELAY,
+    ST_STREAM,
+    ST_CLOSING
+};
 
 struct conn {
     int fd;
@@ -159,18 +168,30 @@ static void echo_json_str(struct conn *c, const char *s, size_t n)
 static const char *reason(int status)
 {
     switch (status) {
-    case 200: return "OK";
-    case 201: return "Created";
-    case 204: return "No Content";
-    case 301: return "Moved Permanently";
-    case 302: return "Found";
-    case 304: return "Not Modified";
-    case 400: return "Bad Request";
-    case 404: return "Not Found";
-    case 431: return "Request Header Fields Too Large";
-    case 500: return "Internal Server Error";
-    case 503: return "Service Unavailable";
-    default: return "Status";
+    case 200:
+        return "OK";
+    case 201:
+        return "Created";
+    case 204:
+        return "No Content";
+    case 301:
+        return "Moved Permanently";
+    case 302:
+        return "Found";
+    case 304:
+        return "Not Modified";
+    case 400:
+        return "Bad Request";
+    case 404:
+        return "Not Found";
+    case 431:
+        return "Request Header Fields Too Large";
+    case 500:
+        return "Internal Server Error";
+    case 503:
+        return "Service Unavailable";
+    default:
+        return "Status";
     }
 }
 
@@ -263,7 +284,8 @@ static bool dispatch(struct worker *w, struct conn *c)
     }
     if (strcmp(p, "/echo") == 0 || strncmp(p, "/echo/", 6) == 0 || strncmp(p, "/echo?", 6) == 0) {
         char tail[128];
-        int n = snprintf(tail, sizeof tail, "\n  },\n  \"body_bytes\": %llu,\n  \"body_crc32\": \"%08x\"\n}\n",
+        int n = snprintf(tail, sizeof tail,
+                         "\n  },\n  \"body_bytes\": %llu,\n  \"body_crc32\": \"%08x\"\n}\n",
                          (unsigned long long)c->body_bytes, c->crc);
         echo_append(c, tail, (size_t)n);
         respond(c, 200, "application/json", c->echo, c->echo_len);
@@ -280,7 +302,8 @@ static bool dispatch(struct worker *w, struct conn *c)
         c->stream_left = strtoull(p + 7, NULL, 10);
         c->stream_pos = 0;
         head_common(c, 200);
-        out_printf(c, "content-type: application/octet-stream\r\ntransfer-encoding: chunked\r\n\r\n");
+        out_printf(c,
+                   "content-type: application/octet-stream\r\ntransfer-encoding: chunked\r\n\r\n");
         if (c->head) {
             finish_request(c);
             return true;
@@ -293,7 +316,8 @@ static bool dispatch(struct worker *w, struct conn *c)
         respond(c, 200, "text/plain", "closing\n", 8);
     } else if (strcmp(p, "/stats") == 0) {
         char buf[256];
-        int n = snprintf(buf, sizeof buf, "connections_accepted %llu\nconnections_active %llu\nrequests %llu\n",
+        int n = snprintf(buf, sizeof buf,
+                         "connections_accepted %llu\nconnections_active %llu\nrequests %llu\n",
                          (unsigned long long)__atomic_load_n(&n_accepted, __ATOMIC_RELAXED),
                          (unsigned long long)__atomic_load_n(&n_active, __ATOMIC_RELAXED),
                          (unsigned long long)__atomic_load_n(&n_requests, __ATOMIC_RELAXED));
@@ -547,7 +571,8 @@ static void on_accept(struct worker *w)
     for (;;) {
         int fd = accept4(w->lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (fd < 0) {
-            if (errno == EMFILE || errno == ENFILE) fprintf(stderr, "upstream: accept: %s\n", strerror(errno));
+            if (errno == EMFILE || errno == ENFILE)
+                fprintf(stderr, "upstream: accept: %s\n", strerror(errno));
             return;
         }
         int one = 1;
@@ -621,7 +646,8 @@ static int listen_on(void)
         exit(2);
     }
     if (bind(fd, (struct sockaddr *)&a, sizeof a) != 0 || listen(fd, 4096) != 0) {
-        fprintf(stderr, "upstream: cannot listen on %s:%u: %s\n", opt.bind, opt.port, strerror(errno));
+        fprintf(stderr, "upstream: cannot listen on %s:%u: %s\n", opt.bind, opt.port,
+                strerror(errno));
         exit(1);
     }
     return fd;
@@ -630,20 +656,31 @@ static int listen_on(void)
 int main(int argc, char **argv)
 {
     static const struct option longs[] = {
-        {"port", required_argument, NULL, 'p'},     {"id", required_argument, NULL, 'i'},
+        {"port", required_argument, NULL, 'p'},       {"id", required_argument, NULL, 'i'},
         {"body-bytes", required_argument, NULL, 'b'}, {"threads", required_argument, NULL, 't'},
-        {"bind", required_argument, NULL, 'a'},     {0},
+        {"bind", required_argument, NULL, 'a'},       {0},
     };
     int ch;
     while ((ch = getopt_long(argc, argv, "p:i:b:t:a:", longs, NULL)) != -1) {
         switch (ch) {
-        case 'p': opt.port = (uint16_t)atoi(optarg); break;
-        case 'i': opt.id = optarg; break;
-        case 'b': opt.body_bytes = strtoull(optarg, NULL, 10); break;
-        case 't': opt.threads = atoi(optarg); break;
-        case 'a': opt.bind = optarg; break;
+        case 'p':
+            opt.port = (uint16_t)atoi(optarg);
+            break;
+        case 'i':
+            opt.id = optarg;
+            break;
+        case 'b':
+            opt.body_bytes = strtoull(optarg, NULL, 10);
+            break;
+        case 't':
+            opt.threads = atoi(optarg);
+            break;
+        case 'a':
+            opt.bind = optarg;
+            break;
         default:
-            fprintf(stderr, "usage: upstream --port P [--id NAME] [--body-bytes N] [--threads T] [--bind ADDR]\n");
+            fprintf(stderr, "usage: upstream --port P [--id NAME] [--body-bytes N] [--threads T] "
+                            "[--bind ADDR]\n");
             return 2;
         }
     }
@@ -670,7 +707,8 @@ int main(int argc, char **argv)
         struct epoll_event e = {.events = EPOLLIN, .data.ptr = NULL};
         epoll_ctl(w->ep, EPOLL_CTL_ADD, w->lfd, &e);
     }
-    printf("upstream %s listening on %s:%u (%d threads)\n", opt.id, opt.bind, opt.port, opt.threads);
+    printf("upstream %s listening on %s:%u (%d threads)\n", opt.id, opt.bind, opt.port,
+           opt.threads);
     fflush(stdout);
     for (int i = 1; i < opt.threads; i++) pthread_create(&tids[i], NULL, worker_main, &ws[i]);
     worker_main(&ws[0]);

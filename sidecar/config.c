@@ -566,8 +566,9 @@ static int compile_cluster(struct cctx *cx, struct rs_cluster *c, const Cluster 
         /* validated (the brief's example carries it), but serving it unenforced would be a
          * silent change of behaviour */
         if (cx->serve)
-            return fail(cx, "outlier_detection", "is not enforced yet (comes with the resilience "
-                                                 "work); remove it to serve this cluster");
+            return fail(cx, "outlier_detection",
+                        "is not enforced yet (comes with the resilience "
+                        "work); remove it to serve this cluster");
         c->outlier_configured = true;
     }
     switch (pc->dns_lookup_family) {
