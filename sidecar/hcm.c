@@ -1678,10 +1678,7 @@ void rs_hcm_accept(struct rs_worker *w, struct rs_worker_listener *wl, struct rs
     s->max_duration.cb = on_max_duration;
     s->st_idle.cb = on_stream_idle;
     s->st_route.cb = on_route_timeout;
-    socklen_t len = sizeof s->peer;
-    getpeername(fd, (struct sockaddr *)&s->peer, &len);
-    len = sizeof s->local;
-    getsockname(fd, (struct sockaddr *)&s->local, &len);
+    rs_worker_downstream_addrs(wl, fd, &s->peer, &s->local);
     ip_only((struct sockaddr *)&s->peer, s->peer_ip, sizeof s->peer_ip);
     rs_addr_str((struct sockaddr *)&s->peer, s->peer_str, sizeof s->peer_str);
     rs_addr_str((struct sockaddr *)&s->local, s->local_str, sizeof s->local_str);

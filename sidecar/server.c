@@ -45,6 +45,8 @@ static int listen_socket(const struct sockaddr *addr, socklen_t len, const struc
     int one = 1;
     setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
     setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one);
+    /* accepted sockets inherit TCP_NODELAY from the listener: no setsockopt per connection */
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     if (l->tcp_fast_open)
         setsockopt(fd, IPPROTO_TCP, TCP_FASTOPEN, &l->tcp_fast_open, sizeof l->tcp_fast_open);
     if (bind(fd, addr, len) != 0 || listen(fd, (int)(l->backlog ? l->backlog : 4096)) != 0) {
@@ -146,6 +148,26 @@ const struct rs_endpoint *rs_worker_pick_host(struct rs_worker *w, uint32_t clus
     return &h->eps[i];
 }
 
+void rs_worker_downstream_addrs(const struct rs_worker_listener *wl, int fd,
+                                struct sockaddr_storage *peer, struct sockaddr_storage *local)
+{
+    socklen_t len = sizeof *peer;
+    if (getpeername(fd, (struct sockaddr *)peer, &len) != 0) memset(peer, 0, sizeof *peer);
+    const struct rs_listener *l = wl->cfg;
+    bool wildcard =
+        (l->addr.ss_family == AF_INET &&
+         ((const struct sockaddr_in *)&l->addr)->sin_addr.s_addr == htonl(INADDR_ANY)) ||
+        (l->addr.ss_family == AF_INET6 &&
+         IN6_IS_ADDR_UNSPECIFIED(&((const struct sockaddr_in6 *)&l->addr)->sin6_addr));
+    if (!wildcard) {
+        /* bound to one address: that is the local end of every connection it accepts */
+        memcpy(local, &l->addr, l->addrlen);
+        return;
+    }
+    len = sizeof *local;
+    if (getsockname(fd, (struct sockaddr *)local, &len) != 0) memset(local, 0, sizeof *local);
+}
+
 void rs_worker_downstream_closed(struct rs_worker *w, struct rs_worker_listener *wl,
                                  struct rs_filter_chain *fc, uint64_t start_ms)
 {
@@ -216,8 +238,6 @@ static void listener_accept(struct rs_conn *c, int fd, int err)
         rs_stat_inc(w->stats, fc->active_connections);
     }
     rs_stat_inc(w->stats, l->st.downstream_cx_active);
-    int one = 1;
-    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     if (fc->hcm)
         rs_hcm_accept(w, wl, fc, fd);
     else

@@ -111,6 +111,11 @@ void rs_worker_defer_free(struct rs_worker *w, void (*fn)(void *), void *p);
  * rs_host_ref_take() to keep it. */
 const struct rs_endpoint *rs_worker_pick_host(struct rs_worker *w, uint32_t cluster,
                                               struct rs_host_ref *ref);
+/* The peer and local address of an accepted connection (the local one without a syscall when
+ * the listener is bound to a single address). */
+void rs_worker_downstream_addrs(const struct rs_worker_listener *wl, int fd,
+                                struct sockaddr_storage *peer, struct sockaddr_storage *local);
+
 /* Accounts a closed downstream connection to its listener (active, destroy, length) and releases
  * its connection_limit slot: the counterpart of what the listener counted on accept. */
 void rs_worker_downstream_closed(struct rs_worker *w, struct rs_worker_listener *wl,

@@ -252,10 +252,7 @@ void rs_tcp_proxy_accept(struct rs_worker *w, struct rs_worker_listener *wl,
     s->link.drain = drain;
     s->link.kill = kill_session;
     s->idle.cb = on_idle;
-    socklen_t len = sizeof s->peer;
-    getpeername(fd, (struct sockaddr *)&s->peer, &len);
-    len = sizeof s->local;
-    getsockname(fd, (struct sockaddr *)&s->local, &len);
+    rs_worker_downstream_addrs(wl, fd, &s->peer, &s->local);
     s->down = rs_conn_new(&w->loop, fd, &down_handler, s);
     rs_worker_session_add(w, &s->link);
     rs_stat_inc(w->stats, cfg->st.downstream_cx_total);
