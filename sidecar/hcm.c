@@ -17,13 +17,12 @@
 #include <unistd.h>
 
 #include "sidecar/blk.h"
+#include "sidecar/headers.h"
 #include "sidecar/http1.h"
 #include "sidecar/log.h"
 #include "sidecar/path.h"
 #include "sidecar/router.h"
 #include "sidecar/server.h"
-
-#define MAX_HDRS 512
 
 struct rs_upstream {
     struct rs_upstream *next; /* idle list */
@@ -111,72 +110,6 @@ static uint64_t wall_us(void)
 
 /* ---- small helpers ------------------------------------------------------------------------- */
 
-/* A message head being built. It starts in a cached block (heads are rarely larger) and moves to
- * malloc'd memory only if it outgrows it; ob_send hands it to the connection either way. */
-struct obuf {
-    char *p;
-    size_t len, cap;
-    bool oom, blk;
-};
-
-static void ob_put(struct obuf *b, const void *d, size_t n)
-{
-    if (b->oom || n == 0) return; /* d may be NULL for an empty body */
-    if (b->len + n > b->cap) {
-        size_t cap = b->cap ? b->cap * 2 : RS_BLK_SIZE;
-        while (cap < b->len + n) cap *= 2;
-        char *np = cap == RS_BLK_SIZE ? rs_blk_get() : malloc(cap);
-        if (!np) {
-            b->oom = true;
-            return;
-        }
-        if (b->len) memcpy(np, b->p, b->len);
-        if (b->blk)
-            rs_blk_put(b->p);
-        else
-            free(b->p);
-        b->p = np;
-        b->cap = cap;
-        b->blk = cap == RS_BLK_SIZE;
-    }
-    memcpy(b->p + b->len, d, n);
-    b->len += n;
-}
-
-static void ob_free(struct obuf *b)
-{
-    if (b->blk)
-        rs_blk_put(b->p);
-    else
-        free(b->p);
-    b->p = NULL;
-}
-
-/* Queues the head on c (which then owns the memory); -1 when it could not be built or queued. */
-static int ob_send(struct obuf *b, struct rs_conn *c)
-{
-    if (b->oom) {
-        ob_free(b);
-        return -1;
-    }
-    int ret = b->blk ? rs_conn_write_blk(c, b->p, b->len) : rs_conn_write_heap(c, b->p, b->len);
-    b->p = NULL;
-    return ret;
-}
-
-static void ob_str(struct obuf *b, const char *s)
-{
-    ob_put(b, s, strlen(s));
-}
-
-static void ob_hdr(struct obuf *b, const char *n, size_t nl, const char *v, size_t vl)
-{
-    ob_put(b, n, nl);
-    ob_put(b, ": ", 2);
-    ob_put(b, v, vl);
-    ob_put(b, "\r\n", 2);
-}
-
 static struct str_ref arena_add(struct stream *st, const char *p, size_t n)
 {
     struct str_ref r = {0, 0};
@@ -194,53 +127,6 @@ static struct str_ref arena_add(struct stream *st, const char *p, size_t n)
     r.len = (uint32_t)n;
     st->arena_len += (uint32_t)n;
     return r;
-}
-
-static bool is_internal(const struct sockaddr *sa)
-{
-    if (sa->sa_family == AF_INET) {
-        uint32_t a = ntohl(((const struct sockaddr_in *)sa)->sin_addr.s_addr);
-        return (a >> 24) == 127 || (a >> 24) == 10 || (a >> 20) == 0xac1 || (a >> 16) == 0xc0a8;
-    }
-    if (sa->sa_family == AF_INET6) {
-        const uint8_t *b = ((const struct sockaddr_in6 *)sa)->sin6_addr.s6_addr;
-        static const uint8_t loop[16] = {[15] = 1};
-        return memcmp(b, loop, 16) == 0 || (b[0] & 0xfe) == 0xfc;
-    }
-    return false;
-}
-
-static void ip_only(const struct sockaddr *sa, char *out, size_t cap)
-{
-    out[0] = '\0';
-    if (sa->sa_family == AF_INET)
-        inet_ntop(AF_INET, &((const struct sockaddr_in *)sa)->sin_addr, out, (socklen_t)cap);
-    else if (sa->sa_family == AF_INET6)
-        inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)sa)->sin6_addr, out, (socklen_t)cap);
-}
-
-static void hex_put(char *out, uint64_t v, int digits)
-{
-    static const char hex[] = "0123456789abcdef";
-    for (int i = digits - 1; i >= 0; i--, v >>= 4) out[i] = hex[v & 0xf];
-}
-
-static void uuid4(struct rs_worker *w, char out[37])
-{
-    uint64_t a = rs_worker_rand(w), b = rs_worker_rand(w);
-    a = (a & ~0xf000ull) | 0x4000ull;                        /* version 4 */
-    b = (b & 0x3fffffffffffffffull) | 0x8000000000000000ull; /* variant 10 */
-    /* 8-4-4-4-12 lowercase hex, as "%08x-%04x-%04x-%04x-%012llx" of the same bits */
-    hex_put(out, a >> 32, 8);
-    out[8] = '-';
-    hex_put(out + 9, a >> 16, 4);
-    out[13] = '-';
-    hex_put(out + 14, a, 4);
-    out[18] = '-';
-    hex_put(out + 19, b >> 48, 4);
-    out[23] = '-';
-    hex_put(out + 24, b, 12);
-    out[36] = '\0';
 }
 
 /* Streams are recycled through a small per-worker cache, with their arena: a keep-alive
@@ -512,19 +398,19 @@ static void local_reply_at(struct hsess *s, int code, uint32_t flags, const char
         return;
     }
     if (!st || !st->req_complete) s->closing = true;
-    struct obuf b = {0};
+    struct rs_obuf b = {0};
     char line[64], num[20];
-    ob_put(&b, line, rs_h1_status_line(line, sizeof line, code, st && st->http10));
+    rs_obuf_put(&b, line, rs_h1_status_line(line, sizeof line, code, st && st->http10));
     size_t blen = body ? strlen(body) : 0;
-    ob_hdr(&b, "content-length", 14, num, rs_h1_u64(num, blen));
-    if (blen) ob_hdr(&b, "content-type", 12, "text/plain", 10);
-    ob_hdr(&b, "date", 4, s->w->date, s->w->date_len);
-    ob_hdr(&b, "server", 6, s->cfg->server_name, strlen(s->cfg->server_name));
-    if (location) ob_hdr(&b, "location", 8, location, location_len);
-    if (s->closing) ob_hdr(&b, "connection", 10, "close", 5);
-    ob_put(&b, "\r\n", 2);
-    ob_put(&b, body, blen);
-    if (ob_send(&b, s->down) != 0) {
+    rs_obuf_hdr(&b, "content-length", 14, num, rs_h1_u64(num, blen));
+    if (blen) rs_obuf_hdr(&b, "content-type", 12, "text/plain", 10);
+    rs_obuf_hdr(&b, "date", 4, s->w->date, s->w->date_len);
+    rs_obuf_hdr(&b, "server", 6, s->cfg->server_name, strlen(s->cfg->server_name));
+    if (location) rs_obuf_hdr(&b, "location", 8, location, location_len);
+    if (s->closing) rs_obuf_hdr(&b, "connection", 10, "close", 5);
+    rs_obuf_put(&b, "\r\n", 2);
+    rs_obuf_put(&b, body, blen);
+    if (rs_obuf_send(&b, s->down) != 0) {
         sess_destroy(s, true);
         return;
     }
@@ -1082,9 +968,9 @@ static int resp_head(void *ud, const struct rs_h1_head *h)
 
     const struct rs_header_edits *lv[4];
     size_t nlv = rs_route_response_edits(s->cfg->routes, st->route, st->rc, lv);
-    struct obuf b = {0};
+    struct rs_obuf b = {0};
     char line[64];
-    ob_put(&b, line, rs_h1_status_line(line, sizeof line, h->status, st->http10));
+    rs_obuf_put(&b, line, rs_h1_status_line(line, sizeof line, h->status, st->http10));
     bool have_date = false;
     /* the Connection header's list is searched per header only when there is one */
     bool has_connection = rs_h1_find(h, "connection") != NULL;
@@ -1107,7 +993,7 @@ static int resp_head(void *ud, const struct rs_h1_head *h)
                           rs_h1_name_eq(x->name, x->name_len, lv[l]->add[k].name);
         if (removed) continue;
         if (rs_h1_name_eq(x->name, x->name_len, "date")) have_date = true;
-        ob_hdr(&b, x->name, x->name_len, x->value, x->value_len);
+        rs_obuf_hdr(&b, x->name, x->name_len, x->value, x->value_len);
     }
     for (size_t l = 0; l < nlv; l++)
         for (uint32_t k = 0; k < lv[l]->n_add; k++) {
@@ -1125,23 +1011,23 @@ static int resp_head(void *ud, const struct rs_h1_head *h)
                 if (vl < 0) continue;
             }
             if (vl == 0 && !a->keep_empty_value) continue;
-            ob_hdr(&b, a->name, a->name_len, v, (size_t)vl);
+            rs_obuf_hdr(&b, a->name, a->name_len, v, (size_t)vl);
         }
-    if (!have_date) ob_hdr(&b, "date", 4, s->w->date, s->w->date_len);
+    if (!have_date) rs_obuf_hdr(&b, "date", 4, s->w->date, s->w->date_len);
     if (!s->cfg->server_header_pass_through)
-        ob_hdr(&b, "server", 6, s->cfg->server_name, strlen(s->cfg->server_name));
-    ob_hdr(&b, "x-envoy-upstream-service-time", 29, ust, ustn);
+        rs_obuf_hdr(&b, "server", 6, s->cfg->server_name, strlen(s->cfg->server_name));
+    rs_obuf_hdr(&b, "x-envoy-upstream-service-time", 29, ust, ustn);
     if (s->cfg->always_set_request_id_in_response && st->rid.len && !rs_h1_find(h, "x-request-id"))
-        ob_hdr(&b, "x-request-id", 12, st->arena + st->rid.off, st->rid.len);
-    if (st->rechunk) ob_hdr(&b, "transfer-encoding", 17, "chunked", 7);
+        rs_obuf_hdr(&b, "x-request-id", 12, st->arena + st->rid.off, st->rid.len);
+    if (st->rechunk) rs_obuf_hdr(&b, "transfer-encoding", 17, "chunked", 7);
     if (s->closing || s->w->draining) {
         s->closing = true;
-        ob_hdr(&b, "connection", 10, "close", 5);
+        rs_obuf_hdr(&b, "connection", 10, "close", 5);
     } else if (st->http10) {
-        ob_hdr(&b, "connection", 10, "keep-alive", 10);
+        rs_obuf_hdr(&b, "connection", 10, "keep-alive", 10);
     }
-    ob_put(&b, "\r\n", 2);
-    if (ob_send(&b, s->down) != 0) return -1;
+    rs_obuf_put(&b, "\r\n", 2);
+    if (rs_obuf_send(&b, s->down) != 0) return -1;
     return st->head_request ? RS_H1_SKIP_BODY : 0;
 }
 
@@ -1195,90 +1081,24 @@ static const struct rs_h1_callbacks resp_cb = {
 
 /* ---- request path -------------------------------------------------------------------------- */
 
-struct hdr {
-    const char *n, *v;
-    uint32_t nl, vl;
-};
-
-struct hdrs {
-    struct hdr h[MAX_HDRS];
-    uint32_t n;
-    char scratch[4096];
-    size_t used;
-};
-
-static int hdrs_find(const struct hdrs *hs, const char *lname, size_t len)
-{
-    for (uint32_t i = 0; i < hs->n; i++)
-        if (hs->h[i].n && hs->h[i].nl == len && strncasecmp(hs->h[i].n, lname, len) == 0)
-            return (int)i;
-    return -1;
-}
-
-static void hdrs_remove(struct hdrs *hs, const char *lname, size_t len)
-{
-    for (uint32_t i = 0; i < hs->n; i++)
-        if (hs->h[i].n && hs->h[i].nl == len && strncasecmp(hs->h[i].n, lname, len) == 0)
-            hs->h[i].n = NULL;
-}
-
-static void hdrs_add(struct hdrs *hs, const char *n, size_t nl, const char *v, size_t vl)
-{
-    if (hs->n < MAX_HDRS) hs->h[hs->n++] = (struct hdr){n, v, (uint32_t)nl, (uint32_t)vl};
-}
-
-static const char *hdrs_keep(struct hdrs *hs, const char *v, size_t vl)
-{
-    if (hs->used + vl > sizeof hs->scratch) return NULL;
-    char *p = hs->scratch + hs->used;
-    memcpy(p, v, vl);
-    hs->used += vl;
-    return p;
-}
-
 static bool route_header(void *ctx, const char *lname, size_t len, const char **value, size_t *vlen)
 {
-    const struct hdrs *hs = ctx;
-    int i = hdrs_find(hs, lname, len);
+    const struct rs_hdrs *hs = ctx;
+    int i = rs_hdrs_find(hs, lname, len);
     if (i < 0) return false;
     *value = hs->h[i].v;
     *vlen = hs->h[i].vl;
     return true;
 }
 
-static void apply_edits(struct hdrs *hs, const struct rs_header_edits *const *lv, size_t nlv,
-                        const struct rs_route_format_vars *fv)
+static struct str_ref hdr_ref(struct stream *st, const struct rs_hdrs *hs, const char *name)
 {
-    for (size_t l = 0; l < nlv; l++) {
-        for (uint32_t k = 0; k < lv[l]->n_remove; k++)
-            hdrs_remove(hs, lv[l]->remove[k].name, lv[l]->remove[k].len);
-        for (uint32_t k = 0; k < lv[l]->n_add; k++) {
-            const struct rs_header_add *a = &lv[l]->add[k];
-            bool exists = hdrs_find(hs, a->name, a->name_len) >= 0;
-            if (a->action == RS_HDR_ADD_IF_ABSENT && exists) continue;
-            if (a->action == RS_HDR_OVERWRITE_IF_EXISTS && !exists) continue;
-            const char *v = a->value;
-            ssize_t vl = a->value_len;
-            if (a->has_format) {
-                char tmp[1024];
-                vl = rs_route_format_value(a, fv, tmp, sizeof tmp);
-                if (vl < 0 || !(v = hdrs_keep(hs, tmp, (size_t)vl))) continue;
-            }
-            if (vl == 0 && !a->keep_empty_value) continue;
-            if (a->action != RS_HDR_APPEND_IF_EXISTS_OR_ADD) hdrs_remove(hs, a->name, a->name_len);
-            hdrs_add(hs, a->name, a->name_len, v, (size_t)vl);
-        }
-    }
-}
-
-static struct str_ref hdr_ref(struct stream *st, const struct hdrs *hs, const char *name)
-{
-    int i = hdrs_find(hs, name, strlen(name));
+    int i = rs_hdrs_find(hs, name, strlen(name));
     return i < 0 ? (struct str_ref){0, 0} : arena_add(st, hs->h[i].v, hs->h[i].vl);
 }
 
-static __thread struct hdrs *tls_hs; /* one per worker thread: too big for the stack */
-static __thread char *tls_norm;      /* the normalized path of the request being routed */
+static __thread struct rs_hdrs *tls_hs; /* one per worker thread: too big for the stack */
+static __thread char *tls_norm;         /* the normalized path of the request being routed */
 static __thread size_t tls_norm_cap;
 
 void rs_hcm_thread_cleanup(void)
@@ -1295,8 +1115,9 @@ void rs_hcm_thread_cleanup(void)
     tls_norm_cap = 0;
 }
 
-static int forward(struct hsess *s, struct stream *st, const struct rs_h1_head *h, struct hdrs *hs,
-                   const char *path, size_t path_len, const char *authority, size_t auth_len);
+static int forward(struct hsess *s, struct stream *st, const struct rs_h1_head *h,
+                   struct rs_hdrs *hs, const char *path, size_t path_len, const char *authority,
+                   size_t auth_len);
 
 static int req_head(void *ud, const struct rs_h1_head *h)
 {
@@ -1314,12 +1135,12 @@ static int req_head(void *ud, const struct rs_h1_head *h)
     st->path = arena_add(st, h->url, h->url_len);
 
     if (!tls_hs && !(tls_hs = malloc(sizeof *tls_hs))) return -1;
-    struct hdrs *H = tls_hs;
+    struct rs_hdrs *H = tls_hs;
     H->n = 0;
     H->used = 0;
     for (uint32_t i = 0; i < h->nheaders; i++)
-        hdrs_add(H, h->headers[i].name, h->headers[i].name_len, h->headers[i].value,
-                 h->headers[i].value_len);
+        rs_hdrs_add(H, h->headers[i].name, h->headers[i].name_len, h->headers[i].value,
+                    h->headers[i].value_len);
 
     if (st->http10 && !cfg->accept_http_10) {
         local_reply(s, 426, 0, "Upgrade Required", "low_version");
@@ -1373,7 +1194,7 @@ static int req_head(void *ud, const struct rs_h1_head *h)
         }
     }
     if (!authority) {
-        int hi = hdrs_find(H, "host", 4);
+        int hi = rs_hdrs_find(H, "host", 4);
         if (hi >= 0) {
             authority = H->h[hi].v;
             auth_len = H->h[hi].vl;
@@ -1387,15 +1208,15 @@ static int req_head(void *ud, const struct rs_h1_head *h)
     st->authority = arena_add(st, authority, auth_len);
     st->ua = hdr_ref(st, H, "user-agent");
     /* x-request-id before routing, so local replies are logged with one too */
-    int ri = hdrs_find(H, "x-request-id", 12);
+    int ri = rs_hdrs_find(H, "x-request-id", 12);
     bool regen = cfg->use_remote_address && !s->peer_internal && !cfg->preserve_external_request_id;
     if (cfg->generate_request_id && (ri < 0 || regen)) {
         char id[37];
-        uuid4(w, id);
-        const char *v = hdrs_keep(H, id, 36);
+        rs_uuid4(rs_worker_rand(w), rs_worker_rand(w), id);
+        const char *v = rs_hdrs_keep(H, id, 36);
         if (v) {
-            hdrs_remove(H, "x-request-id", 12);
-            hdrs_add(H, "x-request-id", 12, v, 36);
+            rs_hdrs_remove(H, "x-request-id", 12);
+            rs_hdrs_add(H, "x-request-id", 12, v, 36);
         }
     }
     st->rid = hdr_ref(st, H, "x-request-id");
@@ -1434,8 +1255,9 @@ static int req_head(void *ud, const struct rs_h1_head *h)
     return forward(s, st, h, H, path, path_len, authority, auth_len);
 }
 
-static int forward(struct hsess *s, struct stream *st, const struct rs_h1_head *h, struct hdrs *H,
-                   const char *path, size_t path_len, const char *authority, size_t auth_len)
+static int forward(struct hsess *s, struct stream *st, const struct rs_h1_head *h,
+                   struct rs_hdrs *H, const char *path, size_t path_len, const char *authority,
+                   size_t auth_len)
 {
     struct rs_worker *w = s->w;
     const struct rs_hcm_cfg *cfg = s->cfg;
@@ -1471,7 +1293,7 @@ static int forward(struct hsess *s, struct stream *st, const struct rs_h1_head *
         st->last_active_ms = w->loop.now_ms;
         if (st->idle_timeout_ms) rs_timer_arm_by(&w->loop, &s->st_idle, st->idle_timeout_ms);
     }
-    int ti = hdrs_find(H, "x-envoy-upstream-rq-timeout-ms", 30);
+    int ti = rs_hdrs_find(H, "x-envoy-upstream-rq-timeout-ms", 30);
     if (ti >= 0 && s->peer_internal) {
         char tmp[24];
         size_t n = H->h[ti].vl < sizeof tmp - 1 ? H->h[ti].vl : sizeof tmp - 1;
@@ -1487,7 +1309,7 @@ static int forward(struct hsess *s, struct stream *st, const struct rs_h1_head *
     bool expect_continue = false;
     bool has_connection = rs_h1_find(h, "connection") != NULL;
     for (uint32_t i = 0; i < H->n; i++) {
-        struct hdr *x = &H->h[i];
+        struct rs_hdr *x = &H->h[i];
         if (!x->n) continue;
         if (rs_h1_is_hop_by_hop(x->n, x->nl) ||
             (has_connection && rs_h1_connection_lists(h, x->n, x->nl)) ||
@@ -1502,35 +1324,37 @@ static int forward(struct hsess *s, struct stream *st, const struct rs_h1_head *
         }
     }
     if (cfg->use_remote_address && !cfg->skip_xff_append) {
-        int xi = hdrs_find(H, "x-forwarded-for", 15);
+        int xi = rs_hdrs_find(H, "x-forwarded-for", 15);
         if (xi >= 0) {
             char tmp[1024];
             int n = snprintf(tmp, sizeof tmp, "%.*s,%s", (int)H->h[xi].vl, H->h[xi].v, s->peer_ip);
-            const char *v = n > 0 && (size_t)n < sizeof tmp ? hdrs_keep(H, tmp, (size_t)n) : NULL;
+            const char *v =
+                n > 0 && (size_t)n < sizeof tmp ? rs_hdrs_keep(H, tmp, (size_t)n) : NULL;
             if (v) {
                 H->h[xi].v = v;
                 H->h[xi].vl = (uint32_t)n;
             }
         } else {
-            hdrs_add(H, "x-forwarded-for", 15, s->peer_ip, strlen(s->peer_ip));
+            rs_hdrs_add(H, "x-forwarded-for", 15, s->peer_ip, strlen(s->peer_ip));
         }
         if (!s->peer_internal) {
-            hdrs_remove(H, "x-envoy-external-address", 24);
-            hdrs_add(H, "x-envoy-external-address", 24, s->peer_ip, strlen(s->peer_ip));
+            rs_hdrs_remove(H, "x-envoy-external-address", 24);
+            rs_hdrs_add(H, "x-envoy-external-address", 24, s->peer_ip, strlen(s->peer_ip));
         }
     }
-    if (hdrs_find(H, "x-forwarded-proto", 17) < 0) hdrs_add(H, "x-forwarded-proto", 17, "http", 4);
+    if (rs_hdrs_find(H, "x-forwarded-proto", 17) < 0)
+        rs_hdrs_add(H, "x-forwarded-proto", 17, "http", 4);
     char tbuf[20];
     if (st->timeout_ms) {
         size_t n = rs_h1_u64(tbuf, st->timeout_ms);
-        hdrs_remove(H, "x-envoy-expected-rq-timeout-ms", 30);
-        hdrs_add(H, "x-envoy-expected-rq-timeout-ms", 30, tbuf, n);
+        rs_hdrs_remove(H, "x-envoy-expected-rq-timeout-ms", 30);
+        rs_hdrs_add(H, "x-envoy-expected-rq-timeout-ms", 30, tbuf, n);
     }
     char newpath[4096];
     ssize_t np = rs_route_rewrite_path(r, path, path_len, newpath, sizeof newpath);
     if (np >= 0) {
-        hdrs_remove(H, "x-envoy-original-path", 21);
-        hdrs_add(H, "x-envoy-original-path", 21, path, path_len);
+        rs_hdrs_remove(H, "x-envoy-original-path", 21);
+        rs_hdrs_add(H, "x-envoy-original-path", 21, path, path_len);
         st->orig_path = arena_add(st, path, path_len);
         path = newpath;
         path_len = (size_t)np;
@@ -1541,7 +1365,7 @@ static int forward(struct hsess *s, struct stream *st, const struct rs_h1_head *
                                       .protocol = st->http10 ? "HTTP/1.0" : "HTTP/1.1"};
     const struct rs_header_edits *lv[4];
     size_t nlv = rs_route_request_edits(cfg->routes, r, rc, lv);
-    apply_edits(H, lv, nlv, &fv);
+    rs_hdrs_apply_edits(H, lv, nlv, &fv);
     st->xff = hdr_ref(st, H, "x-forwarded-for");
     st->rid = hdr_ref(st, H, "x-request-id");
 
@@ -1549,29 +1373,29 @@ static int forward(struct hsess *s, struct stream *st, const struct rs_h1_head *
     size_t host_len = host ? strlen(host) : auth_len;
     if (!host) host = authority;
 
-    struct obuf b = {0};
-    ob_put(&b, h->method_str, h->method_len);
-    ob_put(&b, " ", 1);
-    ob_put(&b, path, path_len);
-    ob_str(&b, " HTTP/1.1\r\n");
-    ob_hdr(&b, "host", 4, host, host_len);
+    struct rs_obuf b = {0};
+    rs_obuf_put(&b, h->method_str, h->method_len);
+    rs_obuf_put(&b, " ", 1);
+    rs_obuf_put(&b, path, path_len);
+    rs_obuf_str(&b, " HTTP/1.1\r\n");
+    rs_obuf_hdr(&b, "host", 4, host, host_len);
     for (uint32_t i = 0; i < H->n; i++)
-        if (H->h[i].n) ob_hdr(&b, H->h[i].n, H->h[i].nl, H->h[i].v, H->h[i].vl);
+        if (H->h[i].n) rs_obuf_hdr(&b, H->h[i].n, H->h[i].nl, H->h[i].v, H->h[i].vl);
     if (h->chunked)
-        ob_hdr(&b, "transfer-encoding", 17, "chunked", 7);
+        rs_obuf_hdr(&b, "transfer-encoding", 17, "chunked", 7);
     else if (h->content_length >= 0) {
         char cl[20];
-        ob_hdr(&b, "content-length", 14, cl, rs_h1_u64(cl, (uint64_t)h->content_length));
+        rs_obuf_hdr(&b, "content-length", 14, cl, rs_h1_u64(cl, (uint64_t)h->content_length));
     }
-    ob_put(&b, "\r\n", 2);
+    rs_obuf_put(&b, "\r\n", 2);
     if (b.oom) {
-        ob_free(&b);
+        rs_obuf_free(&b);
         return -1;
     }
 
     struct rs_upstream *u = up_acquire(s, cl, ep, &href);
     if (!u) {
-        ob_free(&b);
+        rs_obuf_free(&b);
         local_reply(
             s, 503, RS_RF_UO,
             "upstream connect error or disconnect/reset before headers. reset reason: overflow",
@@ -1589,7 +1413,7 @@ static int forward(struct hsess *s, struct stream *st, const struct rs_h1_head *
     rs_host_stat_add(&u->href, w->id + 1, RS_HS_RQ_ACTIVE, 1);
     st->host_open = true;
     u->reusable = true;
-    if (ob_send(&b, u->c) != 0) return -1;
+    if (rs_obuf_send(&b, u->c) != 0) return -1;
     if (expect_continue && rs_conn_write_static(s->down, "HTTP/1.1 100 Continue\r\n\r\n", 25) != 0)
         return -1;
     return 0;
@@ -1679,10 +1503,10 @@ void rs_hcm_accept(struct rs_worker *w, struct rs_worker_listener *wl, struct rs
     s->st_idle.cb = on_stream_idle;
     s->st_route.cb = on_route_timeout;
     rs_worker_downstream_addrs(wl, fd, &s->peer, &s->local);
-    ip_only((struct sockaddr *)&s->peer, s->peer_ip, sizeof s->peer_ip);
+    rs_addr_ip((struct sockaddr *)&s->peer, s->peer_ip, sizeof s->peer_ip);
     rs_addr_str((struct sockaddr *)&s->peer, s->peer_str, sizeof s->peer_str);
     rs_addr_str((struct sockaddr *)&s->local, s->local_str, sizeof s->local_str);
-    s->peer_internal = is_internal((struct sockaddr *)&s->peer);
+    s->peer_internal = rs_addr_is_internal((struct sockaddr *)&s->peer);
     struct rs_h1_limits lim = {.max_header_bytes = cfg->max_request_headers_kb * 1024,
                                .max_headers = cfg->max_headers_count,
                                .max_body_bytes = cfg->max_request_bytes};
