@@ -21,35 +21,15 @@ STOP_DEADLINE_S=${RS_DEMO_STOP_S:-15}
 
 heading() { printf '\n== %s ==\n' "$*"; }
 note() { printf '   %s\n' "$*"; }
-die() {
+
+# Ports, liveness and bounded polling are the benchmark harness's helpers (free_port,
+# port_in_use, alive, gone, poll). Ringside binds its listeners with SO_REUSEPORT, so a second
+# ringside on a taken port would share it silently rather than fail: ports are checked here.
+# shellcheck source=bench/lib.sh
+source "$(dirname "$0")/../bench/lib.sh"
+die() { # after the source: this script's own prefix
     printf 'run-demo: error: %s\n' "$*" >&2
     exit 1
-}
-
-# True if something listens on 127.0.0.1:PORT (or on the wildcard address). Ringside binds its
-# listeners with SO_REUSEPORT, so a second ringside on a taken port would *share* it silently
-# rather than fail: the check has to be made here, before starting.
-port_in_use() {
-    ss -Hltn "( sport = :$1 )" 2>/dev/null | grep -q .
-}
-
-# free_port VAR: sets VAR to a TCP port nobody listens on and this script has not handed out,
-# from 20000 up to the start of the kernel's ephemeral range (a port inside that range may be
-# held by some client connection's local end, which makes bind fail).
-taken_ports=" "
-free_port() {
-    local p tries=0 lo span
-    read -r lo _ </proc/sys/net/ipv4/ip_local_port_range
-    span=$((lo > 21000 ? lo - 20000 : 10000))
-    while ((tries++ < 500)); do
-        p=$((20000 + RANDOM % span))
-        [[ $taken_ports == *" $p "* ]] && continue
-        port_in_use "$p" && continue
-        taken_ports+="$p "
-        printf -v "$1" '%s' "$p"
-        return 0
-    done
-    die "no free TCP port found from 20000"
 }
 
 # choose_port VAR PORT: the example's PORT if free, else a free one.
@@ -60,25 +40,6 @@ choose_port() {
         taken_ports+="$2 "
         printf -v "$1" '%s' "$2"
     fi
-}
-
-# True while PID runs (a zombie child that has exited but is not yet reaped counts as gone).
-alive() {
-    local st
-    st=$(ps -o stat= -p "$1" 2>/dev/null) || return 1
-    [[ $st != Z* ]]
-}
-gone() { ! alive "$1"; }
-
-# Polls CMD... every 50 ms until it succeeds or DEADLINE_S seconds pass.
-poll() {
-    local deadline_s=$1
-    shift
-    local end=$((SECONDS + deadline_s))
-    until "$@"; do
-        ((SECONDS < end)) || return 1
-        sleep 0.05
-    done
 }
 
 # --- cleanup: whatever happens, no child outlives the script -------------------------------------
