@@ -157,6 +157,46 @@ ready_ok() {
     curl -sf "http://127.0.0.1:$ADMIN_PORT/ready" | grep -q LIVE
 }
 
+# ---- bootstrap pieces ------------------------------------------------------------------------
+# The YAML every test's bootstrap repeats, for use inside a test's heredoc: $(yaml_admin PORT),
+# $(yaml_hcm NAME PORT STAT_PREFIX) (a listener up to the HCM's stat_prefix: the test adds its own
+# HCM options after it), $(yaml_router) (http_filters with only the router), and
+# $(yaml_static_cluster NAME PORT) (one 127.0.0.1 endpoint, connect_timeout 1s).
+yaml_admin() {
+    printf 'admin:\n  address: { socket_address: { address: 127.0.0.1, port_value: %s } }\n' "$1"
+}
+yaml_hcm() {
+    cat <<Y
+  - name: $1
+    address: { socket_address: { address: 127.0.0.1, port_value: $2 } }
+    filter_chains:
+    - filters:
+      - name: envoy.filters.network.http_connection_manager
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
+          stat_prefix: $3
+Y
+}
+yaml_router() {
+    cat <<'Y'
+          http_filters:
+          - name: envoy.filters.http.router
+            typed_config: { "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router }
+Y
+}
+yaml_static_cluster() {
+    cat <<Y
+  - name: $1
+    connect_timeout: 1s
+    type: STATIC
+    load_assignment:
+      cluster_name: $1
+      endpoints:
+      - lb_endpoints:
+        - endpoint: { address: { socket_address: { address: 127.0.0.1, port_value: $2 } } }
+Y
+}
+
 # ---- admin -----------------------------------------------------------------------------------
 
 admin() { curl -s --max-time 5 "http://127.0.0.1:$ADMIN_PORT$1"; }

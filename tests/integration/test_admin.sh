@@ -6,22 +6,12 @@
 read -r P_ADMIN P_HTTP P_TCP UA <<<"$(free_ports 4)"
 start_upstream a "$UA"
 cat >"$TMP/bootstrap.yaml" <<EOF
-admin:
-  address: { socket_address: { address: 127.0.0.1, port_value: $P_ADMIN } }
+$(yaml_admin $P_ADMIN)
 node: { id: "sidecar~127.0.0.1~admin-test.default~default.svc.cluster.local", cluster: admin-test }
 static_resources:
   listeners:
-  - name: http_in
-    address: { socket_address: { address: 127.0.0.1, port_value: $P_HTTP } }
-    filter_chains:
-    - filters:
-      - name: envoy.filters.network.http_connection_manager
-        typed_config:
-          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
-          stat_prefix: ingress_http
-          http_filters:
-          - name: envoy.filters.http.router
-            typed_config: { "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router }
+$(yaml_hcm http_in $P_HTTP ingress_http)
+$(yaml_router)
           route_config:
             virtual_hosts:
             - name: all
@@ -39,14 +29,7 @@ static_resources:
           stat_prefix: tcp_app
           cluster: app
   clusters:
-  - name: app
-    connect_timeout: 1s
-    type: STATIC
-    load_assignment:
-      cluster_name: app
-      endpoints:
-      - lb_endpoints:
-        - endpoint: { address: { socket_address: { address: 127.0.0.1, port_value: $UA } } }
+$(yaml_static_cluster app $UA)
 EOF
 start_ringside "$TMP/bootstrap.yaml"
 A=http://127.0.0.1:$P_ADMIN

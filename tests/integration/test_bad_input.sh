@@ -42,8 +42,7 @@ $2
 EOF
 }
 cat >"$TMP/bootstrap.yaml" <<EOF
-admin:
-  address: { socket_address: { address: 127.0.0.1, port_value: $P_ADMIN } }
+$(yaml_admin $P_ADMIN)
 static_resources:
   listeners:
   - name: main
@@ -67,22 +66,8 @@ $(hcm idle "          common_http_protocol_options: { idle_timeout: 1s }")
           max_connections: 2
 $(hcm limited "")
   clusters:
-  - name: a
-    connect_timeout: 1s
-    type: STATIC
-    load_assignment:
-      cluster_name: a
-      endpoints:
-      - lb_endpoints:
-        - endpoint: { address: { socket_address: { address: 127.0.0.1, port_value: $UA } } }
-  - name: dead
-    connect_timeout: 1s
-    type: STATIC
-    load_assignment:
-      cluster_name: dead
-      endpoints:
-      - lb_endpoints:
-        - endpoint: { address: { socket_address: { address: 127.0.0.1, port_value: $U_DEAD } } }
+$(yaml_static_cluster a $UA)
+$(yaml_static_cluster dead $U_DEAD)
 EOF
 start_ringside "$TMP/bootstrap.yaml"
 

@@ -9,24 +9,14 @@ read -r UP LISTEN ADMIN_PORT <<<"$(free_ports 3)"
 start_upstream dns1 "$UP"
 
 cat >"$TMP/bootstrap.yaml" <<YAML
-admin:
-  address: { socket_address: { address: 127.0.0.1, port_value: $ADMIN_PORT } }
+$(yaml_admin $ADMIN_PORT)
 static_resources:
   listeners:
-  - name: http
-    address: { socket_address: { address: 127.0.0.1, port_value: $LISTEN } }
-    filter_chains:
-    - filters:
-      - name: envoy.filters.network.http_connection_manager
-        typed_config:
-          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
-          stat_prefix: dns_http
+$(yaml_hcm http $LISTEN dns_http)
           access_log:
           - name: envoy.access_loggers.stdout
             typed_config: { "@type": type.googleapis.com/envoy.extensions.access_loggers.stream.v3.StdoutAccessLog }
-          http_filters:
-          - name: envoy.filters.http.router
-            typed_config: { "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router }
+$(yaml_router)
           route_config:
             virtual_hosts:
             - name: all

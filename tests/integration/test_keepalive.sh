@@ -7,22 +7,12 @@
 read -r P_ADMIN P_HTTP UA <<<"$(free_ports 3)"
 start_upstream a "$UA"
 cat >"$TMP/bootstrap.yaml" <<EOF
-admin:
-  address: { socket_address: { address: 127.0.0.1, port_value: $P_ADMIN } }
+$(yaml_admin $P_ADMIN)
 static_resources:
   listeners:
-  - name: http
-    address: { socket_address: { address: 127.0.0.1, port_value: $P_HTTP } }
-    filter_chains:
-    - filters:
-      - name: envoy.filters.network.http_connection_manager
-        typed_config:
-          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
-          stat_prefix: ka
+$(yaml_hcm http $P_HTTP ka)
           http_protocol_options: { accept_http_10: true }
-          http_filters:
-          - name: envoy.filters.http.router
-            typed_config: { "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router }
+$(yaml_router)
           route_config:
             virtual_hosts:
             - name: all
@@ -31,14 +21,7 @@ static_resources:
               - match: { prefix: "/" }
                 route: { cluster: a }
   clusters:
-  - name: a
-    connect_timeout: 1s
-    type: STATIC
-    load_assignment:
-      cluster_name: a
-      endpoints:
-      - lb_endpoints:
-        - endpoint: { address: { socket_address: { address: 127.0.0.1, port_value: $UA } } }
+$(yaml_static_cluster a $UA)
 EOF
 start_ringside "$TMP/bootstrap.yaml"
 U=http://127.0.0.1:$P_HTTP

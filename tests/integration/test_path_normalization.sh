@@ -11,24 +11,14 @@ start_upstream pn "$UP"
 RAW="$RS_SRC/tests/integration/rawclient.py"
 
 cat >"$TMP/bootstrap.yaml" <<YAML
-admin:
-  address: { socket_address: { address: 127.0.0.1, port_value: $ADMIN_PORT } }
+$(yaml_admin $ADMIN_PORT)
 static_resources:
   listeners:
-  - name: http
-    address: { socket_address: { address: 127.0.0.1, port_value: $LISTEN } }
-    filter_chains:
-    - filters:
-      - name: envoy.filters.network.http_connection_manager
-        typed_config:
-          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
-          stat_prefix: pn
+$(yaml_hcm http $LISTEN pn)
           normalize_path: true
           merge_slashes: true
           path_with_escaped_slashes_action: UNESCAPE_AND_REDIRECT
-          http_filters:
-          - name: envoy.filters.http.router
-            typed_config: { "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router }
+$(yaml_router)
           route_config:
             virtual_hosts:
             - name: all

@@ -11,21 +11,11 @@ ulimit -n "$(ulimit -Hn)" 2>/dev/null
 read -r P_ADMIN P_HTTP UA <<<"$(free_ports 3)"
 start_upstream a "$UA" --threads 2
 cat >"$TMP/bootstrap.yaml" <<EOF
-admin:
-  address: { socket_address: { address: 127.0.0.1, port_value: $P_ADMIN } }
+$(yaml_admin $P_ADMIN)
 static_resources:
   listeners:
-  - name: http
-    address: { socket_address: { address: 127.0.0.1, port_value: $P_HTTP } }
-    filter_chains:
-    - filters:
-      - name: envoy.filters.network.http_connection_manager
-        typed_config:
-          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
-          stat_prefix: scale
-          http_filters:
-          - name: envoy.filters.http.router
-            typed_config: { "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router }
+$(yaml_hcm http $P_HTTP scale)
+$(yaml_router)
           route_config:
             virtual_hosts:
             - name: all

@@ -37,8 +37,7 @@ $4
 EOF
 }
 cat >"$TMP/bootstrap.yaml" <<EOF
-admin:
-  address: { socket_address: { address: 127.0.0.1, port_value: $P_ADMIN } }
+$(yaml_admin $P_ADMIN)
 static_resources:
   listeners:
 $(tcp_listener echo "$P_ECHO" tcp_echo "          cluster: echo")

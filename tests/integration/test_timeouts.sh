@@ -12,27 +12,17 @@ start_upstream t1 "$UP"
 RAW="$RS_SRC/tests/integration/rawclient.py"
 
 cat >"$TMP/bootstrap.yaml" <<YAML
-admin:
-  address: { socket_address: { address: 127.0.0.1, port_value: $ADMIN_PORT } }
+$(yaml_admin $ADMIN_PORT)
 static_resources:
   listeners:
-  - name: http
-    address: { socket_address: { address: 127.0.0.1, port_value: $LISTEN } }
-    filter_chains:
-    - filters:
-      - name: envoy.filters.network.http_connection_manager
-        typed_config:
-          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
-          stat_prefix: to
+$(yaml_hcm http $LISTEN to)
           stream_idle_timeout: 0.4s
           request_timeout: 1s
           common_http_protocol_options: { max_connection_duration: 1.5s }
           access_log:
           - name: envoy.access_loggers.stdout
             typed_config: { "@type": type.googleapis.com/envoy.extensions.access_loggers.stream.v3.StdoutAccessLog }
-          http_filters:
-          - name: envoy.filters.http.router
-            typed_config: { "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router }
+$(yaml_router)
           route_config:
             virtual_hosts:
             - name: all
