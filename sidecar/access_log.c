@@ -748,6 +748,8 @@ struct rs_access_log {
     bool own_fd;
     size_t atomic_max; /* largest write the kernel keeps whole: PIPE_BUF for pipes */
     _Atomic uint64_t dropped;
+    struct rs_access_log_buf *wbufs; /* one per data-plane worker */
+    uint32_t nw;
 };
 
 struct rs_access_log *rs_access_log_create(enum rs_access_sink sink, const char *path,
@@ -802,9 +804,26 @@ fail:
 void rs_access_log_destroy(struct rs_access_log *log)
 {
     if (!log) return;
+    for (uint32_t i = 0; i < log->nw; i++) rs_access_log_buf_free(&log->wbufs[i]);
+    free(log->wbufs);
     if (log->own_fd) close(log->fd);
     rs_access_format_free(log->fmt);
     free(log);
+}
+
+int rs_access_log_set_workers(struct rs_access_log *log, uint32_t n)
+{
+    if (log->wbufs) return 0;
+    log->wbufs = calloc(n, sizeof *log->wbufs);
+    if (!log->wbufs) return -ENOMEM;
+    for (uint32_t i = 0; i < n; i++) rs_access_log_buf_init(&log->wbufs[i], log);
+    log->nw = n;
+    return 0;
+}
+
+struct rs_access_log_buf *rs_access_log_wbuf(struct rs_access_log *log, uint32_t worker)
+{
+    return &log->wbufs[worker];
 }
 
 uint64_t rs_access_log_dropped(const struct rs_access_log *log)

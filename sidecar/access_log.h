@@ -148,6 +148,12 @@ struct rs_access_log *rs_access_log_create(enum rs_access_sink sink, const char 
 /* Closes the sink. Every rs_access_log_buf using it must have been flushed and freed. */
 void rs_access_log_destroy(struct rs_access_log *log);
 
+/* Gives the log one private buffer per data-plane worker (once; later calls do nothing), so a
+ * log shared by successive snapshots keeps its buffers. */
+int rs_access_log_set_workers(struct rs_access_log *log, uint32_t n);
+/* Worker `worker`'s buffer of the log (after rs_access_log_set_workers). */
+struct rs_access_log_buf *rs_access_log_wbuf(struct rs_access_log *log, uint32_t worker);
+
 /* Lines lost to write errors or memory exhaustion since creation (any thread may read). */
 uint64_t rs_access_log_dropped(const struct rs_access_log *log);
 

@@ -396,7 +396,7 @@ static size_t cluster_name_len(const char *s, const struct rs_snapshot *snap)
 {
     size_t best = 0;
     for (uint32_t i = 0; snap && i < snap->nclusters; i++) {
-        const char *n = snap->clusters[i].name;
+        const char *n = snap->clusters[i]->name;
         size_t len = n ? strlen(n) : 0;
         if (len > best && strncmp(s, n, len) == 0 && s[len] == '.') best = len;
     }
@@ -680,12 +680,12 @@ void rs_admin_render_clusters(struct rs_admin_buf *out, struct rs_snapshot *snap
 {
     uint32_t n = snap ? snap->nclusters : 0;
     if (!json) {
-        for (uint32_t i = 0; i < n; i++) clusters_text_one(out, &snap->clusters[i]);
+        for (uint32_t i = 0; i < n; i++) clusters_text_one(out, snap->clusters[i]);
         if (!out->data) buf_add(out, "", 0);
         return;
     }
     json_t *arr = json_array();
-    for (uint32_t i = 0; i < n; i++) json_array_append_new(arr, cluster_json(&snap->clusters[i]));
+    for (uint32_t i = 0; i < n; i++) json_array_append_new(arr, cluster_json(snap->clusters[i]));
     buf_json(out, json_pack("{s:o}", "cluster_statuses", arr), JSON_INDENT(1));
 }
 

@@ -598,7 +598,8 @@ static int compile_cluster(struct cctx *cx, struct rs_cluster *c, const Cluster 
 int rs_config_cluster_index(const struct rs_snapshot *s, const char *name)
 {
     for (uint32_t i = 0; i < s->nclusters; i++)
-        if (s->clusters[i].name && strcmp(s->clusters[i].name, name) == 0) return (int)i;
+        if (s->clusters[i] && s->clusters[i]->name && strcmp(s->clusters[i]->name, name) == 0)
+            return (int)i;
     return -1;
 }
 
@@ -1179,6 +1180,47 @@ static void free_chain(struct rs_filter_chain *fc)
     }
 }
 
+static void cluster_free(struct rs_cluster *c)
+{
+    for (uint32_t j = 0; j < c->ndns; j++) {
+        free(c->dns[j].hostname);
+        free(c->dns[j].eps);
+    }
+    free(c->dns);
+    rs_hostset_unref(c->hosts);
+    for (uint32_t w = 0; w < c->nwc; w++) rs_hostset_unref(c->wc[w].hosts);
+    free(c->wc);
+    if (c->name) pthread_mutex_destroy(&c->dns_lock);
+    free(c->name);
+    free(c->stat_name);
+    free(c);
+}
+
+void rs_cluster_ref(struct rs_cluster *c)
+{
+    __atomic_add_fetch(&c->refs, 1, __ATOMIC_RELAXED);
+}
+
+void rs_cluster_unref(struct rs_cluster *c)
+{
+    if (c && __atomic_sub_fetch(&c->refs, 1, __ATOMIC_ACQ_REL) == 0) cluster_free(c);
+}
+
+int rs_snapshot_set_workers(struct rs_snapshot *s, uint32_t nworkers)
+{
+    for (uint32_t i = 0; i < s->nclusters; i++) {
+        struct rs_cluster *c = s->clusters[i];
+        if (c->wc) continue;
+        c->wc = aligned_alloc(64, nworkers * sizeof *c->wc);
+        if (!c->wc) return -ENOMEM;
+        memset(c->wc, 0, nworkers * sizeof *c->wc);
+        c->nwc = nworkers;
+    }
+    for (uint32_t i = 0; i < s->nlogs; i++)
+        if (rs_access_log_set_workers(s->logs[i], nworkers)) return -ENOMEM;
+    return 0;
+}
+
 static void snapshot_free(struct rs_snapshot *s)
 {
     for (uint32_t i = 0; i < s->nlisteners; i++) {
@@ -1188,18 +1230,7 @@ static void snapshot_free(struct rs_snapshot *s)
         free(l->name);
     }
     free(s->listeners);
-    for (uint32_t i = 0; i < s->nclusters; i++) {
-        struct rs_cluster *c = &s->clusters[i];
-        for (uint32_t j = 0; j < c->ndns; j++) {
-            free(c->dns[j].hostname);
-            free(c->dns[j].eps);
-        }
-        free(c->dns);
-        rs_hostset_unref(c->hosts);
-        if (c->name) pthread_mutex_destroy(&c->dns_lock);
-        free(c->name);
-        free(c->stat_name);
-    }
+    for (uint32_t i = 0; i < s->nclusters; i++) rs_cluster_unref(s->clusters[i]);
     free(s->clusters);
     for (uint32_t i = 0; i < s->nlogs; i++) rs_access_log_destroy(s->logs[i]);
     free(s->logs);
@@ -1245,12 +1276,13 @@ static int compile_bootstrap(struct cctx *cx, const Envoy__Config__Bootstrap__V3
     s->nclusters = (uint32_t)sr->n_clusters;
     s->clusters = xcalloc(s->nclusters, sizeof *s->clusters);
     for (uint32_t i = 0; i < s->nclusters; i++) {
-        s->clusters[i].index = i;
+        struct rs_cluster *c = s->clusters[i] = xcalloc(1, sizeof *c);
+        c->refs = 1;
         size_t old = path_push(cx, "static_resources.clusters[%u]", i);
-        if (compile_cluster(cx, &s->clusters[i], sr->clusters[i])) return -1;
+        if (compile_cluster(cx, c, sr->clusters[i])) return -1;
         for (uint32_t j = 0; j < i; j++)
-            if (strcmp(s->clusters[j].name, s->clusters[i].name) == 0)
-                return fail(cx, "name", "duplicate cluster name \"%s\"", s->clusters[i].name);
+            if (strcmp(s->clusters[j]->name, c->name) == 0)
+                return fail(cx, "name", "duplicate cluster name \"%s\"", c->name);
         path_pop(cx, old);
     }
     s->nlisteners = (uint32_t)sr->n_listeners;
@@ -1326,7 +1358,7 @@ static void on_dns(void *ctx, const struct sockaddr_storage *addrs, size_t n, in
 int rs_config_start_dns(struct rs_snapshot *s, struct rs_dns *dns)
 {
     for (uint32_t i = 0; i < s->nclusters; i++) {
-        struct rs_cluster *c = &s->clusters[i];
+        struct rs_cluster *c = s->clusters[i];
         for (uint32_t j = 0; j < c->ndns; j++) {
             struct rs_dns_target t = {
                 .hostname = c->dns[j].hostname,

@@ -18,6 +18,7 @@
 
 struct rs_route_table;
 struct rs_access_log;
+struct rs_upstream; /* a pooled upstream HTTP connection (hcm.c) */
 struct rs_dns;
 struct Envoy__Config__Bootstrap__V3__Bootstrap;
 
@@ -83,6 +84,15 @@ void rs_host_ref_release(struct rs_host_ref *r);
 
 enum rs_cluster_type { RS_CLUSTER_STATIC, RS_CLUSTER_STRICT_DNS };
 
+/* A cluster as one worker sees it: its cached host set and its idle upstream connections. Only
+ * that worker touches it, so each sits on its own cache lines. */
+struct rs_worker_cluster {
+    struct rs_hostset *hosts; /* cached reference, refreshed when the cluster's set changes */
+    uint32_t cursor;          /* weighted round-robin position */
+    uint32_t nidle;
+    struct rs_upstream *idle; /* idle keep-alive connections, most recently used first */
+} __attribute__((aligned(64)));
+
 struct rs_cluster_stats {
     rs_stat_id upstream_cx_total, upstream_cx_active, upstream_cx_connect_fail,
         upstream_cx_connect_timeout, upstream_cx_destroy, upstream_cx_destroy_local,
@@ -98,10 +108,16 @@ struct rs_cluster_stats {
     rs_stat_id upstream_cx_connect_ms, upstream_rq_time; /* histograms */
 };
 
+/* A cluster is its own refcounted object, so successive snapshots share it while its definition
+ * is unchanged: its host set, connection pools and circuit-breaker gauges carry over. Snapshots,
+ * upstream connections and in-flight requests hold references. */
 struct rs_cluster {
+    uint32_t refs; /* atomic */
+    bool removed;  /* atomic: no longer in the published snapshot; pools stop keeping connections */
     char *name;
-    char *stat_name; /* alt_stat_name, or NULL */
-    uint32_t index;
+    char *stat_name;              /* alt_stat_name, or NULL */
+    struct rs_worker_cluster *wc; /* [nwc], one per worker, set when a server adopts it */
+    uint32_t nwc;
     enum rs_cluster_type type;
     uint32_t connect_timeout_ms;
     uint32_t idle_timeout_ms;     /* pooled upstream connection idle timeout */
@@ -207,7 +223,7 @@ struct rs_listener {
 
 struct rs_snapshot {
     uint32_t refs; /* atomic */
-    struct rs_cluster *clusters;
+    struct rs_cluster **clusters;
     uint32_t nclusters;
     struct rs_listener *listeners;
     uint32_t nlisteners;
@@ -232,6 +248,11 @@ void rs_snapshot_ref(struct rs_snapshot *s);
 void rs_snapshot_unref(struct rs_snapshot *s);
 
 int rs_config_cluster_index(const struct rs_snapshot *s, const char *name);
+
+void rs_cluster_ref(struct rs_cluster *c);
+void rs_cluster_unref(struct rs_cluster *c);
+/* Gives every cluster of the snapshot its per-worker state (once per cluster object). */
+int rs_snapshot_set_workers(struct rs_snapshot *s, uint32_t nworkers);
 
 /* Starts DNS resolution of the snapshot's STRICT_DNS clusters on resolver thread `dns`. */
 int rs_config_start_dns(struct rs_snapshot *s, struct rs_dns *dns);

@@ -285,7 +285,7 @@ static void stream_end(struct stream *st)
             info.upstream_host.ptr = st->up->host.name;
             info.upstream_host.len = strlen(st->up->host.name);
         }
-        rs_worker_access_log(w, s->cfg->logs, s->cfg->log_index, s->cfg->nlogs, &info);
+        rs_worker_access_log(w, s->cfg->logs, s->cfg->nlogs, &info);
     }
     host_rq_done(st, st->resp_started && st->status < 500 ? RS_HS_RQ_SUCCESS : RS_HS_RQ_ERROR);
     if (st->up) {
@@ -658,6 +658,7 @@ static void up_free(void *p)
     struct rs_upstream *u = p;
     rs_host_ref_release(&u->href);
     rs_h1_free(&u->parser);
+    rs_cluster_unref(u->cluster);
     free(u);
 }
 
@@ -669,7 +670,7 @@ static void up_destroy(struct rs_upstream *u)
     struct rs_stats_shard *sh = w->stats;
     const struct rs_cluster_stats *cs = &u->cluster->st;
     if (u->in_pool) {
-        struct rs_worker_cluster *wc = &w->clusters[u->cluster->index];
+        struct rs_worker_cluster *wc = rs_worker_cluster(w, u->cluster);
         for (struct rs_upstream **pp = &wc->idle; *pp; pp = &(*pp)->next)
             if (*pp == u) {
                 *pp = u->next;
@@ -706,13 +707,14 @@ static void up_release(struct rs_upstream *u, bool reuse)
 {
     if (u->dead) return;
     uint32_t maxrq = u->cluster->max_requests_per_cx;
-    if (!reuse || (maxrq && u->requests >= maxrq) || u->w->draining) {
+    if (!reuse || (maxrq && u->requests >= maxrq) || u->w->draining ||
+        __atomic_load_n(&u->cluster->removed, __ATOMIC_ACQUIRE)) {
         up_destroy(u);
         return;
     }
     rs_h1_reset(&u->parser);
     rs_h1_trim(&u->parser);
-    struct rs_worker_cluster *wc = &u->w->clusters[u->cluster->index];
+    struct rs_worker_cluster *wc = rs_worker_cluster(u->w, u->cluster);
     u->next = wc->idle;
     wc->idle = u;
     wc->nidle++;
@@ -723,9 +725,9 @@ static void up_release(struct rs_upstream *u, bool reuse)
         rs_timer_arm_by(&u->w->loop, &u->idle, u->cluster->idle_timeout_ms);
 }
 
-void rs_hcm_pool_close(struct rs_worker *w, uint32_t cluster)
+void rs_hcm_pool_close(struct rs_worker *w, struct rs_cluster *c)
 {
-    struct rs_worker_cluster *wc = &w->clusters[cluster];
+    struct rs_worker_cluster *wc = rs_worker_cluster(w, c);
     while (wc->idle) up_destroy(wc->idle);
 }
 
@@ -838,7 +840,7 @@ static struct rs_upstream *up_acquire(struct hsess *s, struct rs_cluster *cl,
                                       const struct rs_endpoint *ep, const struct rs_host_ref *href)
 {
     struct rs_worker *w = s->w;
-    struct rs_worker_cluster *wc = &w->clusters[cl->index];
+    struct rs_worker_cluster *wc = rs_worker_cluster(w, cl);
     for (struct rs_upstream **pp = &wc->idle; *pp; pp = &(*pp)->next) {
         struct rs_upstream *u = *pp;
         if (u->host.addrlen == ep->addrlen && memcmp(&u->host.addr, &ep->addr, ep->addrlen) == 0) {
@@ -862,10 +864,12 @@ static struct rs_upstream *up_acquire(struct hsess *s, struct rs_cluster *cl,
     }
     u->w = w;
     u->cluster = cl;
+    rs_cluster_ref(cl);
     u->host = *ep;
     u->idle.cb = on_up_idle;
     u->c = rs_conn_new(&w->loop, fd, &up_handler, u);
     if (!u->c) {
+        rs_cluster_unref(cl);
         free(u);
         return NULL;
     }
@@ -1269,10 +1273,10 @@ static int forward(struct hsess *s, struct stream *st, const struct rs_h1_head *
         local_reply(s, 503, RS_RF_NC, NULL, "cluster_not_found");
         return 0;
     }
-    struct rs_cluster *cl = &w->snap->clusters[rc->index];
+    struct rs_cluster *cl = w->snap->clusters[rc->index];
     st->cluster = cl;
     struct rs_host_ref href;
-    const struct rs_endpoint *ep = rs_worker_pick_host(w, cl->index, &href);
+    const struct rs_endpoint *ep = rs_worker_pick_host(w, cl, &href);
     if (!ep) {
         rs_stat_inc(w->stats, cl->st.upstream_cx_none_healthy);
         local_reply(s, 503, RS_RF_UH, "no healthy upstream", "no_healthy_upstream");

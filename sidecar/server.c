@@ -129,11 +129,10 @@ void rs_worker_defer_free(struct rs_worker *w, void (*fn)(void *), void *p)
     w->deferred[w->ndeferred++] = (struct rs_deferred){fn, p};
 }
 
-const struct rs_endpoint *rs_worker_pick_host(struct rs_worker *w, uint32_t cluster,
+const struct rs_endpoint *rs_worker_pick_host(struct rs_worker *w, struct rs_cluster *c,
                                               struct rs_host_ref *ref)
 {
-    struct rs_worker_cluster *wc = &w->clusters[cluster];
-    struct rs_cluster *c = &w->snap->clusters[cluster];
+    struct rs_worker_cluster *wc = rs_worker_cluster(w, c);
     if (wc->hosts != __atomic_load_n(&c->hosts, __ATOMIC_ACQUIRE)) {
         rs_hostset_unref(wc->hosts);
         wc->hosts = rs_cluster_hosts(c);
@@ -181,11 +180,11 @@ void rs_worker_downstream_closed(struct rs_worker *w, struct rs_worker_listener 
     }
 }
 
-void rs_worker_access_log(struct rs_worker *w, struct rs_access_log **logs, const uint32_t *index,
-                          uint32_t n, const struct rs_access_info *info)
+void rs_worker_access_log(struct rs_worker *w, struct rs_access_log **logs, uint32_t n,
+                          const struct rs_access_info *info)
 {
-    (void)logs;
-    for (uint32_t i = 0; i < n; i++) rs_access_log_append(&w->logbufs[index[i]], info);
+    for (uint32_t i = 0; i < n; i++)
+        rs_access_log_append(rs_access_log_wbuf(logs[i], (uint32_t)w->id), info);
 }
 
 /* ---- accept -------------------------------------------------------------------------------- */
@@ -258,8 +257,10 @@ static void refresh_date(struct rs_worker *w)
 
 static void flush_logs(struct rs_worker *w)
 {
-    for (uint32_t i = 0; i < w->snap->nlogs; i++)
-        if (w->logbufs[i].lines) rs_access_log_flush(&w->logbufs[i]);
+    for (uint32_t i = 0; i < w->snap->nlogs; i++) {
+        struct rs_access_log_buf *b = rs_access_log_wbuf(w->snap->logs[i], (uint32_t)w->id);
+        if (b->lines) rs_access_log_flush(b);
+    }
 }
 
 static void on_tick(struct rs_loop *loop, struct rs_timer *t)
@@ -295,7 +296,7 @@ static void on_turn(struct rs_loop *loop)
             s->kill(s);
             s = next;
         }
-        for (uint32_t i = 0; i < w->snap->nclusters; i++) rs_hcm_pool_close(w, i);
+        for (uint32_t i = 0; i < w->snap->nclusters; i++) rs_hcm_pool_close(w, w->snap->clusters[i]);
         close_listeners(w);
         for (uint32_t i = 0; i < w->ndeferred; i++) w->deferred[i].fn(w->deferred[i].p);
         w->ndeferred = 0;
@@ -311,7 +312,7 @@ static void on_turn(struct rs_loop *loop)
             s->drain(s);
             s = next;
         }
-        for (uint32_t i = 0; i < w->snap->nclusters; i++) rs_hcm_pool_close(w, i);
+        for (uint32_t i = 0; i < w->snap->nclusters; i++) rs_hcm_pool_close(w, w->snap->clusters[i]);
     }
 }
 
@@ -332,7 +333,7 @@ static void *worker_main(void *arg)
     snprintf(name, sizeof name, "rs-worker-%d", w->id);
     pthread_setname_np(pthread_self(), name);
     rs_loop_run(&w->loop, on_turn);
-    for (uint32_t i = 0; i < w->snap->nlogs; i++) rs_access_log_buf_free(&w->logbufs[i]);
+    flush_logs(w);
     rs_router_thread_cleanup();
     rs_hcm_thread_cleanup();
     rs_blk_thread_cleanup();
@@ -354,12 +355,8 @@ static int worker_init(struct rs_server *srv, struct rs_worker *w, int id)
     int ret = rs_loop_init(&w->loop, id, RING_ENTRIES, RING_BUFS, RING_BUF_SIZE);
     if (ret) return ret;
     w->loop.worker = w;
-    w->clusters = calloc(snap->nclusters + 1, sizeof *w->clusters);
     w->listeners = calloc(snap->nlisteners + 1, sizeof *w->listeners);
-    w->logbufs = calloc(snap->nlogs + 1, sizeof *w->logbufs);
-    if (!w->clusters || !w->listeners || !w->logbufs) return -ENOMEM;
-    for (uint32_t i = 0; i < snap->nlogs; i++)
-        rs_access_log_buf_init(&w->logbufs[i], snap->logs[i]);
+    if (!w->listeners) return -ENOMEM;
     for (uint32_t i = 0; i < snap->nlisteners; i++) {
         struct rs_worker_listener *wl = &w->listeners[i];
         wl->w = w;
@@ -380,6 +377,8 @@ int rs_server_start(struct rs_server *srv)
 {
     srv->workers = calloc((size_t)srv->nworkers, sizeof *srv->workers);
     if (!srv->workers) return -ENOMEM;
+    int ret = rs_snapshot_set_workers(srv->snap, (uint32_t)srv->nworkers);
+    if (ret) return ret;
     rs_stats_init(srv->nworkers);
     pthread_mutex_init(&srv->start_lock, NULL);
     pthread_cond_init(&srv->start_cond, NULL);
@@ -429,13 +428,10 @@ void rs_server_join(struct rs_server *srv)
     for (int i = 0; i < srv->nworkers; i++) {
         struct rs_worker *w = &srv->workers[i];
         pthread_join(w->thread, NULL);
-        for (uint32_t c = 0; c < w->snap->nclusters; c++) rs_hostset_unref(w->clusters[c].hosts);
         rs_conn_reap_all(&w->loop);
         rs_loop_destroy(&w->loop);
         rs_blk_thread_cleanup(); /* blocks of connections reaped here, on this thread */
-        free(w->clusters);
         free(w->listeners);
-        free(w->logbufs);
         free(w->deferred);
         rs_snapshot_unref(w->snap);
     }

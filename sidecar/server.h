@@ -14,15 +14,6 @@
 #include "sidecar/stats.h"
 
 struct rs_server;
-struct rs_upstream; /* a pooled upstream HTTP connection (hcm.c) */
-
-/* Per worker, per cluster: its view of the host set and its idle upstream connections. */
-struct rs_worker_cluster {
-    struct rs_hostset *hosts; /* cached reference, refreshed when the cluster's set changes */
-    uint32_t cursor;          /* weighted round-robin position */
-    struct rs_upstream *idle; /* idle keep-alive connections, most recently used first */
-    uint32_t nidle;
-};
 
 /* Per worker, per listener. */
 struct rs_worker_listener {
@@ -48,8 +39,6 @@ struct rs_worker {
     struct rs_snapshot *snap;
     struct rs_stats_shard *stats;
     struct rs_worker_listener *listeners;
-    struct rs_worker_cluster *clusters;
-    struct rs_access_log_buf *logbufs;
     struct rs_session sessions; /* list head */
     uint32_t nsessions;
     uint64_t rng;
@@ -109,8 +98,13 @@ void rs_worker_defer_free(struct rs_worker *w, void (*fn)(void *), void *p);
 /* Picks an endpoint of a cluster by weighted round robin, or NULL if it has none. With `ref`, the
  * host is also returned as a borrowed (unreferenced) host-set position: take it with
  * rs_host_ref_take() to keep it. */
-const struct rs_endpoint *rs_worker_pick_host(struct rs_worker *w, uint32_t cluster,
+const struct rs_endpoint *rs_worker_pick_host(struct rs_worker *w, struct rs_cluster *c,
                                               struct rs_host_ref *ref);
+/* The calling worker's state of a cluster. */
+static inline struct rs_worker_cluster *rs_worker_cluster(struct rs_worker *w, struct rs_cluster *c)
+{
+    return &c->wc[w->id];
+}
 /* The peer and local address of an accepted connection (the local one without a syscall when
  * the listener is bound to a single address). */
 void rs_worker_downstream_addrs(const struct rs_worker_listener *wl, int fd,
@@ -122,8 +116,8 @@ void rs_worker_downstream_closed(struct rs_worker *w, struct rs_worker_listener 
                                  struct rs_filter_chain *fc, uint64_t start_ms);
 
 /* Renders and buffers an access-log line for each log. */
-void rs_worker_access_log(struct rs_worker *w, struct rs_access_log **logs, const uint32_t *index,
-                          uint32_t n, const struct rs_access_info *info);
+void rs_worker_access_log(struct rs_worker *w, struct rs_access_log **logs, uint32_t n,
+                          const struct rs_access_info *info);
 /* Opens a non-blocking TCP socket for an upstream address family. */
 int rs_socket_for(int family);
 
@@ -133,7 +127,7 @@ void rs_tcp_proxy_accept(struct rs_worker *w, struct rs_worker_listener *wl,
 void rs_hcm_accept(struct rs_worker *w, struct rs_worker_listener *wl, struct rs_filter_chain *fc,
                    int fd);
 /* Releases a worker's idle upstream connections of one cluster (shutdown). */
-void rs_hcm_pool_close(struct rs_worker *w, uint32_t cluster);
+void rs_hcm_pool_close(struct rs_worker *w, struct rs_cluster *c);
 /* Frees the calling worker thread's header scratch table (allocated on its first request). */
 void rs_hcm_thread_cleanup(void);
 

@@ -68,7 +68,7 @@ static void session_end(struct tcp_session *s)
             .upstream_host = {s->has_host ? s->host.name : NULL,
                               s->has_host ? strlen(s->host.name) : 0},
         };
-        rs_worker_access_log(w, s->cfg->logs, s->cfg->log_index, s->cfg->nlogs, &info);
+        rs_worker_access_log(w, s->cfg->logs, s->cfg->nlogs, &info);
     }
     rs_timer_cancel(&w->loop, &s->idle);
     rs_worker_session_del(w, &s->link);
@@ -199,7 +199,7 @@ static void up_connected(struct rs_conn *c, int err)
 static bool try_connect(struct tcp_session *s)
 {
     struct rs_host_ref pick;
-    const struct rs_endpoint *ep = rs_worker_pick_host(s->w, s->cluster->index, &pick);
+    const struct rs_endpoint *ep = rs_worker_pick_host(s->w, s->cluster, &pick);
     if (!ep) {
         rs_stat_inc(s->w->stats, s->cluster->st.upstream_cx_none_healthy);
         s->flags |= RS_RF_UH;
@@ -270,7 +270,7 @@ void rs_tcp_proxy_accept(struct rs_worker *w, struct rs_worker_listener *wl,
             if (r < acc) break;
         }
     }
-    s->cluster = &w->snap->clusters[cfg->clusters[pick]];
+    s->cluster = w->snap->clusters[cfg->clusters[pick]];
     if (cfg->idle_timeout_ms) rs_timer_arm(&w->loop, &s->idle, cfg->idle_timeout_ms);
     if (!try_connect(s)) {
         rs_stat_inc(w->stats, cfg->st.downstream_cx_no_route);

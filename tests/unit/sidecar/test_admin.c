@@ -147,8 +147,9 @@ static void test_server_stats(void)
 }
 
 static struct rs_cluster cfx[2];
+static struct rs_cluster *cfxp[2] = {&cfx[0], &cfx[1]};
 static struct rs_listener test_listener;
-static struct rs_snapshot test_snap = {.refs = 1, .clusters = cfx, .nclusters = 2};
+static struct rs_snapshot test_snap = {.refs = 1, .clusters = cfxp, .nclusters = 2};
 
 static void setup_snap(void)
 {
@@ -261,7 +262,7 @@ static void test_clusters(void)
     struct rs_hostset *hs = rs_hostset_new(&ep, 1);
     CHECK(hs != NULL);
     cfx[0].hosts = hs;
-    struct rs_snapshot one = {.refs = 1, .clusters = cfx, .nclusters = 1};
+    struct rs_snapshot one = {.refs = 1, .clusters = cfxp, .nclusters = 1};
 
     struct rs_admin_buf b = {0};
     rs_admin_render_clusters(&b, &one, false);

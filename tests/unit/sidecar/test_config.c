@@ -94,8 +94,8 @@ static void test_serves_tcp_and_http(void)
     CHECK_EQ_INT(s->nclusters, 1);
     CHECK_EQ_INT(s->nlisteners, 1);
     CHECK(s->listeners[0].chains[0].tcp != NULL);
-    CHECK_EQ_INT(s->clusters[0].connect_timeout_ms, 250);
-    struct rs_hostset *h = rs_cluster_hosts(&s->clusters[0]);
+    CHECK_EQ_INT(s->clusters[0]->connect_timeout_ms, 250);
+    struct rs_hostset *h = rs_cluster_hosts(s->clusters[0]);
     CHECK(h && h->n == 2);
     if (h) CHECK_EQ_INT(h->eps[0].weight, 3);
     rs_hostset_unref(h);
@@ -184,8 +184,8 @@ static void test_tls_validates_but_is_not_served(void)
     struct rs_snapshot *s = compile(yaml, false, err, sizeof err);
     CHECK(s != NULL);
     if (s) {
-        CHECK_EQ_INT(s->clusters[0].ndns, 1);
-        CHECK_STR(s->clusters[0].dns[0].hostname, "api.internal.svc");
+        CHECK_EQ_INT(s->clusters[0]->ndns, 1);
+        CHECK_STR(s->clusters[0]->dns[0].hostname, "api.internal.svc");
     }
     rs_snapshot_unref(s);
     expect_error(yaml, true, "static_resources.clusters[0].transport_socket.typed_config: TLS");
