@@ -1081,6 +1081,19 @@ static int compile_chain(struct cctx *cx, struct rs_filter_chain *fc,
     return compile_filters(cx, fc, pfc, port);
 }
 
+/* FNV-1a of a message's wire form: equal definitions, equal hashes (how an update tells a
+ * changed listener from an unchanged one). */
+static uint64_t message_hash(const ProtobufCMessage *m)
+{
+    size_t n = protobuf_c_message_get_packed_size(m);
+    uint8_t *buf = xcalloc(1, n + 1);
+    protobuf_c_message_pack(m, buf);
+    uint64_t h = 0xcbf29ce484222325ull;
+    for (size_t i = 0; i < n; i++) h = (h ^ buf[i]) * 0x100000001b3ull;
+    free(buf);
+    return h;
+}
+
 static int compile_listener(struct cctx *cx, struct rs_listener *l, const Listener *pl)
 {
     const Envoy__Config__Core__V3__SocketAddress *sa;
@@ -1088,6 +1101,7 @@ static int compile_listener(struct cctx *cx, struct rs_listener *l, const Listen
     ip_port(sa->address, sa->port_value, &l->addr, &l->addrlen);
     rs_addr_str((struct sockaddr *)&l->addr, l->addr_str, sizeof l->addr_str);
     l->name = xstrdup(pl->name && pl->name[0] ? pl->name : l->addr_str);
+    l->hash = message_hash(&pl->base);
     if (pl->n_listener_filters)
         return fail(cx, "listener_filters", "listener filters are not supported yet");
     if (pl->filter_chain_matcher) return fail(cx, "filter_chain_matcher", "is not supported yet");

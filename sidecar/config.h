@@ -209,6 +209,7 @@ struct rs_listener_stats {
 
 struct rs_listener {
     char *name;
+    uint64_t hash; /* of its definition: an update keeps connections of an unchanged listener */
     struct sockaddr_storage addr;
     socklen_t addrlen;
     char addr_str[64];
