@@ -116,7 +116,7 @@ if [[ -n ${RS_BENCH_BASELINE:-} ]]; then
     RINGSIDE_BASE=$SNAP/ringside-base
 fi
 COMMIT=$(git -C "$SRC" rev-parse --short HEAD 2>/dev/null || echo unknown)
-DIRTY=$(git -C "$SRC" status --porcelain --untracked-files=no 2>/dev/null | awk '$2 !~ /^bench\/results\// { printf "%s ", $2 }')
+DIRTY=$({ git -C "$SRC" status --porcelain --untracked-files=no 2>/dev/null || true; } | awk '$2 !~ /^bench\/results\// { printf "%s ", $2 }')
 
 RESULTS=${RS_BENCH_RESULTS:-$SRC/bench/results}
 DATE=$(date -u +%F)
