@@ -492,7 +492,7 @@ static int res_name_cmp(const void *x, const void *y)
 /* Decoded resources must have distinct names (Envoy: "duplicate ... found"). */
 static const char *find_duplicate(struct xds_resource **res, size_t n)
 {
-    qsort(res, n, sizeof *res, res_name_cmp);
+    if (n > 1) qsort(res, n, sizeof *res, res_name_cmp);
     for (size_t i = 1; i < n; i++)
         if (strcmp(res[i - 1]->name, res[i]->name) == 0) return res[i]->name;
     return NULL;

@@ -335,7 +335,7 @@ struct xds_type_table *xds_table_new(const char *version_info, struct xds_resour
     t->n = n;
     t->res = xmalloc(n * sizeof *res);
     if (n) memcpy(t->res, res, n * sizeof *res);
-    qsort(t->res, n, sizeof *res, res_cmp);
+    if (n > 1) qsort(t->res, n, sizeof *res, res_cmp);
     return t;
 }
 
@@ -444,7 +444,7 @@ static int str_cmp(const void *a, const void *b)
 bool xds_state_set_watch(struct xds_state *s, enum xds_type t, char **names, size_t n,
                          uint64_t deadline_ms)
 {
-    qsort(names, n, sizeof *names, str_cmp);
+    if (n > 1) qsort(names, n, sizeof *names, str_cmp);
     struct xds_watch *w = xmalloc(n * sizeof *w);
     size_t m = 0;
     bool changed = false;
