@@ -38,7 +38,9 @@ static void respond(xds_grpc_stream *s, const DiscoveryRequest *req)
     Google__Protobuf__Any *anys = calloc(n, sizeof *anys);
     Google__Protobuf__Any **ptrs = calloc(n, sizeof *ptrs);
     for (size_t i = 0; i < n; i++) {
-        Envoy__Config__Cluster__V3__Cluster c = ENVOY__CONFIG__CLUSTER__V3__CLUSTER__INIT;
+        /* The _init functions, not the INIT macros, which name deprecated fields (clang warns). */
+        Envoy__Config__Cluster__V3__Cluster c;
+        envoy__config__cluster__v3__cluster__init(&c);
         c.name = req->n_resource_names ? req->resource_names[i] : "c0";
         google__protobuf__any__init(&anys[i]);
         anys[i].type_url = CLUSTER_URL;
@@ -49,7 +51,8 @@ static void respond(xds_grpc_stream *s, const DiscoveryRequest *req)
     }
     char nonce[16];
     snprintf(nonce, sizeof nonce, "n%d", ++nonce_seq);
-    DiscoveryResponse resp = ENVOY__SERVICE__DISCOVERY__V3__DISCOVERY_RESPONSE__INIT;
+    DiscoveryResponse resp;
+    envoy__service__discovery__v3__discovery_response__init(&resp);
     resp.version_info = "v1";
     resp.type_url = req->type_url;
     resp.nonce = nonce;
@@ -134,8 +137,10 @@ struct client {
 static void send_request(xds_grpc_call *call, struct client *c, const char *type_url,
                          const char *node_id, const DiscoveryResponse *acking)
 {
-    DiscoveryRequest req = ENVOY__SERVICE__DISCOVERY__V3__DISCOVERY_REQUEST__INIT;
-    Envoy__Config__Core__V3__Node node = ENVOY__CONFIG__CORE__V3__NODE__INIT;
+    DiscoveryRequest req;
+    Envoy__Config__Core__V3__Node node;
+    envoy__service__discovery__v3__discovery_request__init(&req);
+    envoy__config__core__v3__node__init(&node);
     req.type_url = (char *)type_url;
     req.resource_names = c->names;
     req.n_resource_names = c->n_names;
