@@ -206,7 +206,8 @@ static void run_mode(const char *node, bool delta)
     CHECK(pid > 0 && port > 0);
     if (!pid || !port) goto out;
 
-    Envoy__Config__Core__V3__Node n = ENVOY__CONFIG__CORE__V3__NODE__INIT;
+    Envoy__Config__Core__V3__Node n;
+    envoy__config__core__v3__node__init(&n);
     n.id = NODE_ID;
     struct run r = {.loop = xds_loop_new()};
     struct xds_ads_config cfg = {.delta = delta, .node = &n, .apply = apply, .arg = &r};
