@@ -126,6 +126,17 @@ struct run {
     uint64_t deadline;
 };
 
+static bool log_has(const char *needle)
+{
+    char p[512], line[65536];
+    snprintf(p, sizeof p, "%s/ads.log", dir);
+    FILE *f = fopen(p, "r");
+    bool found = false;
+    while (f && !found && fgets(line, sizeof line, f)) found = strstr(line, needle) != NULL;
+    if (f) fclose(f);
+    return found;
+}
+
 static int apply(void *arg, struct xds_state *cand, int changed, char *err, size_t errlen)
 {
     struct run *r = arg;
@@ -150,7 +161,8 @@ static void on_tick(xds_loop *loop, void *arg)
         r->phase = 1;
         r->reject_rds = true;
         write_resources("elsewhere", "2"); /* the server's --control watch pushes it */
-    } else if (r->phase == 1 && xds_ads_stats(r->ads)->type[XDS_RDS].update_rejected > 0) {
+    } else if (r->phase == 1 && xds_ads_stats(r->ads)->type[XDS_RDS].update_rejected > 0 &&
+               log_has("error_detail")) { /* the NACK reached the server, not just our queue */
         xds_loop_stop(loop);
         return;
     }
