@@ -73,7 +73,8 @@ static void send_sotw(struct cp_ads_stream *s, const char *node_id, enum cp_type
                       size_t n, const char *nonce, const char *nack)
 {
     SotwRequest rq = ENVOY__SERVICE__DISCOVERY__V3__DISCOVERY_REQUEST__INIT;
-    Node node = ENVOY__CONFIG__CORE__V3__NODE__INIT;
+    Node node;
+    envoy__config__core__v3__node__init(&node); /* the INIT macro names deprecated fields */
     Google__Rpc__Status st = GOOGLE__RPC__STATUS__INIT;
     if (node_id) {
         node.id = (char *)node_id;
@@ -180,7 +181,8 @@ static void send_delta(struct cp_ads_stream *s, int with_node, enum cp_type t, c
                        const char *known_name, const char *known_version)
 {
     DeltaRequest rq = ENVOY__SERVICE__DISCOVERY__V3__DELTA_DISCOVERY_REQUEST__INIT;
-    Node node = ENVOY__CONFIG__CORE__V3__NODE__INIT;
+    Node node;
+    envoy__config__core__v3__node__init(&node); /* the INIT macro names deprecated fields */
     node.id = NODE_ID;
     if (with_node) rq.node = &node;
     rq.type_url = (char *)cp_type_url(t);
