@@ -126,6 +126,11 @@ assert_eq "$(grep -c 'mesh reloaded' "$TMP/cp.err")" "$reloads" "no reload happe
 out=$(node "$CLIENT" --target "127.0.0.1:$CP_PORT" --scenario delta-resume --node "$NODE_ID")
 assert_contains "$out" '"first":7' "still serving the previous mesh (7 clusters for productpage-1)"
 
+# ---- --dump: what a node gets, offline ---------------------------------------------------------
+dump=$("$CP" --mesh "$RS_SRC/examples/mesh.yaml" --dump 'sidecar~127.0.0.11~reviews-v1.default~default.svc.cluster.local')
+inbound=$(python3 -c 'import json,sys; d=json.load(sys.stdin); l=[x for x in d["LDS"] if x["name"]=="virtualInbound"][0]; print(l["filterChains"][0]["filterChainMatch"]["destinationPort"])' <<<"$dump")
+assert_eq "$inbound" 19080 "--dump: reviews-v1's virtualInbound matches its own port"
+
 # ---- SIGTERM ---------------------------------------------------------------------------------
 kill -TERM "$CP_PID"
 code=0

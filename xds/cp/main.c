@@ -9,10 +9,13 @@
 
 #include "xds/cp/ads_grpc.h"
 #include "xds/cp/ads_server.h"
+#include "xds/cp/gen.h"
 #include "xds/cp/log.h"
 #include "xds/cp/mesh.h"
 #include "xds/cp/watch.h"
 #include "xds/grpc.h"
+#include "xds/pbjson.h"
+#include "xds/registry.h"
 
 static xds_loop *the_loop;
 
@@ -25,10 +28,44 @@ static void on_signal(int sig)
 static void usage(FILE *f)
 {
     fprintf(f, "usage: ringside-cp --mesh FILE --listen ADDR:PORT [--uds PATH] [-l LEVEL]\n"
+               "       ringside-cp --mesh FILE --dump NODE_ID\n"
                "  --mesh FILE         the mesh file (YAML; see xds/cp/README.md), watched\n"
                "  --listen ADDR:PORT  ADS over gRPC on TCP (port 0: any; the port is printed)\n"
                "  --uds PATH          ADS on a Unix socket too\n"
-               "  -l, --log-level L   trace|debug|info|warning|error|off (info)\n");
+               "  -l, --log-level L   trace|debug|info|warning|error|off (info)\n"
+               "  --dump NODE_ID      print the resources a node would get, as JSON, and exit\n");
+}
+
+/* --dump: what a node gets, as Envoy's JSON, by type ({"CDS": [...], "EDS": [...], ...}). */
+static int dump(const struct cp_mesh *mesh, const char *node_id)
+{
+    struct cp_node node;
+    if (cp_node_parse(node_id, &node) < 0)
+        fprintf(stderr, "ringside-cp: \"%s\" is not a sidecar node id: outbound resources only\n",
+                node_id);
+    char err[1024];
+    struct cp_resources *res = cp_generate(mesh, &node, err, sizeof err);
+    if (!res) {
+        fprintf(stderr, "ringside-cp: %s\n", err);
+        return 1;
+    }
+    json_t *out = json_object();
+    for (int t = 0; t < CP_NTYPES; t++) {
+        json_t *list = json_array();
+        const ProtobufCMessageDescriptor *d = xds_registry_find(cp_type_url((enum cp_type)t));
+        for (size_t i = 0; i < res->n[t]; i++) {
+            ProtobufCMessage *m =
+                protobuf_c_message_unpack(d, NULL, res->v[t][i].len, res->v[t][i].bytes);
+            if (m) json_array_append_new(list, xds_to_json(m));
+            protobuf_c_message_free_unpacked(m, NULL);
+        }
+        json_object_set_new(out, cp_type_short((enum cp_type)t), list);
+    }
+    json_dumpf(out, stdout, JSON_INDENT(2));
+    putchar('\n');
+    json_decref(out);
+    cp_resources_free(res);
+    return 0;
 }
 
 /* "127.0.0.1:15010", "[::1]:0", ":15010" (all addresses). */
@@ -52,11 +89,14 @@ static int parse_listen(const char *s, char *ip, size_t iplen, uint16_t *port)
 
 int main(int argc, char **argv)
 {
-    static const struct option opts[] = {
-        {"mesh", required_argument, NULL, 'm'}, {"listen", required_argument, NULL, 'L'},
-        {"uds", required_argument, NULL, 'u'},  {"log-level", required_argument, NULL, 'l'},
-        {"help", no_argument, NULL, 'h'},       {NULL, 0, NULL, 0}};
-    const char *mesh_path = NULL, *listen = NULL, *uds = NULL;
+    static const struct option opts[] = {{"mesh", required_argument, NULL, 'm'},
+                                         {"listen", required_argument, NULL, 'L'},
+                                         {"uds", required_argument, NULL, 'u'},
+                                         {"log-level", required_argument, NULL, 'l'},
+                                         {"dump", required_argument, NULL, 'd'},
+                                         {"help", no_argument, NULL, 'h'},
+                                         {NULL, 0, NULL, 0}};
+    const char *mesh_path = NULL, *listen = NULL, *uds = NULL, *dump_node = NULL;
     for (int c; (c = getopt_long(argc, argv, "l:h", opts, NULL)) != -1;) {
         switch (c) {
         case 'm':
@@ -67,6 +107,9 @@ int main(int argc, char **argv)
             break;
         case 'u':
             uds = optarg;
+            break;
+        case 'd':
+            dump_node = optarg;
             break;
         case 'l': {
             int level = cp_log_parse_level(optarg);
@@ -87,11 +130,11 @@ int main(int argc, char **argv)
     }
     char ip[64];
     uint16_t port = 0;
-    if (!mesh_path || !listen || optind != argc) {
+    if (!mesh_path || (!listen && !dump_node) || optind != argc) {
         usage(stderr);
         return 2;
     }
-    if (parse_listen(listen, ip, sizeof ip, &port) < 0) {
+    if (!dump_node && parse_listen(listen, ip, sizeof ip, &port) < 0) {
         fprintf(stderr, "ringside-cp: --listen \"%s\": expected ADDR:PORT\n", listen);
         return 2;
     }
@@ -100,6 +143,11 @@ int main(int argc, char **argv)
     if (!mesh) {
         fprintf(stderr, "ringside-cp: %s\n", err);
         return 1;
+    }
+    if (dump_node) {
+        int drc = dump(mesh, dump_node);
+        cp_mesh_free(mesh);
+        return drc;
     }
     int rc = 1;
     struct cp_ads *ads = cp_ads_new(mesh);
