@@ -7,10 +7,13 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netdb.h>
+#include <stddef.h>
+#include <sys/un.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "envoy/config/bootstrap/v3/bootstrap.pb-c.h"
 #include "envoy/extensions/access_loggers/file/v3/file.pb-c.h"
@@ -60,6 +63,8 @@ void rs_addr_str(const struct sockaddr *sa, char *out, size_t cap)
         const struct sockaddr_in6 *in6 = (const void *)sa;
         inet_ntop(AF_INET6, &in6->sin6_addr, ip, sizeof ip);
         snprintf(out, cap, "[%s]:%u", ip, ntohs(in6->sin6_port));
+    } else if (sa->sa_family == AF_UNIX) {
+        snprintf(out, cap, "%s", ((const struct sockaddr_un *)sa)->sun_path);
     } else {
         snprintf(out, cap, "unknown");
     }
@@ -329,6 +334,50 @@ static int check_transport_socket(struct cctx *cx,
     return 0;
 }
 
+/* A Unix-socket endpoint (Istio's xds-grpc and sds-grpc clusters: ./etc/istio/proxy/XDS and
+ * the SDS socket), for the control-plane clients; the data plane does not route to them. */
+static int pipe_endpoint(struct cctx *cx, const char *field, const Envoy__Config__Core__V3__Pipe *p,
+                         struct rs_endpoint **eps, uint32_t *n, uint32_t *cap)
+{
+    struct sockaddr_un un = {.sun_family = AF_UNIX};
+    if (!p->path || !p->path[0] || strlen(p->path) >= sizeof un.sun_path)
+        return fail(cx, field, "pipe.path is required (at most %zu bytes)", sizeof un.sun_path - 1);
+    if (*n == *cap) {
+        *cap = *cap ? *cap * 2 : 8;
+        *eps = realloc(*eps, *cap * sizeof **eps);
+        if (!*eps) abort(); /* control path */
+    }
+    struct rs_endpoint *e = &(*eps)[(*n)++];
+    memset(e, 0, sizeof *e);
+    memcpy(un.sun_path, p->path, strlen(p->path));
+    memcpy(&e->addr, &un, sizeof un);
+    e->addrlen = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + strlen(p->path) + 1);
+    e->weight = 1;
+    e->ts_match = -1;
+    snprintf(e->name, sizeof e->name, "%s", p->path);
+    return 0;
+}
+
+/* A static cluster the control-plane clients use: named by dynamic_resources.ads_config's
+ * envoy_grpc, or pilot-agent's sds-grpc (named by the SDS config sources of xDS resources).
+ * They may use Unix-socket endpoints, HTTP/2 and TCP keepalive: the gRPC client (nghttp2)
+ * speaks to them, not the data plane. */
+static bool control_plane_cluster(const struct cctx *cx, const char *name)
+{
+    if (strcmp(name, "sds-grpc") == 0 || strcmp(name, "xds-grpc") == 0) return true;
+    const Envoy__Config__Bootstrap__V3__Bootstrap *bs = cx->snap->bootstrap;
+    const Envoy__Config__Core__V3__ApiConfigSource *ads =
+        bs && bs->dynamic_resources ? bs->dynamic_resources->ads_config : NULL;
+    for (size_t i = 0; ads && i < ads->n_grpc_services; i++) {
+        const Envoy__Config__Core__V3__GrpcService *g = ads->grpc_services[i];
+        if (g->target_specifier_case ==
+                ENVOY__CONFIG__CORE__V3__GRPC_SERVICE__TARGET_SPECIFIER_ENVOY_GRPC &&
+            g->envoy_grpc->cluster_name && strcmp(g->envoy_grpc->cluster_name, name) == 0)
+            return true;
+    }
+    return false;
+}
+
 static int compile_endpoints(struct cctx *cx, struct rs_cluster *c, const Cluster *pc)
 {
     const Envoy__Config__Endpoint__V3__ClusterLoadAssignment *la = pc->load_assignment;
@@ -354,6 +403,15 @@ static int compile_endpoints(struct cctx *cx, struct rs_cluster *c, const Cluste
                 !lbe->endpoint) {
                 ret = fail(cx, field, "is required");
                 goto out;
+            }
+            if (c->control_plane && c->type == RS_CLUSTER_STATIC && lbe->endpoint->address &&
+                lbe->endpoint->address->address_case ==
+                    ENVOY__CONFIG__CORE__V3__ADDRESS__ADDRESS_PIPE) {
+                if (pipe_endpoint(cx, field, lbe->endpoint->address->pipe, &eps, &neps, &cap)) {
+                    ret = -1;
+                    goto out;
+                }
+                continue;
             }
             const Envoy__Config__Core__V3__SocketAddress *sa;
             if (socket_address(cx, lbe->endpoint->address, field, c->type == RS_CLUSTER_STATIC,
@@ -383,6 +441,7 @@ static int compile_endpoints(struct cctx *cx, struct rs_cluster *c, const Cluste
             }
             struct rs_endpoint *e = &eps[neps++];
             memset(e, 0, sizeof *e);
+            e->ts_match = -1;
             rs_cfg_ip_port(sa->address, sa->port_value, &e->addr, &e->addrlen);
             e->weight = weight;
             rs_addr_str((struct sockaddr *)&e->addr, e->name, sizeof e->name);
@@ -633,7 +692,9 @@ int rs_cfg_cluster(struct cctx *cx, struct rs_cluster *c, const Cluster *pc)
     if (pc->upstream_http_protocol_options)
         return fail(cx, "upstream_http_protocol_options",
                     "comes with the TLS work (auto_sni/auto_san)");
-    if (pc->upstream_connection_options)
+    /* only a bootstrap cluster can be a control-plane cluster (root 0: not an xDS resource) */
+    c->control_plane = cx->root == 0 && control_plane_cluster(cx, c->name);
+    if (pc->upstream_connection_options && !c->control_plane)
         return fail(cx, "upstream_connection_options",
                     "TCP keepalive settings are not supported yet");
     if (pc->connection_pool_per_downstream_connection)
@@ -683,8 +744,10 @@ int rs_cfg_cluster(struct cctx *cx, struct rs_cluster *c, const Cluster *pc)
         if (hpo->upstream_protocol_options_case ==
                 ENVOY__EXTENSIONS__UPSTREAMS__HTTP__V3__HTTP_PROTOCOL_OPTIONS__UPSTREAM_PROTOCOL_OPTIONS_EXPLICIT_HTTP_CONFIG &&
             hpo->explicit_http_config->protocol_config_case !=
-                ENVOY__EXTENSIONS__UPSTREAMS__HTTP__V3__HTTP_PROTOCOL_OPTIONS__EXPLICIT_HTTP_CONFIG__PROTOCOL_CONFIG_HTTP_PROTOCOL_OPTIONS)
-            bad = "explicit_http_config: only HTTP/1.1 upstreams are supported yet";
+                ENVOY__EXTENSIONS__UPSTREAMS__HTTP__V3__HTTP_PROTOCOL_OPTIONS__EXPLICIT_HTTP_CONFIG__PROTOCOL_CONFIG_HTTP_PROTOCOL_OPTIONS &&
+            !c->control_plane)
+            bad = "explicit_http_config: HTTP/2 upstreams are not implemented yet (only HTTP/1.1; "
+                  "use_downstream_protocol_config and auto_config select HTTP/1.1)";
         else if (hpo->n_http_filters)
             bad = "http_filters: upstream HTTP filters are not supported";
         else if (hpo->upstream_http_protocol_options)
@@ -995,6 +1058,28 @@ static const Envoy__Config__Route__V3__RouteConfiguration *rds_find(struct cctx 
     return NULL;
 }
 
+/* upgrade_configs: istiod lists websocket on every HCM. HTTP/1 upgrades are answered 403 until
+ * they are implemented; refusing the whole listener would refuse all of istiod's HTTP
+ * listeners, so a websocket upgrade config is accepted and recorded as skipped (shown on
+ * /config_dump). Upgrade filters or other upgrade types are refused. */
+static int hcm_upgrades(struct cctx *cx, const Hcm *pm)
+{
+    for (size_t i = 0; i < pm->n_upgrade_configs; i++) {
+        const Envoy__Extensions__Filters__Network__HttpConnectionManager__V3__HttpConnectionManager__UpgradeConfig
+            *u = pm->upgrade_configs[i];
+        char field[48];
+        snprintf(field, sizeof field, "upgrade_configs[%zu]", i);
+        if (!u->upgrade_type || strcasecmp(u->upgrade_type, "websocket") != 0 || u->n_filters)
+            return fail(cx, field, "only websocket upgrades without filters are accepted");
+        if (u->enabled && !u->enabled->value) continue;
+        struct rs_filter_decision d = {.verdict = RS_FILTER_SKIPPED, .type = ""};
+        snprintf(d.reason, sizeof d.reason,
+                 "HTTP/1 upgrades are not implemented yet: upgrade requests are answered 403");
+        skip_record(cx, field, "websocket", &d);
+    }
+    return 0;
+}
+
 static int compile_hcm(struct cctx *cx, struct rs_filter_chain *fc, const Hcm *pm, uint16_t port)
 {
     struct rs_hcm_cfg *h = fc->hcm = xcalloc(1, sizeof *h);
@@ -1006,7 +1091,7 @@ static int compile_hcm(struct cctx *cx, struct rs_filter_chain *fc, const Hcm *p
         pm->codec_type ==
             ENVOY__EXTENSIONS__FILTERS__NETWORK__HTTP_CONNECTION_MANAGER__V3__HTTP_CONNECTION_MANAGER__CODEC_TYPE__HTTP3)
         return fail(cx, "codec_type", "only HTTP/1.1 is served so far (HTTP/2 comes next)");
-    if (pm->n_upgrade_configs) return fail(cx, "upgrade_configs", "upgrades are not supported yet");
+    if (hcm_upgrades(cx, pm)) return -1;
     /* Behaviour-changing HCM fields not implemented yet are refused by name; hints
      * (delayed_close_timeout, request_id_extension with UUIDs,
      * stream_error_on_invalid_http_message, HTTP/2 and HTTP/3 options on an HTTP/1.1 codec) are
@@ -1045,8 +1130,8 @@ static int compile_hcm(struct cctx *cx, struct rs_filter_chain *fc, const Hcm *p
     if (pm->strip_trailing_host_dot) return fail(cx, "strip_trailing_host_dot", "is not supported");
     if (pm->represent_ipv4_remote_address_as_ipv4_mapped_ipv6)
         return fail(cx, "represent_ipv4_remote_address_as_ipv4_mapped_ipv6", "is not supported");
-    if (pm->set_current_client_cert_details)
-        return fail(cx, "set_current_client_cert_details", "comes with the mutual-TLS work");
+    /* set_current_client_cert_details: without TLS there is no client certificate to
+     * describe, so it is a hint until the mutual-TLS work */
     if (pm->http_protocol_options) {
         const Envoy__Config__Core__V3__Http1ProtocolOptions *h1 = pm->http_protocol_options;
         if (h1->allow_absolute_url && !h1->allow_absolute_url->value)
@@ -1063,13 +1148,20 @@ static int compile_hcm(struct cctx *cx, struct rs_filter_chain *fc, const Hcm *p
             return fail(cx, "http_protocol_options.allow_custom_methods", "is not supported");
     }
     h->always_set_request_id_in_response = pm->always_set_request_id_in_response;
-    if (pm->tracing) return fail(cx, "tracing", "tracing is not supported");
+    /* istiod sets tracing (sampling percentages) on every HCM; with no provider no span can
+     * be emitted, so it is a hint. A provider is refused. */
+    if (pm->tracing && pm->tracing->provider)
+        return fail(cx, "tracing.provider", "tracing providers are not supported");
+    if (pm->request_id_extension && pm->request_id_extension->typed_config &&
+        !strstr(pm->request_id_extension->typed_config->type_url,
+                "envoy.extensions.request_id.uuid.v3.UuidRequestIdConfig"))
+        return fail(cx, "request_id_extension", "only UuidRequestIdConfig is supported");
     if (pm->local_reply_config) return fail(cx, "local_reply_config", "is not supported");
     if (pm->n_original_ip_detection_extensions)
         return fail(cx, "original_ip_detection_extensions", "are not supported");
-    if (pm->forward_client_cert_details !=
-        ENVOY__EXTENSIONS__FILTERS__NETWORK__HTTP_CONNECTION_MANAGER__V3__HTTP_CONNECTION_MANAGER__FORWARD_CLIENT_CERT_DETAILS__SANITIZE)
-        return fail(cx, "forward_client_cert_details", "comes with the mutual-TLS work");
+    /* forward_client_cert_details: every mode differs only by what is appended from the
+     * client certificate, and there is none without TLS: accepted (istiod: APPEND_FORWARD
+     * inbound, SANITIZE_SET outbound) */
     h->max_request_headers_kb = pm->max_request_headers_kb ? pm->max_request_headers_kb->value : 60;
     if (h->max_request_headers_kb == 0 || h->max_request_headers_kb > 8192)
         return fail(cx, "max_request_headers_kb", "must be 1..8192");
@@ -1660,6 +1752,7 @@ static void on_dns(void *ctx, const struct sockaddr_storage *addrs, size_t n, in
         eps[i].addrlen = addrs[i].ss_family == AF_INET6 ? sizeof(struct sockaddr_in6)
                                                         : sizeof(struct sockaddr_in);
         eps[i].weight = slot->weight;
+        eps[i].ts_match = -1;
         rs_addr_str((const struct sockaddr *)&addrs[i], eps[i].name, sizeof eps[i].name);
     }
     free(slot->eps);

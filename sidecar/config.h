@@ -174,7 +174,8 @@ struct rs_cluster {
     enum rs_lb_policy lb_policy;
     struct rs_ts_match *ts_matches;
     uint32_t n_ts_matches;
-    bool tls; /* its transport_socket is TLS */
+    bool tls;           /* its transport_socket is TLS */
+    bool control_plane; /* a static cluster of the control-plane clients (xds-grpc, sds-grpc) */
     /* upstream_bind_config.source_address (Istio's inbound passthrough: 127.0.0.6): the data path
      * binds upstream sockets to it before connecting; addrlen 0 = none */
     struct sockaddr_storage bind_addr;

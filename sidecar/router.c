@@ -700,8 +700,8 @@ static int check_action_unsupported(struct cctx *c, const RouteAction *a)
     if (a->include_vh_rate_limits) return unsupported(c, "include_vh_rate_limits");
     if (a->n_hash_policy) return unsupported(c, "hash_policy");
     if (a->cors) return unsupported(c, "cors");
-    if (a->max_grpc_timeout) return unsupported(c, "max_grpc_timeout");
-    if (a->grpc_timeout_offset) return unsupported(c, "grpc_timeout_offset");
+    /* max_grpc_timeout / grpc_timeout_offset act on gRPC requests only, which need HTTP/2
+     * (not served yet): hints. istiod sets max_grpc_timeout: 0s on every route. */
     if (a->n_upgrade_configs) return unsupported(c, "upgrade_configs");
     if (a->internal_redirect_policy) return unsupported(c, "internal_redirect_policy");
     if (a->internal_redirect_action) return unsupported(c, "internal_redirect_action");
