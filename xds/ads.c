@@ -318,7 +318,7 @@ void xds_ads_stream_open(xds_ads *a, xds_ads_send_fn send, void *send_arg)
     a->send_arg = send_arg;
     a->open = true;
     a->node_sent = false;
-    a->got_response = false;
+    a->got_response = a->up = false;
     for (int t = 0; t < XDS_NTYPES; t++) sub_reset(&a->sub[t]);
     sync_subscriptions(a);
 }
@@ -333,8 +333,8 @@ void xds_ads_stream_closed(xds_ads *a)
     a->open = false;
     a->send = NULL;
     set(&a->stats.connected_state, 0);
-    if (a->got_response && a->cfg.connected) a->cfg.connected(a->cfg.arg, false);
-    a->got_response = false;
+    if (a->up && a->cfg.connected) a->cfg.connected(a->cfg.arg, false);
+    a->got_response = a->up = false;
 }
 
 /* ---- building a candidate ----------------------------------------------------------------- */
@@ -631,12 +631,17 @@ int xds_ads_on_message(xds_ads *a, const uint8_t *msg, size_t len)
         inc(&a->stats.rx_malformed);
         return -1;
     }
-    if (!a->got_response && a->open) {
-        a->got_response = true;
-        set(&a->stats.connected_state, 1);
-        if (a->cfg.connected) a->cfg.connected(a->cfg.arg, true);
-    }
+    a->got_response = true;
+    xds_ads_stream_up(a);
     return 0;
+}
+
+void xds_ads_stream_up(xds_ads *a)
+{
+    if (!a->open || a->up) return;
+    a->up = true;
+    set(&a->stats.connected_state, 1);
+    if (a->cfg.connected) a->cfg.connected(a->cfg.arg, true);
 }
 
 /* ---- initial fetch timeouts --------------------------------------------------------------- */

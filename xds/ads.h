@@ -128,7 +128,7 @@ struct xds_ads_type_stats {
 };
 
 struct xds_ads_stats {
-    atomic_uint_fast64_t connected_state; /* gauge: 1 while a stream is up */
+    atomic_uint_fast64_t connected_state; /* gauge: 1 while a stream is answered by the server */
     atomic_uint_fast64_t rq_total;        /* requests sent (ACKs, NACKs, subscriptions) */
     atomic_uint_fast64_t rq_nack;
     atomic_uint_fast64_t rx_bytes;
@@ -149,7 +149,7 @@ typedef struct xds_ads xds_ads;
  * The candidate is valid during the call only unless referenced. */
 typedef int (*xds_ads_apply_fn)(void *arg, struct xds_state *candidate, int changed_type, char *err,
                                 size_t errlen);
-/* The stream came up (a first response arrived) or went down. */
+/* The stream came up (the server sent its response headers or a first response) or went down. */
 typedef void (*xds_ads_connected_fn)(void *arg, bool up);
 /* The core's output: one serialized DiscoveryRequest or DeltaDiscoveryRequest. 0 or -errno. */
 typedef int (*xds_ads_send_fn)(void *arg, const uint8_t *msg, size_t len);

@@ -110,7 +110,14 @@ static void on_close(xds_grpc_call *call, int status, const char *message, void 
     stream_ended(a);
 }
 
+static void on_headers(xds_grpc_call *call, const struct xds_grpc_md *md, size_t n, void *user)
+{
+    (void)call, (void)md, (void)n;
+    xds_ads_stream_up(user);
+}
+
 static const struct xds_grpc_call_cbs call_cbs = {
+    .on_headers = on_headers,
     .on_message = on_message,
     .on_close = on_close,
 };

@@ -63,7 +63,7 @@ struct xds_ads {
     /* the stream */
     xds_ads_send_fn send;
     void *send_arg;
-    bool open, node_sent, got_response;
+    bool open, node_sent, got_response, up;
     struct xds_ads_sub sub[XDS_NTYPES];
 
     /* the gRPC binding (ads_grpc.c) */
@@ -76,6 +76,9 @@ struct xds_ads {
     uint64_t rng;
 };
 
+/* The server answered the stream (response headers or a first message): connected_state 1 and
+ * connected(true), once per stream. */
+void xds_ads_stream_up(struct xds_ads *a);
 /* The nearest initial-fetch deadline (monotonic ms), 0 for none. */
 uint64_t xds_ads_next_deadline(const struct xds_ads *a);
 /* The binding re-arms its initial-fetch timer after the core changed deadlines. */

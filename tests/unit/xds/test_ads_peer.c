@@ -88,9 +88,11 @@ static void sleep_ms(int ms)
     nanosleep(&ts, NULL);
 }
 
-/* Starts ads_server.js; returns its pid and port (0 on failure). */
+/* Starts ads_server.js on port *port (0: any); returns its pid and sets *port (0 on failure). */
 static pid_t start_server(const char *node, int *port)
 {
+    char portarg[16];
+    snprintf(portarg, sizeof portarg, "%d", *port);
     char script[1200], res[512], logp[512], outp[512];
     snprintf(script, sizeof script, "%s/tests/peers/ads_server.js", src);
     snprintf(res, sizeof res, "%s/resources.json", dir);
@@ -98,9 +100,13 @@ static pid_t start_server(const char *node, int *port)
     snprintf(outp, sizeof outp, "%s/server.out", dir);
     posix_spawn_file_actions_t fa;
     posix_spawn_file_actions_init(&fa);
+    char errp[512];
+    snprintf(errp, sizeof errp, "%s/server.err", dir);
+    unlink(outp); /* no stale "listening" line from an earlier server */
     posix_spawn_file_actions_addopen(&fa, 1, outp, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    char *argv[] = {(char *)node, script,      "--resources", res, "--log",
-                    logp,         "--control", res,           NULL};
+    posix_spawn_file_actions_addopen(&fa, 2, errp, O_WRONLY | O_CREAT | O_APPEND, 0644);
+    char *argv[] = {(char *)node, script, "--resources", res,     "--log", logp,
+                    "--control",  res,    "--port",      portarg, NULL};
     pid_t pid;
     if (posix_spawn(&pid, node, &fa, NULL, argv, environ) != 0) pid = 0;
     posix_spawn_file_actions_destroy(&fa);
@@ -213,7 +219,7 @@ static void run_mode(const char *node, bool delta)
         return;
     }
     write_resources("outbound|80||a", "1");
-    int port;
+    int port = 0;
     pid_t pid = start_server(node, &port);
     CHECK(pid > 0 && port > 0);
     if (!pid || !port) goto out;
@@ -277,6 +283,116 @@ out:
 
 static const char *node_path;
 
+/* ---- reconnect: the server dies and comes back on the same port ------------------------------ */
+
+struct rerun {
+    xds_ads *ads;
+    pid_t pid;
+    int port, phase;
+    bool timed_out;
+    uint64_t deadline;
+};
+
+static void on_tick_reconnect(xds_loop *loop, void *arg)
+{
+    struct rerun *r = arg;
+    const struct xds_ads_stats *st = xds_ads_stats(r->ads);
+    if (xds_loop_now_ms() > r->deadline) {
+        r->timed_out = true;
+        xds_loop_stop(loop);
+        return;
+    }
+    if (r->phase == 0 && xds_state_find(xds_ads_current(r->ads), XDS_RDS, "80")) {
+        kill(r->pid, SIGKILL);
+        waitpid(r->pid, NULL, 0);
+        r->pid = 0;
+        r->phase = 1;
+    } else if (r->phase == 1 && st->connected_state == 0 && st->stream_reconnects > 0) {
+        char a[600], b[600];
+        snprintf(a, sizeof a, "%s/ads.log", dir);
+        snprintf(b, sizeof b, "%s/ads-first.log", dir);
+        rename(a, b);
+        r->pid = start_server(node_path, &r->port); /* same port */
+        r->phase = 2;
+    } else if (r->phase == 2 && log_has(RDS_URL)) { /* re-subscribed down to RDS */
+        xds_loop_stop(loop);
+        return;
+    }
+    xds_loop_timer(loop, 20, on_tick_reconnect, r);
+}
+
+static void run_reconnect(bool delta)
+{
+    snprintf(dir, sizeof dir, "/tmp/rs-ads-peer-XXXXXX");
+    if (!mkdtemp(dir)) {
+        CHECK(!"mkdtemp");
+        return;
+    }
+    write_resources("outbound|80||a", "1");
+    struct rerun r = {.port = 0};
+    r.pid = start_server(node_path, &r.port);
+    CHECK(r.pid > 0 && r.port > 0);
+    if (r.pid > 0 && r.port > 0) {
+        xds_loop *loop = xds_loop_new();
+        Envoy__Config__Core__V3__Node n;
+        envoy__config__core__v3__node__init(&n);
+        n.id = NODE_ID;
+        struct xds_ads_config cfg = {.delta = delta, .node = &n};
+        snprintf(cfg.target, sizeof cfg.target, "127.0.0.1:%d", r.port);
+        r.ads = xds_ads_new(&cfg);
+        r.deadline = xds_loop_now_ms() + 30000;
+        CHECK_EQ_INT(xds_ads_start(r.ads, loop), 0);
+        xds_loop_timer(loop, 20, on_tick_reconnect, &r);
+        xds_loop_run(loop);
+        CHECK(!r.timed_out);
+        if (r.timed_out) {
+            char cmd[700];
+            fprintf(stderr, "  reconnect: timed out in phase %d; server stderr:\n", r.phase);
+            snprintf(cmd, sizeof cmd, "cat '%s/server.err' >&2", dir);
+            if (system(cmd) != 0) fprintf(stderr, "  (none)\n");
+        }
+        /* The state served throughout; the new stream asked with what it held. */
+        CHECK(xds_state_find(xds_ads_current(r.ads), XDS_RDS, "80") != NULL);
+        CHECK(xds_ads_stats(r.ads)->type[XDS_CDS].update_failure >= 1);
+        xds_ads_stop(r.ads);
+        xds_ads_free(r.ads);
+        xds_loop_free(loop);
+
+        json_t *log = read_log();
+        json_t *first = json_array_get(log, 0);
+        CHECK_STR(jstr(first, "type_url"), CDS_URL);
+        CHECK_STR(jstr(first, "response_nonce"), "");
+        if (delta) {
+            json_t *irv = json_object_get(first, "initial_resource_versions");
+            CHECK(json_string_value(json_object_get(irv, "outbound|80||a")) != NULL);
+        } else {
+            CHECK_STR(jstr(first, "version_info"), "1");
+        }
+        int rds = find_rq(log, 0, RDS_URL, -1);
+        CHECK(rds > 0);
+        json_t *names = json_object_get(json_array_get(log, (size_t)(rds < 0 ? 0 : rds)),
+                                        delta ? "resource_names_subscribe" : "resource_names");
+        CHECK(json_array_size(names) == 1);
+        json_decref(log);
+    }
+    if (r.pid > 0) {
+        kill(r.pid, SIGTERM);
+        waitpid(r.pid, NULL, 0);
+    }
+    char cmd[600];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    if (system(cmd) != 0) fprintf(stderr, "  could not remove %s\n", dir);
+}
+
+static void test_sotw_reconnect(void)
+{
+    run_reconnect(false);
+}
+static void test_delta_reconnect(void)
+{
+    run_reconnect(true);
+}
+
 static void test_sotw_against_grpc_js(void)
 {
     run_mode(node_path, false);
@@ -302,7 +418,8 @@ int main(void)
         printf("skipped: node or %s not found\n", script);
         return 77;
     }
-    static const struct rs_test_case cases[] = {TEST_CASE(test_sotw_against_grpc_js),
-                                                TEST_CASE(test_delta_against_grpc_js)};
-    return rs_run_tests(cases, 2);
+    static const struct rs_test_case cases[] = {
+        TEST_CASE(test_sotw_against_grpc_js), TEST_CASE(test_delta_against_grpc_js),
+        TEST_CASE(test_sotw_reconnect), TEST_CASE(test_delta_reconnect)};
+    return rs_run_tests(cases, 4);
 }
