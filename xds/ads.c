@@ -498,12 +498,6 @@ static const char *find_duplicate(struct xds_resource **res, size_t n)
     return NULL;
 }
 
-static void free_res(struct xds_resource **res, size_t n)
-{
-    for (size_t i = 0; i < n; i++) xds_res_unref(res[i]);
-    free(res);
-}
-
 /* ---- responses ---------------------------------------------------------------------------- */
 
 static int on_sotw(xds_ads *a, const uint8_t *msg, size_t len)
@@ -518,44 +512,41 @@ static int on_sotw(xds_ads *a, const uint8_t *msg, size_t len)
     free(a->sub[t].nonce);
     a->sub[t].nonce = dupstr(r->nonce);
     struct xds_resource **res = calloc(r->n_resources + 1, sizeof *res);
-    char **names = calloc(r->n_resources + 1, sizeof *names);
-    if (!res || !names) abort();
+    if (!res) abort();
     char err[768], msgbuf[1024];
-    const char *bad = NULL;
+    const char *bad = NULL, *version = r->version_info ? r->version_info : "";
     size_t n = 0;
     for (size_t i = 0; i < r->n_resources && !bad; i++) {
         const Google__Protobuf__Any *any = r->resources[i];
-        res[n] = xds_res_from_any(t, any->type_url, any->value.data, any->value.len,
-                                  r->version_info, err, sizeof err);
-        if (!res[n]) {
-            snprintf(msgbuf, sizeof msgbuf, "%s version %s: resources[%zu]: %s", xds_type_short(t),
-                     r->version_info ? r->version_info : "", i, err);
-            bad = msgbuf;
-        } else {
-            names[n] = res[n]->name;
+        res[n] = xds_res_from_any(t, any->type_url, any->value.data, any->value.len, version, err,
+                                  sizeof err);
+        if (res[n]) {
             n++;
+            continue;
         }
+        snprintf(msgbuf, sizeof msgbuf, "%s version %s: resources[%zu]: %s", xds_type_short(t),
+                 version, i, err);
+        bad = msgbuf;
     }
     const char *dup = bad ? NULL : find_duplicate(res, n);
     if (dup) {
         snprintf(msgbuf, sizeof msgbuf, "%s version %s: duplicate resource name \"%s\"",
-                 xds_type_short(t), r->version_info ? r->version_info : "", dup);
+                 xds_type_short(t), version, dup);
         bad = msgbuf;
     }
-    for (size_t i = 0; i < n; i++) names[i] = res[i]->name; /* re-point after the sort */
-    struct xds_type_table *tb = NULL;
+    /* The names this response mentioned, before merge_table takes the resources. */
     char **arrived = calloc(n + 1, sizeof *arrived);
     if (!arrived) abort();
-    for (size_t i = 0; i < n; i++) arrived[i] = dupstr(names[i]);
+    for (size_t i = 0; i < n; i++) arrived[i] = dupstr(res[i]->name);
+    struct xds_type_table *tb = NULL;
     if (!bad)
-        tb = merge_table(a, t, r->version_info, res, n, NULL, 0, wildcard(t));
+        tb = merge_table(a, t, version, res, n, NULL, 0, wildcard(t));
     else
-        free_res(res, n), res = NULL;
+        for (size_t i = 0; i < n; i++) xds_res_unref(res[i]);
     free(res);
     finish_response(a, t, tb, arrived, n, r->nonce, bad);
     for (size_t i = 0; i < n; i++) free(arrived[i]);
     free(arrived);
-    free(names);
     envoy__service__discovery__v3__discovery_response__free_unpacked(r, NULL);
     return 0;
 }
