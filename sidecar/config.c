@@ -797,6 +797,9 @@ int rs_cfg_cluster(struct cctx *cx, struct rs_cluster *c, const Cluster *pc)
         pc->dns_failure_refresh_rate
             ? rs_duration_ms(pc->dns_failure_refresh_rate->base_interval, c->dns_refresh_ms)
             : c->dns_refresh_ms;
+    /* no hosts until the assignment (EDS) or ever (ORIGINAL_DST: the data path connects to
+     * the original destination): an empty set, so readers never see NULL */
+    if (c->type == RS_CLUSTER_ORIGINAL_DST) rs_cluster_set_hosts(c, rs_hostset_new(NULL, 0));
     if (c->type == RS_CLUSTER_EDS || c->type == RS_CLUSTER_ORIGINAL_DST) return 0;
     return compile_endpoints(cx, c, pc);
 }

@@ -143,7 +143,7 @@ static char *tin_slurp(const char *path, size_t *len)
 }
 
 /* A DiscoveryResponse file: every resource is decoded from its Any as the ADS client does. */
-static int tin_file(struct tin *t, const char *path)
+__attribute__((unused)) static int tin_file(struct tin *t, const char *path)
 {
     size_t len;
     char *text = tin_slurp(path, &len);
