@@ -382,11 +382,19 @@ struct rs_xds_input {
      * NULL: a present resource has arrived, an absent one is pending. */
     int (*watch)(void *ctx, enum rs_xds_type type, const char *name);
     void *ctx;
-    /* Optional: the snapshot takes `keep` (e.g. a referenced xds_state) and calls
-     * release(keep) when it is freed; /config_dump and the mTLS work (secrets) read it. */
+    /* Optional: what the resources belong to (e.g. an xds_state). A snapshot compiled from
+     * the input keeps retain(keep) in its `xds` and calls release on it when freed;
+     * /config_dump and the mTLS work (secrets) read it. */
     void *keep;
+    void *(*retain)(void *keep);
     void (*release)(void *keep);
 };
+
+/* An input over xds/ads.h's accepted state (struct xds_state): resources, warming status, and
+ * the state itself as `keep`. Free with rs_xds_input_free (the state is not released). */
+struct xds_state;
+struct rs_xds_input *rs_xds_input_from_state(struct xds_state *st);
+void rs_xds_input_free(struct rs_xds_input *in);
 
 /* Compiles the bootstrap's static resources plus the xDS resources. `bs` stays the caller's
  * (it must outlive the snapshot). Clusters of `prev` whose definition is byte-identical are

@@ -8,6 +8,7 @@
 #include "envoy/config/endpoint/v3/endpoint.pb-c.h"
 #include "sidecar/config_impl.h"
 #include "sidecar/log.h"
+#include "xds/ads.h"
 
 typedef Envoy__Config__Endpoint__V3__ClusterLoadAssignment Cla;
 
@@ -379,8 +380,8 @@ struct rs_snapshot *rs_config_compile_xds(const Envoy__Config__Bootstrap__V3__Bo
     }
     swaps_apply(xc.swaps, xc.nswaps);
     free(xc.swaps);
-    if (in && in->keep) {
-        s->xds = in->keep;
+    if (in && in->keep && in->retain) {
+        s->xds = in->retain(in->keep);
         s->xds_release = in->release;
     }
     rs_stat_set(filters_skipped_stat(), s->skipped.n);
@@ -409,4 +410,57 @@ int rs_config_apply_eds(struct rs_snapshot *s, const struct rs_xds_input *in, bo
     swaps_apply(xc.swaps, xc.nswaps);
     free(xc.swaps);
     return n;
+}
+
+/* ---- the ADS client's state ------------------------------------------------------------------ */
+
+static int state_watch(void *ctx, enum rs_xds_type type, const char *name)
+{
+    /* enum xds_type and enum xds_watch_status share rs_xds_type's and rs_xds_watch's order */
+    return xds_state_watch_status(ctx, (enum xds_type)type, name);
+}
+
+static void *state_retain(void *keep)
+{
+    return xds_state_ref(keep);
+}
+
+static void state_release(void *keep)
+{
+    xds_state_unref(keep);
+}
+
+struct rs_xds_input *rs_xds_input_from_state(struct xds_state *st)
+{
+    _Static_assert((int)RS_XDS_CDS == (int)XDS_CDS && (int)RS_XDS_SDS == (int)XDS_SDS &&
+                       (int)RS_XDS_NTYPES == (int)XDS_NTYPES,
+                   "resource type orders differ");
+    _Static_assert((int)RS_XDS_PENDING == (int)XDS_WATCH_PENDING &&
+                       (int)RS_XDS_TIMED_OUT == (int)XDS_WATCH_TIMED_OUT,
+                   "watch status orders differ");
+    struct rs_xds_input *in = xcalloc(1, sizeof *in);
+    for (int t = 0; t < RS_XDS_NTYPES; t++) {
+        const struct xds_type_table *tt = st->types[t];
+        struct rs_xds_resource *r = xcalloc(tt->n, sizeof *r);
+        for (size_t i = 0; i < tt->n; i++)
+            r[i] = (struct rs_xds_resource){.name = tt->res[i]->name,
+                                            .msg = tt->res[i]->msg,
+                                            .bytes = tt->res[i]->bytes,
+                                            .len = tt->res[i]->len};
+        in->res[t] = r;
+        in->n[t] = tt->n;
+    }
+    in->watch = state_watch;
+    in->ctx = st;
+    in->keep = st;
+    in->retain = state_retain;
+    in->release = state_release;
+    return in;
+}
+
+void rs_xds_input_free(struct rs_xds_input *in)
+{
+    if (!in) return;
+    for (int t = 0; t < RS_XDS_NTYPES; t++) free((void *)in->res[t]);
+    free(in);
 }

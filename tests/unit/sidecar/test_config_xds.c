@@ -6,6 +6,7 @@
 #include "sidecar/chain_match.h"
 #include "sidecar/router.h"
 #include "test.h"
+#include "xds/ads.h"
 #include "xds/bootstrap.h"
 #include "xds_input.h"
 
@@ -437,6 +438,56 @@ static void test_static_and_dynamic_together(void)
     xds_bootstrap_free(bs);
 }
 
+/* The ADS client's state (xds/ads.h) as input: resources, warming status, and the state kept
+ * by the snapshot (referenced, released with it). Built by hand here. */
+static void test_input_from_ads_state(void)
+{
+    xds_bootstrap *bs = empty_bootstrap();
+    struct tin t;
+    tin_init(&t);
+    CHECK(tin_yaml(&t, RS_XDS_CDS, eds_cluster("a", NULL)) == 0);
+    CHECK(tin_yaml(&t, RS_XDS_CDS, eds_cluster("b", NULL)) == 0);
+    CHECK(tin_yaml(&t, RS_XDS_EDS, cla("a", "- lb_endpoints: [" EP("10.0.0.1", "80") "]\n")) == 0);
+    struct xds_resource r[3] = {
+        {.name = "a",
+         .msg = t.msg[RS_XDS_CDS][0],
+         .bytes = t.bytes[RS_XDS_CDS][0],
+         .len = t.res[RS_XDS_CDS][0].len},
+        {.name = "b",
+         .msg = t.msg[RS_XDS_CDS][1],
+         .bytes = t.bytes[RS_XDS_CDS][1],
+         .len = t.res[RS_XDS_CDS][1].len},
+        {.name = "a",
+         .msg = t.msg[RS_XDS_EDS][0],
+         .bytes = t.bytes[RS_XDS_EDS][0],
+         .len = t.res[RS_XDS_EDS][0].len},
+    };
+    struct xds_resource *cds[2] = {&r[0], &r[1]}, *eds[1] = {&r[2]};
+    struct xds_type_table tables[XDS_NTYPES] = {{.n = 2, .res = cds}, {.n = 1, .res = eds}};
+    struct xds_watch w[2] = {{.name = "a", .status = XDS_WATCH_ARRIVED},
+                             {.name = "b", .status = XDS_WATCH_TIMED_OUT}};
+    struct xds_state st = {.n_watch = {[XDS_EDS] = 2}, .watch = {[XDS_EDS] = w}};
+    atomic_init(&st.refs, 1);
+    for (int k = 0; k < XDS_NTYPES; k++) st.types[k] = &tables[k];
+    struct rs_xds_input *in = rs_xds_input_from_state(&st);
+    char err[1024];
+    struct rs_snapshot *s = rs_config_compile_xds(bs, in, NULL, true, err, sizeof err);
+    CHECK(s && s->nclusters == 2 && s->xds == &st);
+    CHECK_EQ_INT(atomic_load(&st.refs), 2);
+    CHECK_EQ_INT(nhosts(s ? cluster(s, "a") : NULL), 1);
+    CHECK_EQ_INT(nhosts(s ? cluster(s, "b") : NULL), 0); /* timed out: empty */
+    rs_snapshot_unref(s);
+    CHECK_EQ_INT(atomic_load(&st.refs), 1);
+    /* b still pending: warming */
+    w[1].status = XDS_WATCH_PENDING;
+    s = rs_config_compile_xds(bs, in, NULL, true, err, sizeof err);
+    CHECK(s && s->nclusters == 1);
+    rs_snapshot_unref(s);
+    rs_xds_input_free(in);
+    tin_free(&t);
+    xds_bootstrap_free(bs);
+}
+
 int main(void)
 {
     static const struct rs_test_case cases[] = {
@@ -447,6 +498,7 @@ int main(void)
         TEST_CASE(test_tcp_proxy_to_missing_cluster),
         TEST_CASE(test_filter_chain_match_precedence),
         TEST_CASE(test_static_and_dynamic_together),
+        TEST_CASE(test_input_from_ads_state),
     };
     return rs_run_tests(cases, (int)(sizeof cases / sizeof cases[0]));
 }
