@@ -1792,3 +1792,21 @@ int rs_config_start_dns(struct rs_snapshot *s, struct rs_dns *dns)
     }
     return 0;
 }
+
+int rs_config_update_dns(const struct rs_snapshot *prev, struct rs_snapshot *next,
+                         struct rs_dns *dns)
+{
+    for (uint32_t i = 0; prev && i < prev->nclusters; i++) {
+        struct rs_cluster *c = prev->clusters[i];
+        bool kept = false;
+        for (uint32_t k = 0; k < next->nclusters && !kept; k++) kept = next->clusters[k] == c;
+        if (kept) continue;
+        /* the resolver holds no reference: stop it before the cluster can be freed */
+        for (uint32_t j = 0; j < c->ndns; j++)
+            if (c->dns[j].id >= 0) {
+                rs_dns_remove(dns, c->dns[j].id);
+                c->dns[j].id = -1;
+            }
+    }
+    return rs_config_start_dns(next, dns);
+}

@@ -346,8 +346,15 @@ void rs_cluster_unref(struct rs_cluster *c);
 /* Gives every cluster of the snapshot its per-worker state (once per cluster object). */
 int rs_snapshot_set_workers(struct rs_snapshot *s, uint32_t nworkers);
 
-/* Starts DNS resolution of the snapshot's STRICT_DNS clusters on resolver thread `dns`. */
+/* Starts DNS resolution of the snapshot's STRICT_DNS clusters on resolver thread `dns` (clusters
+ * reused from an earlier snapshot keep the resolution they have). */
 int rs_config_start_dns(struct rs_snapshot *s, struct rs_dns *dns);
+
+/* When `next` replaces `prev` (xDS update): stops the resolution of prev's STRICT_DNS clusters
+ * that next does not hold (the resolver keeps no cluster reference, so this must happen before
+ * prev is released) and starts next's new ones. */
+int rs_config_update_dns(const struct rs_snapshot *prev, struct rs_snapshot *next,
+                         struct rs_dns *dns);
 
 /* The current host set of a cluster, referenced: release with rs_hostset_unref. */
 struct rs_hostset *rs_cluster_hosts(struct rs_cluster *c);

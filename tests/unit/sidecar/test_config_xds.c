@@ -2,8 +2,10 @@
  * reuse of unchanged clusters across compiles, EDS-only updates, filter chain selection, and
  * RDS semantics (unknown clusters, retry policies carried). */
 #include <arpa/inet.h>
+#include <errno.h>
 
 #include "sidecar/chain_match.h"
+#include "sidecar/dns.h"
 #include "sidecar/router.h"
 #include "test.h"
 #include "xds/ads.h"
@@ -488,6 +490,40 @@ static void test_input_from_ads_state(void)
     xds_bootstrap_free(bs);
 }
 
+/* A STRICT_DNS cluster reused across compiles keeps its resolver target; one that an update
+ * removes has its target stopped before the old snapshot goes. */
+static void test_dns_across_updates(void)
+{
+    xds_bootstrap *bs = empty_bootstrap();
+    struct tin t;
+    tin_init(&t);
+    CHECK(tin_yaml(&t, RS_XDS_CDS,
+                   "name: d\ntype: STRICT_DNS\nload_assignment: { endpoints: [ { lb_endpoints: "
+                   "[" EP("localhost", "80") "] } ] }\n") == 0);
+    char err[1024];
+    struct rs_dns *dns = rs_dns_start();
+    CHECK(dns != NULL);
+    struct rs_snapshot *s1 = compile(bs, &t, NULL, err, sizeof err);
+    CHECK(s1 && dns && rs_config_start_dns(s1, dns) == 0);
+    struct rs_cluster *d = s1 ? cluster(s1, "d") : NULL;
+    int id = d ? d->dns[0].id : -1;
+    CHECK(id >= 0);
+    struct rs_snapshot *s2 = s1 ? compile(bs, &t, s1, err, sizeof err) : NULL;
+    CHECK(s2 && dns && rs_config_update_dns(s1, s2, dns) == 0);
+    CHECK(d && d->dns[0].id == id); /* same object, same target */
+    tin_remove(&t, RS_XDS_CDS, "d");
+    struct rs_snapshot *s3 = s2 ? compile(bs, &t, s2, err, sizeof err) : NULL;
+    CHECK(s3 && dns && rs_config_update_dns(s2, s3, dns) == 0);
+    CHECK(d && d->dns[0].id == -1);
+    CHECK(dns && rs_dns_remove(dns, id) == -ENOENT); /* already gone */
+    rs_snapshot_unref(s1);
+    rs_snapshot_unref(s2);
+    rs_snapshot_unref(s3);
+    if (dns) rs_dns_stop(dns);
+    tin_free(&t);
+    xds_bootstrap_free(bs);
+}
+
 int main(void)
 {
     static const struct rs_test_case cases[] = {
@@ -499,6 +535,7 @@ int main(void)
         TEST_CASE(test_filter_chain_match_precedence),
         TEST_CASE(test_static_and_dynamic_together),
         TEST_CASE(test_input_from_ads_state),
+        TEST_CASE(test_dns_across_updates),
     };
     return rs_run_tests(cases, (int)(sizeof cases / sizeof cases[0]));
 }
