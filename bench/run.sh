@@ -17,7 +17,8 @@
 # Environment: RS_BENCH_ROUNDS, RS_BENCH_WARMUP (s), RS_BENCH_SCALE (multiplies every duration),
 # RS_BENCH_SYSTEMS / RS_BENCH_SCENARIOS (subsets, space-separated), RS_BENCH_IDLE_CONNS (10000),
 # RS_BENCH_RESULTS (bench/results), RS_BENCH_SMOKE=1 (~15 s: every duration 0.15 s,
-# 1 round, 200 idle connections; for tests/integration/test_bench_smoke.sh).
+# 1 round, 200 idle connections; for tests/integration/test_bench_smoke.sh), RS_BENCH_BASELINE
+# (a ringside binary run by the systems "rsbase-<n>hop", for before/after comparisons).
 # shellcheck disable=SC2086,SC2206 # pid lists (SYS_PIDS) and RS_BENCH_SYSTEMS split into words on purpose
 set -euo pipefail
 
@@ -76,6 +77,7 @@ for s in "${wanted[@]}"; do
     case $(sys_kind "$s") in
     haproxy) [[ -x $HAPROXY ]] || { say "haproxy not installed: $s skipped"; continue; } ;;
     nginx) [[ -x $NGINX ]] || { say "nginx not installed: $s skipped"; continue; } ;;
+    rsbase) [[ -x ${RS_BENCH_BASELINE:-} ]] || die "$s needs RS_BENCH_BASELINE=<a ringside binary>" ;;
     direct | ringside) ;;
     *) die "unknown system '$s'" ;;
     esac
@@ -109,8 +111,12 @@ cp "$RINGSIDE" "$SNAP/ringside"
 RINGSIDE_BUILT=$(date -u -r "$RINGSIDE" '+%F %T UTC')
 RINGSIDE_SHA=$(sha256sum "$SNAP/ringside" | cut -c1-12)
 RINGSIDE=$SNAP/ringside
+if [[ -n ${RS_BENCH_BASELINE:-} ]]; then
+    cp "$RS_BENCH_BASELINE" "$SNAP/ringside-base"
+    RINGSIDE_BASE=$SNAP/ringside-base
+fi
 COMMIT=$(git -C "$SRC" rev-parse --short HEAD 2>/dev/null || echo unknown)
-DIRTY=$(git -C "$SRC" status --porcelain --untracked-files=no 2>/dev/null | awk '$2 !~ /^bench\/results\// { printf "%s ", $2 }')
+DIRTY=$({ git -C "$SRC" status --porcelain --untracked-files=no 2>/dev/null || true; } | awk '$2 !~ /^bench\/results\// { printf "%s ", $2 }')
 
 RESULTS=${RS_BENCH_RESULTS:-$SRC/bench/results}
 DATE=$(date -u +%F)
@@ -239,6 +245,7 @@ stop_all
     kv commit "$COMMIT"
     kv dirty "$DIRTY"
     kv ringside_built "$RINGSIDE_BUILT, sha256 $RINGSIDE_SHA"
+    [[ -n ${RINGSIDE_BASE:-} ]] && kv baseline "$RS_BENCH_BASELINE, sha256 $(sha256sum "$RINGSIDE_BASE" | cut -c1-12)"
     kv cpus "$NCPU"
     kv cpu "$(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)"
     kv kernel "$(uname -r)"

@@ -14,7 +14,7 @@
 # shellcheck shell=bash disable=SC2034,SC2317 # read by run.sh; functions called by name
 
 SYSTEMS=(direct ringside-1hop ringside-2hop haproxy-1hop haproxy-2hop nginx-1hop nginx-2hop)
-declare -A CONFIG_EXT=([ringside]=yaml [haproxy]=cfg [nginx]=conf)
+declare -A CONFIG_EXT=([ringside]=yaml [rsbase]=yaml [haproxy]=cfg [nginx]=conf)
 
 sys_kind() { [[ $1 == direct ]] && echo direct || echo "${1%%-*}"; }
 sys_hops() { [[ $1 == direct ]] && echo 0 || { local h=${1##*-}; echo "${h%hop}"; }; }
@@ -79,6 +79,16 @@ EOF
 }
 ringside_start() {
     spawn "$2" "${PIN_PROXY[@]}" "$RINGSIDE" -c "$1" --concurrency 1 -l warning --drain-time-s 1
+}
+
+# --- Ringside, another build (A/B) ----------------------------------------------------------------
+
+# "rsbase-<n>hop": the same configuration run by the binary RS_BENCH_BASELINE names (a build of
+# another commit), for a before/after comparison inside one interleaved run. Not in SYSTEMS by
+# default: RS_BENCH_SYSTEMS="direct ringside-1hop rsbase-1hop ..." RS_BENCH_BASELINE=... run.sh.
+rsbase_config() { ringside_config "$@"; }
+rsbase_start() {
+    spawn "$2" "${PIN_PROXY[@]}" "$RINGSIDE_BASE" -c "$1" --concurrency 1 -l warning --drain-time-s 1
 }
 
 # --- HAProxy --------------------------------------------------------------------------------------
@@ -178,6 +188,7 @@ nginx_start() {
 # NGINX without its stream module has no L4 listener: the bulk scenario skips it.
 nginx_has_l4() { [[ -r $NGINX_STREAM_SO ]]; }
 ringside_has_l4() { true; }
+rsbase_has_l4() { true; }
 haproxy_has_l4() { true; }
 direct_has_l4() { true; }
 

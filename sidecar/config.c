@@ -7,10 +7,13 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netdb.h>
+#include <stddef.h>
+#include <sys/un.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "envoy/config/bootstrap/v3/bootstrap.pb-c.h"
 #include "envoy/extensions/access_loggers/file/v3/file.pb-c.h"
@@ -23,6 +26,7 @@
 #include "envoy/extensions/transport_sockets/raw_buffer/v3/raw_buffer.pb-c.h"
 #include "envoy/extensions/transport_sockets/tls/v3/tls.pb-c.h"
 #include "sidecar/access_log.h"
+#include "sidecar/config_impl.h"
 #include "sidecar/dns.h"
 #include "sidecar/log.h"
 #include "sidecar/router.h"
@@ -33,52 +37,10 @@
  * options), so configs in the wild use them: reading them is deliberate. */
 #pragma GCC diagnostic ignored "-Wdeprecated-declarations"
 
-typedef Envoy__Config__Cluster__V3__Cluster Cluster;
-typedef Envoy__Config__Listener__V3__Listener Listener;
 typedef Envoy__Extensions__Filters__Network__HttpConnectionManager__V3__HttpConnectionManager Hcm;
 typedef Envoy__Extensions__Filters__Network__TcpProxy__V3__TcpProxy TcpProxy;
 typedef Envoy__Config__Accesslog__V3__AccessLog AccessLog;
 typedef Envoy__Config__Core__V3__SubstitutionFormatString FormatString;
-
-/* Compile context: the error buffer and the field path so far. */
-struct cctx {
-    struct rs_snapshot *snap;
-    bool serve;
-    char *err;
-    size_t errlen;
-    char path[512];
-};
-
-__attribute__((format(printf, 3, 4))) static int fail(struct cctx *cx, const char *field,
-                                                      const char *fmt, ...)
-{
-    int n = snprintf(cx->err, cx->errlen, "%s%s%s: ", cx->path, cx->path[0] && field[0] ? "." : "",
-                     field);
-    if (n < 0 || (size_t)n >= cx->errlen) return -1;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(cx->err + n, cx->errlen - (size_t)n, fmt, ap);
-    va_end(ap);
-    return -1;
-}
-
-/* Pushes ".name" (or "name" at the root) onto the path; returns the old length to pop back to. */
-__attribute__((format(printf, 2, 3))) static size_t path_push(struct cctx *cx, const char *fmt, ...)
-{
-    size_t old = strlen(cx->path);
-    size_t n = old;
-    if (n && n < sizeof cx->path - 1) cx->path[n++] = '.';
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(cx->path + n, sizeof cx->path - n, fmt, ap);
-    va_end(ap);
-    return old;
-}
-
-static void path_pop(struct cctx *cx, size_t old)
-{
-    cx->path[old] = '\0';
-}
 
 uint32_t rs_duration_ms(const void *duration, uint32_t dflt)
 {
@@ -101,12 +63,14 @@ void rs_addr_str(const struct sockaddr *sa, char *out, size_t cap)
         const struct sockaddr_in6 *in6 = (const void *)sa;
         inet_ntop(AF_INET6, &in6->sin6_addr, ip, sizeof ip);
         snprintf(out, cap, "[%s]:%u", ip, ntohs(in6->sin6_port));
+    } else if (sa->sa_family == AF_UNIX) {
+        snprintf(out, cap, "%s", ((const struct sockaddr_un *)sa)->sun_path);
     } else {
         snprintf(out, cap, "unknown");
     }
 }
 
-static int ip_port(const char *ip, uint32_t port, struct sockaddr_storage *ss, socklen_t *len)
+int rs_cfg_ip_port(const char *ip, uint32_t port, struct sockaddr_storage *ss, socklen_t *len)
 {
     memset(ss, 0, sizeof *ss);
     struct sockaddr_in *in = (void *)ss;
@@ -144,24 +108,10 @@ static int socket_address(struct cctx *cx, const Envoy__Config__Core__V3__Addres
     if (!sa->address || !sa->address[0]) return fail(cx, field, "address is required");
     struct sockaddr_storage ss;
     socklen_t len;
-    if (need_ip && ip_port(sa->address, sa->port_value, &ss, &len) != 0)
+    if (need_ip && rs_cfg_ip_port(sa->address, sa->port_value, &ss, &len) != 0)
         return fail(cx, field, "\"%s\" is not an IP address", sa->address);
     *out = sa;
     return 0;
-}
-
-static char *xstrdup(const char *s)
-{
-    char *d = strdup(s ? s : "");
-    if (!d) abort(); /* control path */
-    return d;
-}
-
-static void *xcalloc(size_t n, size_t size)
-{
-    void *p = calloc(n ? n : 1, size);
-    if (!p) abort(); /* control path */
-    return p;
 }
 
 /* ---- host sets ---------------------------------------------------------------------------- */
@@ -334,10 +284,10 @@ static void cluster_stats(struct rs_cluster *c)
 #undef H
 }
 
-static int check_transport_socket(struct cctx *cx,
-                                  const Envoy__Config__Core__V3__TransportSocket *ts,
-                                  const char *field)
+int rs_cfg_transport_is_tls(struct cctx *cx, const Envoy__Config__Core__V3__TransportSocket *ts,
+                            const char *field, bool *tls)
 {
+    *tls = false;
     if (!ts) return 0;
     size_t old = path_push(cx, "%s", field);
     int ret = 0;
@@ -354,21 +304,78 @@ static int check_transport_socket(struct cctx *cx,
     }
     bool raw = m->descriptor ==
                &envoy__extensions__transport_sockets__raw_buffer__v3__raw_buffer__descriptor;
-    bool tls =
-        m->descriptor ==
-            &envoy__extensions__transport_sockets__tls__v3__upstream_tls_context__descriptor ||
-        m->descriptor ==
-            &envoy__extensions__transport_sockets__tls__v3__downstream_tls_context__descriptor;
+    *tls = m->descriptor ==
+               &envoy__extensions__transport_sockets__tls__v3__upstream_tls_context__descriptor ||
+           m->descriptor ==
+               &envoy__extensions__transport_sockets__tls__v3__downstream_tls_context__descriptor;
     protobuf_c_message_free_unpacked(m, NULL);
-    if (!raw && !tls)
-        ret = fail(cx, "typed_config", "unsupported transport socket %s", ts->name);
-    else if (tls && cx->serve)
-        ret = fail(cx, "typed_config",
-                   "TLS transport sockets are validated but not served yet "
-                   "(they come with the mutual-TLS work)");
+    if (!raw && !*tls) ret = fail(cx, "typed_config", "unsupported transport socket %s", ts->name);
 out:
     path_pop(cx, old);
     return ret;
+}
+
+static const char TLS_NOT_YET[] = "TLS transport socket not implemented yet (it comes with the "
+                                  "mutual-TLS work)";
+
+/* A transport socket that will carry traffic: TLS validates but is refused in serve mode. */
+static int check_transport_socket(struct cctx *cx,
+                                  const Envoy__Config__Core__V3__TransportSocket *ts,
+                                  const char *field)
+{
+    bool tls;
+    if (rs_cfg_transport_is_tls(cx, ts, field, &tls)) return -1;
+    if (tls && cx->serve) {
+        size_t old = path_push(cx, "%s", field);
+        fail(cx, "typed_config", "%s", TLS_NOT_YET);
+        path_pop(cx, old);
+        return -1;
+    }
+    return 0;
+}
+
+/* A Unix-socket endpoint (Istio's xds-grpc and sds-grpc clusters: ./etc/istio/proxy/XDS and
+ * the SDS socket), for the control-plane clients; the data plane does not route to them. */
+static int pipe_endpoint(struct cctx *cx, const char *field, const Envoy__Config__Core__V3__Pipe *p,
+                         struct rs_endpoint **eps, uint32_t *n, uint32_t *cap)
+{
+    struct sockaddr_un un = {.sun_family = AF_UNIX};
+    if (!p->path || !p->path[0] || strlen(p->path) >= sizeof un.sun_path)
+        return fail(cx, field, "pipe.path is required (at most %zu bytes)", sizeof un.sun_path - 1);
+    if (*n == *cap) {
+        *cap = *cap ? *cap * 2 : 8;
+        *eps = realloc(*eps, *cap * sizeof **eps);
+        if (!*eps) abort(); /* control path */
+    }
+    struct rs_endpoint *e = &(*eps)[(*n)++];
+    memset(e, 0, sizeof *e);
+    memcpy(un.sun_path, p->path, strlen(p->path));
+    memcpy(&e->addr, &un, sizeof un);
+    e->addrlen = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + strlen(p->path) + 1);
+    e->weight = 1;
+    e->ts_match = -1;
+    snprintf(e->name, sizeof e->name, "%s", p->path);
+    return 0;
+}
+
+/* A static cluster the control-plane clients use: named by dynamic_resources.ads_config's
+ * envoy_grpc, or pilot-agent's sds-grpc (named by the SDS config sources of xDS resources).
+ * They may use Unix-socket endpoints, HTTP/2 and TCP keepalive: the gRPC client (nghttp2)
+ * speaks to them, not the data plane. */
+static bool control_plane_cluster(const struct cctx *cx, const char *name)
+{
+    if (strcmp(name, "sds-grpc") == 0 || strcmp(name, "xds-grpc") == 0) return true;
+    const Envoy__Config__Bootstrap__V3__Bootstrap *bs = cx->snap->bootstrap;
+    const Envoy__Config__Core__V3__ApiConfigSource *ads =
+        bs && bs->dynamic_resources ? bs->dynamic_resources->ads_config : NULL;
+    for (size_t i = 0; ads && i < ads->n_grpc_services; i++) {
+        const Envoy__Config__Core__V3__GrpcService *g = ads->grpc_services[i];
+        if (g->target_specifier_case ==
+                ENVOY__CONFIG__CORE__V3__GRPC_SERVICE__TARGET_SPECIFIER_ENVOY_GRPC &&
+            g->envoy_grpc->cluster_name && strcmp(g->envoy_grpc->cluster_name, name) == 0)
+            return true;
+    }
+    return false;
 }
 
 static int compile_endpoints(struct cctx *cx, struct rs_cluster *c, const Cluster *pc)
@@ -396,6 +403,15 @@ static int compile_endpoints(struct cctx *cx, struct rs_cluster *c, const Cluste
                 !lbe->endpoint) {
                 ret = fail(cx, field, "is required");
                 goto out;
+            }
+            if (c->control_plane && c->type == RS_CLUSTER_STATIC && lbe->endpoint->address &&
+                lbe->endpoint->address->address_case ==
+                    ENVOY__CONFIG__CORE__V3__ADDRESS__ADDRESS_PIPE) {
+                if (pipe_endpoint(cx, field, lbe->endpoint->address->pipe, &eps, &neps, &cap)) {
+                    ret = -1;
+                    goto out;
+                }
+                continue;
             }
             const Envoy__Config__Core__V3__SocketAddress *sa;
             if (socket_address(cx, lbe->endpoint->address, field, c->type == RS_CLUSTER_STATIC,
@@ -425,7 +441,8 @@ static int compile_endpoints(struct cctx *cx, struct rs_cluster *c, const Cluste
             }
             struct rs_endpoint *e = &eps[neps++];
             memset(e, 0, sizeof *e);
-            ip_port(sa->address, sa->port_value, &e->addr, &e->addrlen);
+            e->ts_match = -1;
+            rs_cfg_ip_port(sa->address, sa->port_value, &e->addr, &e->addrlen);
             e->weight = weight;
             rs_addr_str((struct sockaddr *)&e->addr, e->name, sizeof e->name);
         }
@@ -437,7 +454,222 @@ out:
     return ret;
 }
 
-static int compile_cluster(struct cctx *cx, struct rs_cluster *c, const Cluster *pc)
+static int cluster_type(struct cctx *cx, struct rs_cluster *c, const Cluster *pc)
+{
+    if (pc->cluster_discovery_type_case ==
+        ENVOY__CONFIG__CLUSTER__V3__CLUSTER__CLUSTER_DISCOVERY_TYPE_CLUSTER_TYPE)
+        return fail(cx, "cluster_type", "custom cluster types are not supported");
+    switch (pc->type) {
+    case ENVOY__CONFIG__CLUSTER__V3__CLUSTER__DISCOVERY_TYPE__STATIC:
+        c->type = RS_CLUSTER_STATIC;
+        return 0;
+    case ENVOY__CONFIG__CLUSTER__V3__CLUSTER__DISCOVERY_TYPE__STRICT_DNS:
+        c->type = RS_CLUSTER_STRICT_DNS;
+        return 0;
+    case ENVOY__CONFIG__CLUSTER__V3__CLUSTER__DISCOVERY_TYPE__EDS: {
+        const Envoy__Config__Cluster__V3__Cluster__EdsClusterConfig *e = pc->eds_cluster_config;
+        if (!cx->xds) return fail(cx, "type", "EDS clusters need xDS (dynamic_resources with ADS)");
+        if (e && e->eds_config &&
+            e->eds_config->config_source_specifier_case !=
+                ENVOY__CONFIG__CORE__V3__CONFIG_SOURCE__CONFIG_SOURCE_SPECIFIER_ADS)
+            return fail(cx, "eds_cluster_config.eds_config", "only ads: {} is supported");
+        c->type = RS_CLUSTER_EDS;
+        c->eds_name =
+            xstrdup(e && e->service_name && e->service_name[0] ? e->service_name : pc->name);
+        return 0;
+    }
+    case ENVOY__CONFIG__CLUSTER__V3__CLUSTER__DISCOVERY_TYPE__ORIGINAL_DST:
+        c->type = RS_CLUSTER_ORIGINAL_DST;
+        if (pc->load_assignment && pc->load_assignment->n_endpoints)
+            return fail(cx, "load_assignment", "ORIGINAL_DST clusters take no endpoints");
+        return 0;
+    default:
+        return fail(cx, "type", "LOGICAL_DNS clusters are not supported (use STRICT_DNS)");
+    }
+}
+
+/* lb_policy is compiled; CLUSTER_PROVIDED only goes with ORIGINAL_DST (Envoy's rule). The
+ * common_lb_config fields that are hints without active health checks or a local cluster are
+ * accepted; the ones that would change behaviour are refused. */
+static int cluster_lb(struct cctx *cx, struct rs_cluster *c, const Cluster *pc)
+{
+    switch (pc->lb_policy) {
+    case ENVOY__CONFIG__CLUSTER__V3__CLUSTER__LB_POLICY__ROUND_ROBIN:
+        c->lb_policy = RS_LB_ROUND_ROBIN;
+        break;
+    case ENVOY__CONFIG__CLUSTER__V3__CLUSTER__LB_POLICY__LEAST_REQUEST:
+        c->lb_policy = RS_LB_LEAST_REQUEST;
+        break;
+    case ENVOY__CONFIG__CLUSTER__V3__CLUSTER__LB_POLICY__RANDOM:
+        c->lb_policy = RS_LB_RANDOM;
+        break;
+    case ENVOY__CONFIG__CLUSTER__V3__CLUSTER__LB_POLICY__CLUSTER_PROVIDED:
+        if (c->type != RS_CLUSTER_ORIGINAL_DST)
+            return fail(cx, "lb_policy", "CLUSTER_PROVIDED is only valid for ORIGINAL_DST");
+        c->lb_policy = RS_LB_CLUSTER_PROVIDED;
+        break;
+    default:
+        return fail(cx, "lb_policy",
+                    "only ROUND_ROBIN, LEAST_REQUEST, RANDOM and (ORIGINAL_DST) CLUSTER_PROVIDED "
+                    "are supported");
+    }
+    switch (pc->lb_config_case) {
+    case ENVOY__CONFIG__CLUSTER__V3__CLUSTER__LB_CONFIG__NOT_SET:
+    case ENVOY__CONFIG__CLUSTER__V3__CLUSTER__LB_CONFIG_ROUND_ROBIN_LB_CONFIG:
+    case ENVOY__CONFIG__CLUSTER__V3__CLUSTER__LB_CONFIG_LEAST_REQUEST_LB_CONFIG:
+        break; /* choice_count, slow start, active request bias: tuning of the picker */
+    case ENVOY__CONFIG__CLUSTER__V3__CLUSTER__LB_CONFIG_ORIGINAL_DST_LB_CONFIG:
+        if (pc->original_dst_lb_config->use_http_header ||
+            pc->original_dst_lb_config->upstream_port_override ||
+            pc->original_dst_lb_config->metadata_key)
+            return fail(cx, "original_dst_lb_config",
+                        "only the connection's original destination is supported");
+        break;
+    default:
+        return fail(cx, "lb_config", "does not match a supported lb_policy");
+    }
+    const Envoy__Config__Cluster__V3__Cluster__CommonLbConfig *cl = pc->common_lb_config;
+    if (cl && cl->close_connections_on_host_set_change)
+        return fail(cx, "common_lb_config.close_connections_on_host_set_change",
+                    "is not supported");
+    if (cl && cl->override_host_status)
+        return fail(cx, "common_lb_config.override_host_status", "is not supported");
+    /* healthy_panic_threshold, ignore_new_hosts_until_first_hc (no health checks: every host
+     * in a set is healthy), update_merge_window, consistent_hashing_lb_config (no hash LB),
+     * locality_weighted_lb_config (locality weights are always applied) and zone_aware_lb_config
+     * (no local cluster, so Envoy disables it too) are accepted as hints. */
+    return 0;
+}
+
+static int cluster_bind(struct cctx *cx, struct rs_cluster *c,
+                        const Envoy__Config__Core__V3__BindConfig *b)
+{
+    size_t old = path_push(cx, "upstream_bind_config");
+    int ret = 0;
+    if ((b->freebind && b->freebind->value) || b->n_socket_options || b->n_extra_source_addresses ||
+        b->n_additional_source_addresses || b->local_address_selector)
+        ret = fail(cx, "", "only source_address is supported");
+    else if (!b->source_address ||
+             rs_cfg_ip_port(b->source_address->address, b->source_address->port_value,
+                            &c->bind_addr, &c->bind_addrlen) != 0)
+        ret = fail(cx, "source_address", "an IP address is required");
+    if (!ret) path_pop(cx, old);
+    return ret;
+}
+
+/* Upstream network filters: Istio's metadata exchange (telemetry) is skipped; any other is
+ * decided by the filter table like a listener's network filter. */
+static int cluster_filters(struct cctx *cx, const Cluster *pc)
+{
+    for (size_t i = 0; i < pc->n_filters; i++) {
+        const Envoy__Config__Cluster__V3__Filter *f = pc->filters[i];
+        struct rs_filter_decision d;
+        rs_filter_decide(RS_FILTER_NETWORK, f->name, f->typed_config, false, &d);
+        if (d.verdict == RS_FILTER_SKIPPED) {
+            char where[600];
+            snprintf(where, sizeof where, "%s%sfilters[%zu]", cx->path,
+                     cfg_sep(cx, strlen(cx->path)), i);
+            rs_skipped_add(&cx->snap->skipped, where, f->name, &d);
+            continue;
+        }
+        return fail(cx, "", "filters[%zu] (%s): %s", i, f->name,
+                    d.verdict == RS_FILTER_REFUSED ? d.reason
+                                                   : "upstream network filters are not supported");
+    }
+    return 0;
+}
+
+/* transport_socket and transport_socket_matches (Istio: tlsMode-istio → TLS, tlsMode-disabled
+ * → raw_buffer). The TLS entries compile; a host that would use one is refused in serve mode
+ * when its assignment is applied (EDS), so a cluster whose endpoints all select raw_buffer
+ * serves. A STATIC/DNS cluster uses transport_socket (or an entry with an empty match). */
+static int cluster_transport(struct cctx *cx, struct rs_cluster *c, const Cluster *pc)
+{
+    if (rs_cfg_transport_is_tls(cx, pc->transport_socket, "transport_socket", &c->tls)) return -1;
+    c->n_ts_matches = (uint32_t)pc->n_transport_socket_matches;
+    c->ts_matches = xcalloc(c->n_ts_matches, sizeof *c->ts_matches);
+    for (uint32_t i = 0; i < c->n_ts_matches; i++) {
+        const Envoy__Config__Cluster__V3__Cluster__TransportSocketMatch *m =
+            pc->transport_socket_matches[i];
+        struct rs_ts_match *t = &c->ts_matches[i];
+        size_t old = path_push(cx, "transport_socket_matches[%u]", i);
+        t->name = xstrdup(m->name);
+        if (!m->transport_socket) return fail(cx, "transport_socket", "is required");
+        if (rs_cfg_transport_is_tls(cx, m->transport_socket, "transport_socket", &t->tls))
+            return -1;
+        size_t n = m->match ? m->match->n_fields : 0;
+        t->keys = xcalloc(n, sizeof *t->keys);
+        t->values = xcalloc(n, sizeof *t->values);
+        for (size_t k = 0; k < n; k++) {
+            const Google__Protobuf__Value *v = m->match->fields[k]->value;
+            if (!v || v->kind_case != GOOGLE__PROTOBUF__VALUE__KIND_STRING_VALUE)
+                return fail(cx, "match", "value of \"%s\" must be a string",
+                            m->match->fields[k]->key);
+            t->keys[k] = xstrdup(m->match->fields[k]->key);
+            t->values[k] = xstrdup(v->string_value);
+            t->nkv++;
+        }
+        path_pop(cx, old);
+    }
+    if (c->type == RS_CLUSTER_EDS || c->type == RS_CLUSTER_ORIGINAL_DST) {
+        /* ORIGINAL_DST hosts have no metadata: the entry with an empty match, else the
+         * cluster's transport socket (EDS hosts are decided per host) */
+        if (c->type == RS_CLUSTER_ORIGINAL_DST && cx->serve) {
+            bool tls = c->tls;
+            for (uint32_t i = 0; i < c->n_ts_matches; i++)
+                if (c->ts_matches[i].nkv == 0) {
+                    tls = c->ts_matches[i].tls;
+                    break;
+                }
+            if (tls) return fail(cx, "transport_socket.typed_config", "%s", TLS_NOT_YET);
+        }
+        return 0;
+    }
+    bool tls = c->tls;
+    for (uint32_t i = 0; i < c->n_ts_matches; i++)
+        if (c->ts_matches[i].nkv == 0) {
+            tls = c->ts_matches[i].tls;
+            break;
+        }
+    if (tls && cx->serve) return fail(cx, "transport_socket.typed_config", "%s", TLS_NOT_YET);
+    return 0;
+}
+
+static uint32_t u32v(const Google__Protobuf__UInt32Value *v, uint32_t dflt)
+{
+    return v ? v->value : dflt;
+}
+
+/* outlier_detection: carried with Envoy's defaults for the resilience work (not enforced yet:
+ * hosts are never ejected). */
+static int cluster_outlier(struct cctx *cx, struct rs_cluster *c,
+                           const Envoy__Config__Cluster__V3__OutlierDetection *o)
+{
+    (void)cx;
+    struct rs_outlier_cfg *r = &c->outlier;
+    r->configured = c->outlier_configured = true;
+    r->consecutive_5xx = u32v(o->consecutive_5xx, 5);
+    r->consecutive_gateway_failure = u32v(o->consecutive_gateway_failure, 5);
+    r->consecutive_local_origin_failure = u32v(o->consecutive_local_origin_failure, 5);
+    r->interval_ms = rs_duration_ms(o->interval, 10000);
+    r->base_ejection_time_ms = rs_duration_ms(o->base_ejection_time, 30000);
+    r->max_ejection_time_ms = rs_duration_ms(o->max_ejection_time, 300000);
+    r->max_ejection_percent = u32v(o->max_ejection_percent, 10);
+    r->enforcing_consecutive_5xx = u32v(o->enforcing_consecutive_5xx, 100);
+    r->enforcing_consecutive_gateway_failure = u32v(o->enforcing_consecutive_gateway_failure, 0);
+    r->enforcing_success_rate = u32v(o->enforcing_success_rate, 100);
+    r->split_external_local_origin_errors = o->split_external_local_origin_errors;
+    return 0;
+}
+
+struct rs_cluster *rs_cfg_cluster_new(void)
+{
+    struct rs_cluster *c = xcalloc(1, sizeof *c);
+    c->refs = 1;
+    return c;
+}
+
+int rs_cfg_cluster(struct cctx *cx, struct rs_cluster *c, const Cluster *pc)
 {
     if (!pc->name || !pc->name[0]) return fail(cx, "name", "is required");
     c->name = xstrdup(pc->name);
@@ -447,41 +679,22 @@ static int compile_cluster(struct cctx *cx, struct rs_cluster *c, const Cluster 
     if (pc->cluster_discovery_type_case ==
         ENVOY__CONFIG__CLUSTER__V3__CLUSTER__CLUSTER_DISCOVERY_TYPE_CLUSTER_TYPE)
         return fail(cx, "cluster_type", "custom cluster types are not supported");
-    switch (pc->type) {
-    case ENVOY__CONFIG__CLUSTER__V3__CLUSTER__DISCOVERY_TYPE__STATIC:
-        c->type = RS_CLUSTER_STATIC;
-        break;
-    case ENVOY__CONFIG__CLUSTER__V3__CLUSTER__DISCOVERY_TYPE__STRICT_DNS:
-        c->type = RS_CLUSTER_STRICT_DNS;
-        break;
-    default:
-        return fail(cx, "type",
-                    "only STATIC and STRICT_DNS clusters are supported in a static "
-                    "bootstrap (EDS and ORIGINAL_DST come with xDS)");
-    }
-    if (pc->lb_policy != ENVOY__CONFIG__CLUSTER__V3__CLUSTER__LB_POLICY__ROUND_ROBIN)
-        return fail(cx, "lb_policy", "only ROUND_ROBIN is supported so far");
-    if (pc->lb_config_case != ENVOY__CONFIG__CLUSTER__V3__CLUSTER__LB_CONFIG__NOT_SET &&
-        pc->lb_config_case != ENVOY__CONFIG__CLUSTER__V3__CLUSTER__LB_CONFIG_ROUND_ROBIN_LB_CONFIG)
-        return fail(cx, "lb_config", "does not match lb_policy ROUND_ROBIN");
+    if (cluster_type(cx, c, pc) || cluster_lb(cx, c, pc)) return -1;
     if (pc->n_health_checks)
         return fail(cx, "health_checks", "active health checks are not supported yet");
     if (pc->lb_subset_config)
         return fail(cx, "lb_subset_config", "subset load balancing is not supported");
-    if (pc->upstream_bind_config) return fail(cx, "upstream_bind_config", "is not supported");
-    if (pc->n_filters) return fail(cx, "filters", "upstream network filters are not supported");
+    if (pc->upstream_bind_config && cluster_bind(cx, c, pc->upstream_bind_config)) return -1;
+    if (cluster_filters(cx, pc)) return -1;
     if (pc->load_balancing_policy) return fail(cx, "load_balancing_policy", "is not supported");
-    if (pc->http2_protocol_options ||
-        pc->protocol_selection ==
-            ENVOY__CONFIG__CLUSTER__V3__CLUSTER__CLUSTER_PROTOCOL_SELECTION__USE_DOWNSTREAM_PROTOCOL)
-        rs_debug("cluster %s: upstream HTTP/2 options present; HTTP/1.1 is used (no HTTP/2 yet)",
-                 c->name);
     if (pc->http2_protocol_options)
         return fail(cx, "http2_protocol_options", "HTTP/2 upstreams are not supported yet");
     if (pc->upstream_http_protocol_options)
         return fail(cx, "upstream_http_protocol_options",
                     "comes with the TLS work (auto_sni/auto_san)");
-    if (pc->upstream_connection_options)
+    /* only a bootstrap cluster can be a control-plane cluster (root 0: not an xDS resource) */
+    c->control_plane = cx->root == 0 && control_plane_cluster(cx, c->name);
+    if (pc->upstream_connection_options && !c->control_plane)
         return fail(cx, "upstream_connection_options",
                     "TCP keepalive settings are not supported yet");
     if (pc->connection_pool_per_downstream_connection)
@@ -491,9 +704,7 @@ static int compile_cluster(struct cctx *cx, struct rs_cluster *c, const Cluster 
         pc->use_tcp_for_dns_lookups)
         return fail(cx, "typed_dns_resolver_config", "only the system resolver is supported");
     if (pc->upstream_config) return fail(cx, "upstream_config", "is not supported");
-    if (pc->n_transport_socket_matches)
-        return fail(cx, "transport_socket_matches", "is not supported yet");
-    if (check_transport_socket(cx, pc->transport_socket, "transport_socket")) return -1;
+    if (cluster_transport(cx, c, pc)) return -1;
     c->connect_timeout_ms = rs_duration_ms(pc->connect_timeout, 5000);
     c->per_connection_buffer_limit = pc->per_connection_buffer_limit_bytes
                                          ? pc->per_connection_buffer_limit_bytes->value
@@ -533,8 +744,10 @@ static int compile_cluster(struct cctx *cx, struct rs_cluster *c, const Cluster 
         if (hpo->upstream_protocol_options_case ==
                 ENVOY__EXTENSIONS__UPSTREAMS__HTTP__V3__HTTP_PROTOCOL_OPTIONS__UPSTREAM_PROTOCOL_OPTIONS_EXPLICIT_HTTP_CONFIG &&
             hpo->explicit_http_config->protocol_config_case !=
-                ENVOY__EXTENSIONS__UPSTREAMS__HTTP__V3__HTTP_PROTOCOL_OPTIONS__EXPLICIT_HTTP_CONFIG__PROTOCOL_CONFIG_HTTP_PROTOCOL_OPTIONS)
-            bad = "explicit_http_config: only HTTP/1.1 upstreams are supported yet";
+                ENVOY__EXTENSIONS__UPSTREAMS__HTTP__V3__HTTP_PROTOCOL_OPTIONS__EXPLICIT_HTTP_CONFIG__PROTOCOL_CONFIG_HTTP_PROTOCOL_OPTIONS &&
+            !c->control_plane)
+            bad = "explicit_http_config: HTTP/2 upstreams are not implemented yet (only HTTP/1.1; "
+                  "use_downstream_protocol_config and auto_config select HTTP/1.1)";
         else if (hpo->n_http_filters)
             bad = "http_filters: upstream HTTP filters are not supported";
         else if (hpo->upstream_http_protocol_options)
@@ -562,15 +775,7 @@ static int compile_cluster(struct cctx *cx, struct rs_cluster *c, const Cluster 
     }
     if (pc->max_requests_per_connection)
         c->max_requests_per_cx = pc->max_requests_per_connection->value;
-    if (pc->outlier_detection) {
-        /* validated (the brief's example carries it), but serving it unenforced would be a
-         * silent change of behaviour */
-        if (cx->serve)
-            return fail(cx, "outlier_detection",
-                        "is not enforced yet (comes with the resilience "
-                        "work); remove it to serve this cluster");
-        c->outlier_configured = true;
-    }
+    if (pc->outlier_detection && cluster_outlier(cx, c, pc->outlier_detection)) return -1;
     switch (pc->dns_lookup_family) {
     case ENVOY__CONFIG__CLUSTER__V3__CLUSTER__DNS_LOOKUP_FAMILY__V4_ONLY:
         c->dns_family = RS_DNS_V4_ONLY;
@@ -592,6 +797,10 @@ static int compile_cluster(struct cctx *cx, struct rs_cluster *c, const Cluster 
         pc->dns_failure_refresh_rate
             ? rs_duration_ms(pc->dns_failure_refresh_rate->base_interval, c->dns_refresh_ms)
             : c->dns_refresh_ms;
+    /* no hosts until the assignment (EDS) or ever (ORIGINAL_DST: the data path connects to
+     * the original destination): an empty set, so readers never see NULL */
+    if (c->type == RS_CLUSTER_ORIGINAL_DST) rs_cluster_set_hosts(c, rs_hostset_new(NULL, 0));
+    if (c->type == RS_CLUSTER_EDS || c->type == RS_CLUSTER_ORIGINAL_DST) return 0;
     return compile_endpoints(cx, c, pc);
 }
 
@@ -601,11 +810,6 @@ int rs_config_cluster_index(const struct rs_snapshot *s, const char *name)
         if (s->clusters[i] && s->clusters[i]->name && strcmp(s->clusters[i]->name, name) == 0)
             return (int)i;
     return -1;
-}
-
-static int cluster_index_cb(void *ctx, const char *name)
-{
-    return rs_config_cluster_index(ctx, name);
 }
 
 /* ---- access logs --------------------------------------------------------------------------- */
@@ -768,6 +972,16 @@ static void hcm_stats(struct rs_hcm_cfg *h)
 #undef H
 }
 
+/* Records a skipped filter at the current path + field, for /config_dump. */
+static void skip_record(struct cctx *cx, const char *field, const char *name,
+                        const struct rs_filter_decision *d)
+{
+    char where[700];
+    size_t plen = strlen(cx->path);
+    snprintf(where, sizeof where, "%s%s%s", cx->path, field[0] ? cfg_sep(cx, plen) : "", field);
+    rs_skipped_add(&cx->snap->skipped, where, name, d);
+}
+
 static int compile_http_filters(struct cctx *cx, struct rs_hcm_cfg *h, const Hcm *pm)
 {
     if (pm->n_http_filters == 0)
@@ -777,30 +991,94 @@ static int compile_http_filters(struct cctx *cx, struct rs_hcm_cfg *h, const Hcm
             pm->http_filters[i];
         char field[64];
         snprintf(field, sizeof field, "http_filters[%zu]", i);
-        if (f->disabled) continue;
+        bool last = i + 1 == pm->n_http_filters;
         if (f->config_type_case !=
             ENVOY__EXTENSIONS__FILTERS__NETWORK__HTTP_CONNECTION_MANAGER__V3__HTTP_FILTER__CONFIG_TYPE_TYPED_CONFIG)
             return fail(cx, field, "typed_config is required (%s)", f->name);
+        /* Disabled filters are decided too: a route may enable them (FilterConfig), so an
+         * authorization filter is refused even when disabled by default. */
+        struct rs_filter_decision d;
+        rs_filter_decide(RS_FILTER_HTTP, f->name, f->typed_config, f->is_optional, &d);
+        if (d.verdict == RS_FILTER_REFUSED)
+            return fail(cx, field, "%s: %s", f->name ? f->name : "", d.reason);
+        if (last && d.id != RS_FID_ROUTER)
+            return fail(cx, field, "the last HTTP filter must be envoy.filters.http.router");
+        if (d.verdict == RS_FILTER_SKIPPED) {
+            skip_record(cx, field, f->name, &d);
+            continue;
+        }
+        if (d.id == RS_FID_ROUTER) {
+            if (!last) return fail(cx, field, "envoy.filters.http.router must be the last filter");
+            continue;
+        }
+        if (d.id != RS_FID_BUFFER || f->disabled) continue;
         char err[256];
         ProtobufCMessage *m = xds_any_unpack(f->typed_config, NULL, err, sizeof err);
         if (!m) return fail(cx, field, "%s", err);
-        const ProtobufCMessageDescriptor *d = m->descriptor;
-        int ret = 0;
-        bool last = i + 1 == pm->n_http_filters;
-        if (d == &envoy__extensions__filters__http__router__v3__router__descriptor) {
-            if (!last) ret = fail(cx, field, "envoy.filters.http.router must be the last filter");
-        } else if (d == &envoy__extensions__filters__http__buffer__v3__buffer__descriptor) {
-            const Envoy__Extensions__Filters__Http__Buffer__V3__Buffer *b = (const void *)m;
-            h->max_request_bytes = b->max_request_bytes ? b->max_request_bytes->value : 0;
-        } else if (f->is_optional) {
-            rs_warn("%s: optional HTTP filter %s is not supported and skipped", cx->path, f->name);
-        } else {
-            ret = fail(cx, field, "unsupported HTTP filter %s (%s)", f->name, d->name);
-        }
-        if (!ret && last && d != &envoy__extensions__filters__http__router__v3__router__descriptor)
-            ret = fail(cx, field, "the last HTTP filter must be envoy.filters.http.router");
+        const Envoy__Extensions__Filters__Http__Buffer__V3__Buffer *b = (const void *)m;
+        h->max_request_bytes = b->max_request_bytes ? b->max_request_bytes->value : 0;
         protobuf_c_message_free_unpacked(m, NULL);
-        if (ret) return ret;
+    }
+    return 0;
+}
+
+/* typed_per_filter_config of routes, virtual hosts and route configurations: decided by the
+ * filter table (RS_FILTER_ROUTE); skipped ones are recorded. */
+struct route_ctx {
+    struct cctx *cx;
+};
+
+static int per_filter_cb(void *ctx, const char *filter, const void *any, char *why, size_t len)
+{
+    struct route_ctx *rc = ctx;
+    struct rs_filter_decision d;
+    rs_filter_decide(RS_FILTER_ROUTE, filter, any, false, &d);
+    if (d.verdict == RS_FILTER_REFUSED) {
+        snprintf(why, len, "%s", d.reason);
+        return -1;
+    }
+    char field[300];
+    snprintf(field, sizeof field, "typed_per_filter_config[\"%s\"]", filter);
+    if (d.verdict == RS_FILTER_SKIPPED) skip_record(rc->cx, field, filter, &d);
+    return 0;
+}
+
+static int route_cluster_cb(void *ctx, const char *name)
+{
+    struct route_ctx *rc = ctx;
+    return rs_config_cluster_index(rc->cx->snap, name);
+}
+
+/* The RouteConfiguration an HCM names through rds, from the xDS input; NULL when it has not
+ * arrived (the caller then decides between warming and empty). */
+static const Envoy__Config__Route__V3__RouteConfiguration *rds_find(struct cctx *cx,
+                                                                    const char *name)
+{
+    const struct rs_xds_input *in = cx->in;
+    for (size_t i = 0; in && i < in->n[RS_XDS_RDS]; i++)
+        if (strcmp(in->res[RS_XDS_RDS][i].name, name) == 0)
+            return (const void *)in->res[RS_XDS_RDS][i].msg;
+    return NULL;
+}
+
+/* upgrade_configs: istiod lists websocket on every HCM. HTTP/1 upgrades are answered 403 until
+ * they are implemented; refusing the whole listener would refuse all of istiod's HTTP
+ * listeners, so a websocket upgrade config is accepted and recorded as skipped (shown on
+ * /config_dump). Upgrade filters or other upgrade types are refused. */
+static int hcm_upgrades(struct cctx *cx, const Hcm *pm)
+{
+    for (size_t i = 0; i < pm->n_upgrade_configs; i++) {
+        const Envoy__Extensions__Filters__Network__HttpConnectionManager__V3__HttpConnectionManager__UpgradeConfig
+            *u = pm->upgrade_configs[i];
+        char field[48];
+        snprintf(field, sizeof field, "upgrade_configs[%zu]", i);
+        if (!u->upgrade_type || strcasecmp(u->upgrade_type, "websocket") != 0 || u->n_filters)
+            return fail(cx, field, "only websocket upgrades without filters are accepted");
+        if (u->enabled && !u->enabled->value) continue;
+        struct rs_filter_decision d = {.verdict = RS_FILTER_SKIPPED, .type = ""};
+        snprintf(d.reason, sizeof d.reason,
+                 "HTTP/1 upgrades are not implemented yet: upgrade requests are answered 403");
+        skip_record(cx, field, "websocket", &d);
     }
     return 0;
 }
@@ -816,7 +1094,7 @@ static int compile_hcm(struct cctx *cx, struct rs_filter_chain *fc, const Hcm *p
         pm->codec_type ==
             ENVOY__EXTENSIONS__FILTERS__NETWORK__HTTP_CONNECTION_MANAGER__V3__HTTP_CONNECTION_MANAGER__CODEC_TYPE__HTTP3)
         return fail(cx, "codec_type", "only HTTP/1.1 is served so far (HTTP/2 comes next)");
-    if (pm->n_upgrade_configs) return fail(cx, "upgrade_configs", "upgrades are not supported yet");
+    if (hcm_upgrades(cx, pm)) return -1;
     /* Behaviour-changing HCM fields not implemented yet are refused by name; hints
      * (delayed_close_timeout, request_id_extension with UUIDs,
      * stream_error_on_invalid_http_message, HTTP/2 and HTTP/3 options on an HTTP/1.1 codec) are
@@ -855,8 +1133,8 @@ static int compile_hcm(struct cctx *cx, struct rs_filter_chain *fc, const Hcm *p
     if (pm->strip_trailing_host_dot) return fail(cx, "strip_trailing_host_dot", "is not supported");
     if (pm->represent_ipv4_remote_address_as_ipv4_mapped_ipv6)
         return fail(cx, "represent_ipv4_remote_address_as_ipv4_mapped_ipv6", "is not supported");
-    if (pm->set_current_client_cert_details)
-        return fail(cx, "set_current_client_cert_details", "comes with the mutual-TLS work");
+    /* set_current_client_cert_details: without TLS there is no client certificate to
+     * describe, so it is a hint until the mutual-TLS work */
     if (pm->http_protocol_options) {
         const Envoy__Config__Core__V3__Http1ProtocolOptions *h1 = pm->http_protocol_options;
         if (h1->allow_absolute_url && !h1->allow_absolute_url->value)
@@ -873,13 +1151,20 @@ static int compile_hcm(struct cctx *cx, struct rs_filter_chain *fc, const Hcm *p
             return fail(cx, "http_protocol_options.allow_custom_methods", "is not supported");
     }
     h->always_set_request_id_in_response = pm->always_set_request_id_in_response;
-    if (pm->tracing) return fail(cx, "tracing", "tracing is not supported");
+    /* istiod sets tracing (sampling percentages) on every HCM; with no provider no span can
+     * be emitted, so it is a hint. A provider is refused. */
+    if (pm->tracing && pm->tracing->provider)
+        return fail(cx, "tracing.provider", "tracing providers are not supported");
+    if (pm->request_id_extension && pm->request_id_extension->typed_config &&
+        !strstr(pm->request_id_extension->typed_config->type_url,
+                "envoy.extensions.request_id.uuid.v3.UuidRequestIdConfig"))
+        return fail(cx, "request_id_extension", "only UuidRequestIdConfig is supported");
     if (pm->local_reply_config) return fail(cx, "local_reply_config", "is not supported");
     if (pm->n_original_ip_detection_extensions)
         return fail(cx, "original_ip_detection_extensions", "are not supported");
-    if (pm->forward_client_cert_details !=
-        ENVOY__EXTENSIONS__FILTERS__NETWORK__HTTP_CONNECTION_MANAGER__V3__HTTP_CONNECTION_MANAGER__FORWARD_CLIENT_CERT_DETAILS__SANITIZE)
-        return fail(cx, "forward_client_cert_details", "comes with the mutual-TLS work");
+    /* forward_client_cert_details: every mode differs only by what is appended from the
+     * client certificate, and there is none without TLS: accepted (istiod: APPEND_FORWARD
+     * inbound, SANITIZE_SET outbound) */
     h->max_request_headers_kb = pm->max_request_headers_kb ? pm->max_request_headers_kb->value : 60;
     if (h->max_request_headers_kb == 0 || h->max_request_headers_kb > 8192)
         return fail(cx, "max_request_headers_kb", "must be 1..8192");
@@ -916,30 +1201,74 @@ static int compile_hcm(struct cctx *cx, struct rs_filter_chain *fc, const Hcm *p
     if (compile_access_logs(cx, pm->access_log, pm->n_access_log, &h->logs, &h->log_index,
                             &h->nlogs))
         return -1;
-    if (pm->route_specifier_case !=
-        ENVOY__EXTENSIONS__FILTERS__NETWORK__HTTP_CONNECTION_MANAGER__V3__HTTP_CONNECTION_MANAGER__ROUTE_SPECIFIER_ROUTE_CONFIG)
-        return fail(cx, "route_config", "an inline route_config is required (rds comes with xDS)");
     h->strip_any_host_port =
         pm->strip_port_mode_case ==
             ENVOY__EXTENSIONS__FILTERS__NETWORK__HTTP_CONNECTION_MANAGER__V3__HTTP_CONNECTION_MANAGER__STRIP_PORT_MODE_STRIP_ANY_HOST_PORT &&
         pm->strip_any_host_port;
+    struct route_ctx rctx = {.cx = cx};
     struct rs_route_compile_opts ro = {
-        .cluster_index = cluster_index_cb,
-        .ctx = cx->snap,
+        .cluster_index = route_cluster_cb,
+        .ctx = &rctx,
         .validate_clusters = true,
         .strip_any_host_port = h->strip_any_host_port,
         .strip_matching_host_port = pm->strip_matching_host_port,
         .listener_port = port,
+        .per_filter = per_filter_cb,
     };
+    const Envoy__Config__Route__V3__RouteConfiguration *rc = pm->route_config;
+    Envoy__Config__Route__V3__RouteConfiguration empty =
+        ENVOY__CONFIG__ROUTE__V3__ROUTE_CONFIGURATION__INIT;
+    const char *field = "route_config";
+    if (pm->route_specifier_case ==
+        ENVOY__EXTENSIONS__FILTERS__NETWORK__HTTP_CONNECTION_MANAGER__V3__HTTP_CONNECTION_MANAGER__ROUTE_SPECIFIER_RDS) {
+        const char *name = pm->rds->route_config_name;
+        if (!cx->xds) return fail(cx, "rds", "RDS needs xDS (dynamic_resources with ADS)");
+        if (!name || !name[0]) return fail(cx, "rds.route_config_name", "is required");
+        if (pm->rds->config_source &&
+            pm->rds->config_source->config_source_specifier_case !=
+                ENVOY__CONFIG__CORE__V3__CONFIG_SOURCE__CONFIG_SOURCE_SPECIFIER_ADS)
+            return fail(cx, "rds.config_source", "only ads: {} is supported");
+        h->rds_name = xstrdup(name);
+        rc = rds_find(cx, name);
+        int st = cx->in->watch ? cx->in->watch(cx->in->ctx, RS_XDS_RDS, name) : -1;
+        if (!rc && (st == RS_XDS_PENDING || (st < 0 && !cx->in->watch))) {
+            cx->warming = true; /* listener warming: left out until its routes arrive */
+            return 0;
+        }
+        if (!rc) rc = &empty; /* timed out or removed: no routes (404 NR), as Envoy */
+        /* Envoy's default for RDS: validate_clusters false (503 NC for an unknown cluster) */
+        ro.validate_clusters = false;
+        size_t old = strlen(cx->path), oroot = cx->root;
+        char saved[sizeof cx->path];
+        memcpy(saved, cx->path, sizeof saved);
+        snprintf(cx->path, sizeof cx->path, "RouteConfiguration \"%s\"", name);
+        cx->root = strlen(cx->path);
+        char err[512];
+        h->routes = rs_route_table_compile(rc, &ro, err, sizeof err);
+        int ret = h->routes ? 0 : fail(cx, "", "%s", err);
+        memcpy(cx->path, saved, sizeof saved);
+        cx->path[old] = '\0';
+        cx->root = oroot;
+        return ret;
+    }
+    if (pm->route_specifier_case !=
+        ENVOY__EXTENSIONS__FILTERS__NETWORK__HTTP_CONNECTION_MANAGER__V3__HTTP_CONNECTION_MANAGER__ROUTE_SPECIFIER_ROUTE_CONFIG)
+        return fail(cx, "route_config", "an inline route_config or rds is required");
     char err[512];
-    h->routes = rs_route_table_compile(pm->route_config, &ro, err, sizeof err);
-    if (!h->routes) return fail(cx, "route_config", "%s", err);
+    h->routes = rs_route_table_compile(rc, &ro, err, sizeof err);
+    if (!h->routes) return fail(cx, field, "%s", err);
     return 0;
 }
 
 static int tcp_cluster(struct cctx *cx, const char *name, const char *field, uint32_t *out)
 {
     int idx = rs_config_cluster_index(cx->snap, name);
+    if (idx < 0 && cx->xds && name && name[0]) {
+        /* Envoy: a tcp_proxy naming a missing (or still warming) cluster closes its
+         * connections (downstream_cx_no_route); not a config error */
+        *out = RS_CLUSTER_NONE;
+        return 0;
+    }
     if (idx < 0) return fail(cx, field, "unknown cluster \"%s\"", name);
     *out = (uint32_t)idx;
     return 0;
@@ -1004,14 +1333,29 @@ static int compile_tcp(struct cctx *cx, struct rs_filter_chain *fc, const TcpPro
 static int compile_filters(struct cctx *cx, struct rs_filter_chain *fc,
                            const Envoy__Config__Listener__V3__FilterChain *pfc, uint16_t port)
 {
-    if (pfc->transport_socket &&
-        check_transport_socket(cx, pfc->transport_socket, "transport_socket"))
+    /* A chain that only matches TLS connections never matches (no TLS inspection yet): its
+     * DownstreamTlsContext is validated, not refused. */
+    bool tls;
+    if (fc->m.tls) {
+        if (rs_cfg_transport_is_tls(cx, pfc->transport_socket, "transport_socket", &tls)) return -1;
+    } else if (pfc->transport_socket &&
+               check_transport_socket(cx, pfc->transport_socket, "transport_socket")) {
         return -1;
+    }
     for (size_t i = 0; i < pfc->n_filters; i++) {
         const Envoy__Config__Listener__V3__Filter *f = pfc->filters[i];
         size_t old = path_push(cx, "filters[%zu]", i);
         if (f->config_type_case != ENVOY__CONFIG__LISTENER__V3__FILTER__CONFIG_TYPE_TYPED_CONFIG)
             return fail(cx, "typed_config", "is required (%s)", f->name);
+        struct rs_filter_decision dec;
+        rs_filter_decide(RS_FILTER_NETWORK, f->name, f->typed_config, false, &dec);
+        if (dec.verdict == RS_FILTER_REFUSED)
+            return fail(cx, "", "%s: %s", f->name ? f->name : "", dec.reason);
+        if (dec.verdict == RS_FILTER_SKIPPED) {
+            skip_record(cx, "", f->name, &dec);
+            path_pop(cx, old);
+            continue;
+        }
         char err[256];
         ProtobufCMessage *m = xds_any_unpack(f->typed_config, NULL, err, sizeof err);
         if (!m) return fail(cx, "typed_config", "%s", err);
@@ -1067,18 +1411,32 @@ static int compile_chain(struct cctx *cx, struct rs_filter_chain *fc,
     fc->name = xstrdup(pfc->name);
     const Envoy__Config__Listener__V3__FilterChainMatch *m = pfc->filter_chain_match;
     if (m) {
-        if (m->n_prefix_ranges || m->n_source_prefix_ranges || m->n_direct_source_prefix_ranges ||
-            m->n_source_ports || m->n_server_names || m->n_application_protocols ||
-            (m->transport_protocol && m->transport_protocol[0] &&
-             strcmp(m->transport_protocol, "raw_buffer") != 0) ||
-            m->source_type !=
-                ENVOY__CONFIG__LISTENER__V3__FILTER_CHAIN_MATCH__CONNECTION_SOURCE_TYPE__ANY ||
-            (m->address_suffix && m->address_suffix[0]))
-            return fail(cx, "filter_chain_match",
-                        "only destination_port matching is supported so far");
+        size_t old = path_push(cx, "filter_chain_match");
+        if (rs_cfg_chain_match(cx, &fc->m, m)) return -1;
+        path_pop(cx, old);
         fc->dst_port = m->destination_port ? m->destination_port->value : 0;
     }
     return compile_filters(cx, fc, pfc, port);
+}
+
+/* Listener filters, decided by the filter table: the TLS inspector classifies every connection
+ * as raw_buffer, original_dst sets a flag the data path honours, the HTTP inspector is skipped
+ * (application protocols are never detected). */
+static int listener_filters(struct cctx *cx, struct rs_listener *l, const Listener *pl)
+{
+    for (size_t i = 0; i < pl->n_listener_filters; i++) {
+        const Envoy__Config__Listener__V3__ListenerFilter *f = pl->listener_filters[i];
+        char field[48];
+        snprintf(field, sizeof field, "listener_filters[%zu]", i);
+        if (f->filter_disabled)
+            return fail(cx, field, "filter_disabled is not supported (%s)", f->name);
+        struct rs_filter_decision d;
+        rs_filter_decide(RS_FILTER_LISTENER, f->name, f->typed_config, false, &d);
+        if (d.verdict == RS_FILTER_REFUSED) return fail(cx, field, "%s: %s", f->name, d.reason);
+        if (d.verdict == RS_FILTER_SKIPPED) skip_record(cx, field, f->name, &d);
+        if (d.id == RS_FID_ORIGINAL_DST) l->original_dst = true;
+    }
+    return 0;
 }
 
 /* FNV-1a of a message's wire form: equal definitions, equal hashes (how an update tells a
@@ -1094,19 +1452,18 @@ static uint64_t message_hash(const ProtobufCMessage *m)
     return h;
 }
 
-static int compile_listener(struct cctx *cx, struct rs_listener *l, const Listener *pl)
+int rs_cfg_listener(struct cctx *cx, struct rs_listener *l, const Listener *pl)
 {
     const Envoy__Config__Core__V3__SocketAddress *sa;
     if (socket_address(cx, pl->address, "address", true, &sa)) return -1;
-    ip_port(sa->address, sa->port_value, &l->addr, &l->addrlen);
+    rs_cfg_ip_port(sa->address, sa->port_value, &l->addr, &l->addrlen);
     rs_addr_str((struct sockaddr *)&l->addr, l->addr_str, sizeof l->addr_str);
     l->name = xstrdup(pl->name && pl->name[0] ? pl->name : l->addr_str);
     l->hash = message_hash(&pl->base);
-    if (pl->n_listener_filters)
-        return fail(cx, "listener_filters", "listener filters are not supported yet");
-    if (pl->filter_chain_matcher) return fail(cx, "filter_chain_matcher", "is not supported yet");
-    if (pl->use_original_dst && pl->use_original_dst->value)
-        return fail(cx, "use_original_dst", "comes with traffic capture");
+    if (listener_filters(cx, l, pl)) return -1;
+    /* Istio's virtualOutbound: hand each connection to the listener of its original
+     * destination (data path: SO_ORIGINAL_DST at accept) */
+    l->use_original_dst = pl->use_original_dst && pl->use_original_dst->value;
     if (pl->udp_listener_config || pl->api_listener)
         return fail(cx, "", "only TCP listeners are supported");
     if (pl->n_additional_addresses) return fail(cx, "additional_addresses", "is not supported");
@@ -1115,8 +1472,9 @@ static int compile_listener(struct cctx *cx, struct rs_listener *l, const Listen
     if (pl->n_socket_options) return fail(cx, "socket_options", "is not supported");
     if ((pl->transparent && pl->transparent->value) || (pl->freebind && pl->freebind->value))
         return fail(cx, "transparent", "transparent/freebind listeners come with traffic capture");
-    if (pl->bind_to_port && !pl->bind_to_port->value)
-        return fail(cx, "bind_to_port", "listeners that do not bind come with traffic capture");
+    /* Istio's outbound listeners (0.0.0.0_9080) do not bind: virtualOutbound hands them its
+     * connections (use_original_dst) */
+    l->bind_to_port = !pl->bind_to_port || pl->bind_to_port->value;
     if (pl->enable_reuse_port && !pl->enable_reuse_port->value)
         return fail(cx, "enable_reuse_port", "false is not supported: each worker owns its socket");
     if (pl->connection_balance_config)
@@ -1162,6 +1520,17 @@ static int compile_listener(struct cctx *cx, struct rs_listener *l, const Listen
     }
     if (l->nchains == 0 && !l->default_chain)
         return fail(cx, "filter_chains", "at least one filter chain is required");
+    if (pl->filter_chain_matcher && rs_cfg_fcm(cx, l, pl)) return -1;
+    /* the routes an HCM takes from RDS are part of what the listener serves */
+    for (uint32_t i = 0; i < l->nchains + (l->default_chain ? 1 : 0); i++) {
+        const char *rds = l->chains[i].hcm ? l->chains[i].hcm->rds_name : NULL;
+        for (size_t k = 0; rds && cx->in && k < cx->in->n[RS_XDS_RDS]; k++) {
+            const struct rs_xds_resource *r = &cx->in->res[RS_XDS_RDS][k];
+            if (strcmp(r->name, rds) != 0) continue;
+            for (size_t b = 0; b < r->len; b++)
+                l->hash = (l->hash ^ r->bytes[b]) * 0x100000001b3ull;
+        }
+    }
     return 0;
 }
 
@@ -1176,10 +1545,12 @@ static void free_logs_refs(struct rs_access_log **logs, uint32_t *idx)
 static void free_chain(struct rs_filter_chain *fc)
 {
     free(fc->name);
+    rs_cfg_chain_match_free(&fc->m);
     free(fc->active_cx);
     if (fc->hcm) {
         if (fc->hcm->routes) rs_route_table_free(fc->hcm->routes);
         free(fc->hcm->stat_prefix);
+        free(fc->hcm->rds_name);
         free(fc->hcm->server_name);
         free(fc->hcm->default_host_for_http_10);
         free_logs_refs(fc->hcm->logs, fc->hcm->log_index);
@@ -1207,6 +1578,20 @@ static void cluster_free(struct rs_cluster *c)
     if (c->name) pthread_mutex_destroy(&c->dns_lock);
     free(c->name);
     free(c->stat_name);
+    for (uint32_t i = 0; i < c->n_ts_matches; i++) {
+        struct rs_ts_match *t = &c->ts_matches[i];
+        for (uint32_t k = 0; k < t->nkv; k++) {
+            free(t->keys[k]);
+            free(t->values[k]);
+        }
+        free(t->keys);
+        free(t->values);
+        free(t->name);
+    }
+    free(c->ts_matches);
+    free(c->eds_name);
+    free(c->cla_bytes);
+    free(c->def);
     free(c);
 }
 
@@ -1235,14 +1620,17 @@ int rs_snapshot_set_workers(struct rs_snapshot *s, uint32_t nworkers)
     return 0;
 }
 
+void rs_cfg_listener_free(struct rs_listener *l)
+{
+    rs_fcm_free(l->matcher);
+    for (uint32_t j = 0; j < l->nchains + 1 && l->chains; j++) free_chain(&l->chains[j]);
+    free(l->chains);
+    free(l->name);
+}
+
 static void snapshot_free(struct rs_snapshot *s)
 {
-    for (uint32_t i = 0; i < s->nlisteners; i++) {
-        struct rs_listener *l = &s->listeners[i];
-        for (uint32_t j = 0; j < l->nchains + 1 && l->chains; j++) free_chain(&l->chains[j]);
-        free(l->chains);
-        free(l->name);
-    }
+    for (uint32_t i = 0; i < s->nlisteners; i++) rs_cfg_listener_free(&s->listeners[i]);
     free(s->listeners);
     for (uint32_t i = 0; i < s->nclusters; i++) rs_cluster_unref(s->clusters[i]);
     free(s->clusters);
@@ -1251,8 +1639,16 @@ static void snapshot_free(struct rs_snapshot *s)
     free(s->node_id);
     free(s->node_cluster);
     free(s->admin_access_log_path);
-    if (s->bootstrap) protobuf_c_message_free_unpacked(&s->bootstrap->base, NULL);
+    if (s->bootstrap && !s->bootstrap_borrowed)
+        protobuf_c_message_free_unpacked(&s->bootstrap->base, NULL);
+    rs_skipped_free(&s->skipped);
+    if (s->xds && s->xds_release) s->xds_release(s->xds);
     free(s);
+}
+
+void rs_cfg_snapshot_free(struct rs_snapshot *s)
+{
+    snapshot_free(s);
 }
 
 void rs_snapshot_ref(struct rs_snapshot *s)
@@ -1265,7 +1661,7 @@ void rs_snapshot_unref(struct rs_snapshot *s)
     if (s && __atomic_sub_fetch(&s->refs, 1, __ATOMIC_ACQ_REL) == 0) snapshot_free(s);
 }
 
-static int compile_bootstrap(struct cctx *cx, const Envoy__Config__Bootstrap__V3__Bootstrap *bs)
+int rs_cfg_bootstrap_head(struct cctx *cx, const Envoy__Config__Bootstrap__V3__Bootstrap *bs)
 {
     struct rs_snapshot *s = cx->snap;
     if (bs->node) {
@@ -1276,13 +1672,20 @@ static int compile_bootstrap(struct cctx *cx, const Envoy__Config__Bootstrap__V3
         size_t old = path_push(cx, "admin");
         const Envoy__Config__Core__V3__SocketAddress *sa;
         if (socket_address(cx, bs->admin->address, "address", true, &sa)) return -1;
-        ip_port(sa->address, sa->port_value, &s->admin_addr, &s->admin_addrlen);
+        rs_cfg_ip_port(sa->address, sa->port_value, &s->admin_addr, &s->admin_addrlen);
         s->has_admin = true;
         path_pop(cx, old);
     }
+    return 0;
+}
+
+static int compile_bootstrap(struct cctx *cx, const Envoy__Config__Bootstrap__V3__Bootstrap *bs)
+{
+    struct rs_snapshot *s = cx->snap;
+    if (rs_cfg_bootstrap_head(cx, bs)) return -1;
     if (bs->dynamic_resources && cx->serve)
         return fail(cx, "dynamic_resources",
-                    "xDS is not supported yet (it comes with the xDS work)");
+                    "needs the ADS client: compile with rs_config_compile_xds");
     const Envoy__Config__Bootstrap__V3__Bootstrap__StaticResources *sr = bs->static_resources;
     if (!sr) return 0;
     if (sr->n_secrets && cx->serve)
@@ -1293,7 +1696,7 @@ static int compile_bootstrap(struct cctx *cx, const Envoy__Config__Bootstrap__V3
         struct rs_cluster *c = s->clusters[i] = xcalloc(1, sizeof *c);
         c->refs = 1;
         size_t old = path_push(cx, "static_resources.clusters[%u]", i);
-        if (compile_cluster(cx, c, sr->clusters[i])) return -1;
+        if (rs_cfg_cluster(cx, c, sr->clusters[i])) return -1;
         for (uint32_t j = 0; j < i; j++)
             if (strcmp(s->clusters[j]->name, c->name) == 0)
                 return fail(cx, "name", "duplicate cluster name \"%s\"", c->name);
@@ -1304,7 +1707,7 @@ static int compile_bootstrap(struct cctx *cx, const Envoy__Config__Bootstrap__V3
     for (uint32_t i = 0; i < s->nlisteners; i++) {
         s->listeners[i].index = i;
         size_t old = path_push(cx, "static_resources.listeners[%u]", i);
-        if (compile_listener(cx, &s->listeners[i], sr->listeners[i])) return -1;
+        if (rs_cfg_listener(cx, &s->listeners[i], sr->listeners[i])) return -1;
         for (uint32_t j = 0; j < i; j++)
             if (strcmp(s->listeners[j].name, s->listeners[i].name) == 0)
                 return fail(cx, "name", "duplicate listener name \"%s\"", s->listeners[i].name);
@@ -1352,6 +1755,7 @@ static void on_dns(void *ctx, const struct sockaddr_storage *addrs, size_t n, in
         eps[i].addrlen = addrs[i].ss_family == AF_INET6 ? sizeof(struct sockaddr_in6)
                                                         : sizeof(struct sockaddr_in);
         eps[i].weight = slot->weight;
+        eps[i].ts_match = -1;
         rs_addr_str((const struct sockaddr *)&addrs[i], eps[i].name, sizeof eps[i].name);
     }
     free(slot->eps);
@@ -1374,6 +1778,7 @@ int rs_config_start_dns(struct rs_snapshot *s, struct rs_dns *dns)
     for (uint32_t i = 0; i < s->nclusters; i++) {
         struct rs_cluster *c = s->clusters[i];
         for (uint32_t j = 0; j < c->ndns; j++) {
+            if (c->dns[j].id >= 0) continue; /* a cluster reused from an earlier snapshot */
             struct rs_dns_target t = {
                 .hostname = c->dns[j].hostname,
                 .port = c->dns[j].port,

@@ -8,11 +8,13 @@
 #define RS_CONFIG_H
 
 #include <netinet/in.h>
+#include <protobuf-c/protobuf-c.h>
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <sys/socket.h>
 
+#include "sidecar/filters.h"
 #include "sidecar/path.h"
 #include "sidecar/stats.h"
 
@@ -36,6 +38,9 @@ struct rs_endpoint {
     struct sockaddr_storage addr;
     socklen_t addrlen;
     uint32_t weight;
+    /* EDS: the cluster's transport_socket_matches entry the host's
+     * envoy.transport_socket_match metadata selects; -1 = the cluster's transport_socket */
+    int8_t ts_match;
     char name[64]; /* "ip:port", as Envoy prints hosts */
 };
 
@@ -82,7 +87,38 @@ uint64_t rs_host_stat_value(const struct rs_hostset *h, uint32_t idx, enum rs_ho
 void rs_host_ref_take(struct rs_host_ref *dst, struct rs_hostset *hs, uint32_t idx);
 void rs_host_ref_release(struct rs_host_ref *r);
 
-enum rs_cluster_type { RS_CLUSTER_STATIC, RS_CLUSTER_STRICT_DNS };
+enum rs_cluster_type {
+    RS_CLUSTER_STATIC,
+    RS_CLUSTER_STRICT_DNS,
+    RS_CLUSTER_EDS,          /* host sets from ClusterLoadAssignments (rs_config_apply_eds) */
+    RS_CLUSTER_ORIGINAL_DST, /* no host set: connect to the downstream's original destination */
+};
+
+/* Cluster.lb_policy. Compiled; the workers pick with weighted round robin for all three so far
+ * (LEAST_REQUEST and RANDOM are carried for the load-balancer work). */
+enum rs_lb_policy { RS_LB_ROUND_ROBIN, RS_LB_LEAST_REQUEST, RS_LB_RANDOM, RS_LB_CLUSTER_PROVIDED };
+
+/* Cluster.outlier_detection, carried for the resilience work (not enforced yet). Envoy's
+ * defaults where unset. */
+struct rs_outlier_cfg {
+    bool configured;
+    uint32_t consecutive_5xx, consecutive_gateway_failure, consecutive_local_origin_failure;
+    uint32_t interval_ms, base_ejection_time_ms, max_ejection_time_ms;
+    uint32_t max_ejection_percent;
+    uint32_t enforcing_consecutive_5xx, enforcing_consecutive_gateway_failure,
+        enforcing_success_rate;
+    bool split_external_local_origin_errors;
+};
+
+/* One Cluster.transport_socket_matches entry: an endpoint whose envoy.transport_socket_match
+ * metadata holds every key/value of `match` uses this transport socket (an empty match takes
+ * every endpoint). Only string values are compared (Istio's tlsMode). */
+struct rs_ts_match {
+    char *name;
+    char **keys, **values;
+    uint32_t nkv;
+    bool tls; /* TLS transport socket (refused for a host in serve mode until mTLS lands) */
+};
 
 /* A cluster as one worker sees it: its cached host set and its idle upstream connections. Only
  * that worker touches it, so each sits on its own cache lines. */
@@ -134,6 +170,27 @@ struct rs_cluster {
     uint32_t dns_refresh_ms, dns_failure_refresh_ms;
     pthread_mutex_t dns_lock;
     bool outlier_configured;
+    struct rs_outlier_cfg outlier;
+    enum rs_lb_policy lb_policy;
+    struct rs_ts_match *ts_matches;
+    uint32_t n_ts_matches;
+    bool tls;           /* its transport_socket is TLS */
+    bool control_plane; /* a static cluster of the control-plane clients (xds-grpc, sds-grpc) */
+    /* upstream_bind_config.source_address (Istio's inbound passthrough: 127.0.0.6): the data path
+     * binds upstream sockets to it before connecting; addrlen 0 = none */
+    struct sockaddr_storage bind_addr;
+    socklen_t bind_addrlen;
+    /* EDS: the ClusterLoadAssignment's name (eds_cluster_config.service_name, else the cluster
+     * name) and the serialized assignment its host set was built from (an unchanged assignment is
+     * not rebuilt). */
+    char *eds_name;
+    uint8_t *cla_bytes;
+    size_t cla_len;
+    bool cla_seen;
+    /* The serialized Cluster it was compiled from: a later compile reuses this object (pools,
+     * host sets, gauges) when the definition is byte-identical. */
+    uint8_t *def;
+    size_t def_len;
 };
 
 /* HTTP connection manager settings (envoy.filters.network.http_connection_manager). */
@@ -154,6 +211,7 @@ struct rs_hcm_stats {
 struct rs_hcm_cfg {
     char *stat_prefix;
     struct rs_route_table *routes;
+    char *rds_name; /* rds.route_config_name, or NULL for an inline route_config */
     uint32_t max_request_headers_kb, max_headers_count;
     uint64_t max_request_bytes; /* envoy.filters.http.buffer max_request_bytes; 0 = none */
     uint32_t request_headers_timeout_ms, request_timeout_ms, stream_idle_timeout_ms,
@@ -179,9 +237,11 @@ struct rs_tcp_stats {
         max_downstream_connection_duration;
 };
 
+#define RS_CLUSTER_NONE UINT32_MAX /* xDS: a tcp_proxy cluster not in the snapshot (no route) */
+
 struct rs_tcp_cfg {
     char *stat_prefix;
-    uint32_t *clusters, *weights; /* cluster indexes; weights for weighted_clusters */
+    uint32_t *clusters, *weights; /* cluster indexes (or RS_CLUSTER_NONE); weights */
     uint32_t nclusters;
     uint64_t total_weight;
     uint32_t idle_timeout_ms; /* default 1 h; 0 = none */
@@ -192,9 +252,28 @@ struct rs_tcp_cfg {
     struct rs_tcp_stats st;
 };
 
+struct rs_cidr {
+    struct sockaddr_storage addr; /* family and address (port unused) */
+    uint32_t len;                 /* prefix length */
+};
+
+/* FilterChainMatch, decided at accept time (see rs_listener_pick_chain). */
+struct rs_chain_match {
+    struct rs_cidr *dst, *src, *direct_src; /* prefix_ranges, source_prefix_ranges, ... */
+    uint32_t ndst, nsrc, ndirect_src;
+    uint32_t *src_ports;
+    uint32_t nsrc_ports;
+    uint8_t source_type;    /* 0 ANY, 1 SAME_IP_OR_LOOPBACK, 2 EXTERNAL */
+    bool has_server_names;  /* SNI needs TLS: never matches plaintext */
+    bool has_app_protocols; /* needs the HTTP inspector: never matches (not detected) */
+    bool tls;               /* transport_protocol "tls": never matches plaintext */
+    bool raw_buffer;        /* transport_protocol "raw_buffer" */
+};
+
 struct rs_filter_chain {
     char *name;
-    uint32_t dst_port;  /* filter_chain_match.destination_port; 0 = any */
+    uint32_t dst_port; /* filter_chain_match.destination_port; 0 = any */
+    struct rs_chain_match m;
     int64_t *active_cx; /* connection_limit filter: shared counter (atomic), or NULL */
     uint64_t max_cx;
     rs_stat_id limited_connections, active_connections;
@@ -207,8 +286,14 @@ struct rs_listener_stats {
         downstream_cx_overflow, no_filter_chain_match, downstream_cx_length_ms;
 };
 
+struct rs_fcm; /* compiled filter_chain_matcher (chain_match.c) */
+
 struct rs_listener {
     char *name;
+    bool bind_to_port;     /* false: reached only through a use_original_dst listener */
+    bool use_original_dst; /* hand connections to the listener of their original destination */
+    bool original_dst; /* envoy.filters.listener.original_dst: local address = SO_ORIGINAL_DST */
+    struct rs_fcm *matcher; /* filter_chain_matcher, or NULL (filter_chain_match decides) */
     uint64_t hash; /* of its definition: an update keeps connections of an unchanged listener */
     struct sockaddr_storage addr;
     socklen_t addrlen;
@@ -237,6 +322,12 @@ struct rs_snapshot {
     bool has_admin;
     char *admin_access_log_path;
     uint64_t version;
+    bool bootstrap_borrowed;        /* xDS snapshots share the caller's bootstrap */
+    struct rs_skipped_list skipped; /* filters accepted but not run, for /config_dump */
+    /* xDS: the input this snapshot was compiled from, for /config_dump and the mTLS work (secrets);
+     * NULL for a static bootstrap. Owned: released with `xds_release(xds)`. */
+    void *xds;
+    void (*xds_release)(void *xds);
 };
 
 /* Compiles a bootstrap. On error returns NULL and writes "field.path: reason" to err. The
@@ -266,6 +357,62 @@ void rs_hostset_unref(struct rs_hostset *h);
 struct rs_hostset *rs_hostset_new(const struct rs_endpoint *eps, uint32_t n);
 /* Replaces a cluster's host set (any thread); the old one is freed with its last reference. */
 void rs_cluster_set_hosts(struct rs_cluster *c, struct rs_hostset *h);
+
+/* ---- xDS ------------------------------------------------------------------------------------ */
+
+/* Resource types, in xds/ads.h's order (enum xds_type). */
+enum rs_xds_type { RS_XDS_CDS, RS_XDS_EDS, RS_XDS_LDS, RS_XDS_RDS, RS_XDS_SDS, RS_XDS_NTYPES };
+
+/* Warming status of an EDS/RDS name (xds/ads.h's enum xds_watch_status). */
+enum rs_xds_watch { RS_XDS_PENDING, RS_XDS_ARRIVED, RS_XDS_TIMED_OUT };
+
+struct rs_xds_resource {
+    const char *name;
+    const ProtobufCMessage *msg; /* Cluster, ClusterLoadAssignment, Listener, ... */
+    const uint8_t *bytes;        /* its serialized form (change detection) */
+    size_t len;
+};
+
+/* The accepted xDS resources a snapshot is compiled from. The caller keeps them alive while the
+ * compile runs; the snapshot keeps nothing of them except through `keep` (below). */
+struct rs_xds_input {
+    const struct rs_xds_resource *res[RS_XDS_NTYPES];
+    size_t n[RS_XDS_NTYPES];
+    /* Warming: the status of an EDS/RDS name (enum rs_xds_watch), or -1 when not subscribed.
+     * NULL: a present resource has arrived, an absent one is pending. */
+    int (*watch)(void *ctx, enum rs_xds_type type, const char *name);
+    void *ctx;
+    /* Optional: what the resources belong to (e.g. an xds_state). A snapshot compiled from
+     * the input keeps retain(keep) in its `xds` and calls release on it when freed;
+     * /config_dump and the mTLS work (secrets) read it. */
+    void *keep;
+    void *(*retain)(void *keep);
+    void (*release)(void *keep);
+};
+
+/* An input over xds/ads.h's accepted state (struct xds_state): resources, warming status, and
+ * the state itself as `keep`. Free with rs_xds_input_free (the state is not released). */
+struct xds_state;
+struct rs_xds_input *rs_xds_input_from_state(struct xds_state *st);
+void rs_xds_input_free(struct rs_xds_input *in);
+
+/* Compiles the bootstrap's static resources plus the xDS resources. `bs` stays the caller's
+ * (it must outlive the snapshot). Clusters of `prev` whose definition is byte-identical are
+ * reused (their host sets, pools and gauges carry over). Warming as Envoy: an EDS cluster whose
+ * assignment is pending is left out, as is a listener whose RDS route configuration is pending.
+ * On error returns NULL with err naming the resource and field:
+ *   Listener "0.0.0.0_9080": filter_chains[0].filters[0].typed_config.x: reason
+ * (what the ADS client sends as the NACK's error_detail). */
+struct rs_snapshot *rs_config_compile_xds(const struct Envoy__Config__Bootstrap__V3__Bootstrap *bs,
+                                          const struct rs_xds_input *in,
+                                          const struct rs_snapshot *prev, bool serve, char *err,
+                                          size_t errlen);
+
+/* An EDS-only update: builds host sets from the input's ClusterLoadAssignments and swaps them
+ * into the snapshot's EDS clusters (rs_cluster_set_hosts), leaving everything else. Returns the
+ * number of clusters whose host set changed, or -1 with err (nothing is swapped then). */
+int rs_config_apply_eds(struct rs_snapshot *s, const struct rs_xds_input *in, bool serve, char *err,
+                        size_t errlen);
 
 /* Envoy's Duration to ms, saturating. */
 uint32_t rs_duration_ms(const void *duration, uint32_t dflt);

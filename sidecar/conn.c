@@ -467,8 +467,7 @@ static void on_recv(struct rs_conn *c, struct io_uring_cqe *cqe)
     bool more = cqe->flags & IORING_CQE_F_MORE;
     if (res > 0) {
         uint32_t bid = cqe->flags >> IORING_CQE_BUFFER_SHIFT;
-        loop->br.refs[bid] = 1;
-        loop->br.in_use++;
+        rs_buf_take(loop, bid);
         c->rx_bytes += (uint64_t)res;
         if (c->stats) rs_stat_add(c->stats, c->rx_stat, res);
         c->tp->on_recv(c, (int32_t)bid, rs_buf_data(loop, bid), (size_t)res);
@@ -585,6 +584,12 @@ void rs_conn_dispatch(struct rs_loop *loop, struct io_uring_cqe *cqe)
     uint32_t slot = rs_ud_slot(ud);
     if (slot >= loop->slot_cap || !loop->slots[slot] || loop->slot_gen[slot] != rs_ud_gen(ud)) {
         rs_debug("worker %d: stale completion op %d slot %u", loop->worker_id, rs_ud_op(ud), slot);
+        /* a receive into a buffer for a connection gone since: the buffer still comes back */
+        if (cqe->flags & IORING_CQE_F_BUFFER) {
+            uint32_t bid = cqe->flags >> IORING_CQE_BUFFER_SHIFT;
+            rs_buf_take(loop, bid);
+            rs_buf_unref(loop, bid);
+        }
         return;
     }
     struct rs_conn *c = loop->slots[slot];

@@ -28,6 +28,8 @@ uint64_t rs_now_us(void)
     return (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
 }
 
+static void sweep_timer(struct rs_loop *loop, struct rs_timer *t);
+
 static int bufring_init(struct rs_loop *loop, uint32_t nbufs, uint32_t bufsize)
 {
     struct rs_bufring *br = &loop->br;
@@ -55,12 +57,20 @@ static int bufring_init(struct rs_loop *loop, uint32_t nbufs, uint32_t bufsize)
     br->bufsize = bufsize;
     br->mask = io_uring_buf_ring_mask(nbufs);
     br->refs = calloc(nbufs, sizeof *br->refs);
-    if (!br->refs) return -ENOMEM;
+    br->used = calloc(nbufs, sizeof *br->used);
+    br->stack = malloc(nbufs * sizeof *br->stack);
+    if (!br->refs || !br->used || !br->stack) return -ENOMEM;
+    br->epoch = 1;
+    br->target = nbufs < RS_BUF_MIN_TARGET ? nbufs : RS_BUF_MIN_TARGET;
+    /* With DEFER_TASKRUN the kernel fills buffers only inside this thread's io_uring_enter, so a
+     * published buffer's pages can be given back between two enters without racing a receive. */
+    br->may_release_published = loop->ring.flags & IORING_SETUP_DEFER_TASKRUN;
+    br->sweep.cb = sweep_timer;
     io_uring_buf_ring_init(br->ring);
-    for (uint32_t i = 0; i < nbufs; i++)
-        io_uring_buf_ring_add(br->ring, base + (size_t)i * bufsize, bufsize, (uint16_t)i, br->mask,
-                              (int)i);
-    io_uring_buf_ring_advance(br->ring, (int)nbufs);
+    /* the stack pops the lowest ids first: the touched part of the mapping stays compact */
+    for (uint32_t i = 0; i < nbufs; i++) br->stack[i] = (uint16_t)(nbufs - 1 - i);
+    br->depth = nbufs;
+    rs_loop_bufs_flush(loop);
     return 0;
 }
 
@@ -100,6 +110,8 @@ void rs_loop_destroy(struct rs_loop *loop)
     if (loop->br.base) munmap(loop->br.base, (size_t)loop->br.nbufs * loop->br.bufsize);
     if (loop->br.ring) munmap(loop->br.ring, loop->br.nbufs * sizeof(struct io_uring_buf));
     free(loop->br.refs);
+    free(loop->br.used);
+    free(loop->br.stack);
     if (loop->wake_fd >= 0) close(loop->wake_fd);
     free(loop->slots);
     free(loop->slot_gen);
@@ -131,8 +143,18 @@ static void arm_wake(struct rs_loop *loop)
     io_uring_sqe_set_data64(sqe, rs_ud(RS_OP_WAKE, 0, 0));
 }
 
-/* Buffers: a reference count per buffer; the last unref hands it back to the kernel. The ring's
- * tail is advanced once per batch, not per buffer. */
+/* Buffers: a reference count per buffer; the last unref puts it on the free stack, and the ring
+ * is topped up from the stack once per turn, its tail advanced once. */
+void rs_buf_take(struct rs_loop *loop, uint32_t bid)
+{
+    struct rs_bufring *br = &loop->br;
+    br->refs[bid] = 1;
+    br->used[bid] = br->epoch;
+    br->in_use++;
+    br->published--;
+    br->turn_taken++;
+}
+
 void rs_buf_ref(struct rs_loop *loop, uint32_t bid)
 {
     loop->br.refs[bid]++;
@@ -142,23 +164,82 @@ void rs_buf_unref(struct rs_loop *loop, uint32_t bid)
 {
     struct rs_bufring *br = &loop->br;
     if (--br->refs[bid] != 0) return;
-    io_uring_buf_ring_add(br->ring, rs_buf_data(loop, bid), br->bufsize, (uint16_t)bid, br->mask,
-                          (int)br->pending_adds);
-    br->pending_adds++;
+    br->stack[br->depth++] = (uint16_t)bid;
     br->in_use--;
 }
 
-static void bufring_flush(struct rs_loop *loop)
+void rs_loop_bufs_flush(struct rs_loop *loop)
 {
     struct rs_bufring *br = &loop->br;
-    if (br->pending_adds) {
-        io_uring_buf_ring_advance(br->ring, (int)br->pending_adds);
-        br->pending_adds = 0;
+    if (br->turn_taken > br->turn_peak) br->turn_peak = br->turn_taken;
+    /* Grow before the ring runs dry: a receive that meets an empty ring ends with -ENOBUFS and
+     * costs a re-arm and a turn of latency. */
+    if ((br->turn_taken * 2 > br->target || loop->nobuf_head) && br->target < br->nbufs)
+        br->target *= 2;
+    br->turn_taken = 0;
+    uint32_t add = 0;
+    while (br->published + add < br->target && br->depth) {
+        uint32_t bid = br->stack[--br->depth];
+        io_uring_buf_ring_add(br->ring, rs_buf_data(loop, bid), br->bufsize, (uint16_t)bid,
+                              br->mask, (int)add);
+        add++;
     }
-    /* A receive that ran out of buffers is re-armed whenever buffers are free again, not only
+    if (add) {
+        io_uring_buf_ring_advance(br->ring, (int)add);
+        br->published += add;
+    }
+    /* A receive that ran out of buffers is re-armed whenever the ring has some again, not only
      * when some came back this turn: its -ENOBUFS may be read turns after the buffers returned,
      * and waiting for the next return could wait for ever on an otherwise idle worker. */
-    if (loop->nobuf_head && br->in_use < br->nbufs) rs_conn_retry_nobuf(loop);
+    if (loop->nobuf_head && br->published) rs_conn_retry_nobuf(loop);
+    if (!rs_timer_armed(&br->sweep) && br->turn_peak)
+        rs_timer_arm(loop, &br->sweep, RS_BUF_SWEEP_MS);
+}
+
+/* Marks free buffer bid for release if no receive used it in this sweep interval. */
+static void mark_cold(struct rs_bufring *br, uint32_t bid)
+{
+    if (br->used[bid] != 0 && br->used[bid] != br->epoch) br->used[bid] = UINT32_MAX;
+}
+
+void rs_loop_bufs_sweep(struct rs_loop *loop)
+{
+    struct rs_bufring *br = &loop->br;
+    for (uint32_t i = 0; i < br->depth; i++) mark_cold(br, br->stack[i]);
+    /* The ring holds the last `published` buffers added, behind its tail. A completion not yet
+     * read (or held back in the kernel's overflow list) may point into one of them: then leave the
+     * ring alone this time. */
+    if (br->may_release_published && !io_uring_cq_ready(&loop->ring) &&
+        !io_uring_cq_has_overflow(&loop->ring)) {
+        uint16_t tail = br->ring->tail;
+        for (uint32_t i = 1; i <= br->published; i++)
+            mark_cold(br, br->ring->bufs[(uint16_t)(tail - i) & br->mask].bid);
+    }
+    /* one madvise per run of adjacent buffers */
+    for (uint32_t bid = 0; bid < br->nbufs;) {
+        if (br->used[bid] != UINT32_MAX) {
+            bid++;
+            continue;
+        }
+        uint32_t end = bid;
+        while (end < br->nbufs && br->used[end] == UINT32_MAX) br->used[end++] = 0;
+        size_t len = (size_t)(end - bid) * br->bufsize;
+        if (madvise(rs_buf_data(loop, bid), len, MADV_DONTNEED) == 0) br->released_bytes += len;
+        bid = end;
+    }
+    if (br->turn_peak * 8 <= br->target && br->target > RS_BUF_MIN_TARGET) br->target /= 2;
+    br->turn_peak = 0;
+    br->epoch = br->epoch == UINT32_MAX - 1 ? 1 : br->epoch + 1;
+}
+
+/* Re-armed while anything may still be given back: buffers used since the last sweep, or a
+ * target above its floor. An idle worker stops sweeping until the next receive. */
+static void sweep_timer(struct rs_loop *loop, struct rs_timer *t)
+{
+    struct rs_bufring *br = &loop->br;
+    bool busy = br->turn_peak != 0;
+    rs_loop_bufs_sweep(loop);
+    if (busy || br->target > RS_BUF_MIN_TARGET) rs_timer_arm(loop, t, RS_BUF_SWEEP_MS);
 }
 
 /* Timer heap. */
@@ -285,6 +366,6 @@ void rs_loop_run(struct rs_loop *loop, void (*on_turn)(struct rs_loop *loop))
         if (on_turn) on_turn(loop);
         rs_conn_flush_pending(loop);
         rs_conn_reap(loop);
-        bufring_flush(loop);
+        rs_loop_bufs_flush(loop);
     }
 }

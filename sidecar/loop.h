@@ -50,15 +50,36 @@ struct rs_timer {
 };
 
 /* Received buffers come from one provided-buffer ring per worker. A buffer is referenced by
- * whatever still points into it (a queued send, a paused parser) and returns to the ring when the
- * last reference goes. */
+ * whatever still points into it (a queued send, a paused parser) and returns to the pool when the
+ * last reference goes.
+ *
+ * The kernel's ring is FIFO: with every free buffer in it, any steady stream of receives cycles
+ * through all of them and every buffer's pages become resident. So only `target` buffers are
+ * published to the kernel at a time; free ones wait on a LIFO stack and the most recently used go
+ * back first, which keeps the touched set near target plus what is held. target doubles when a
+ * loop turn uses half of it (or a receive ran dry) and halves when the busiest turn of a sweep
+ * interval used an eighth. Each sweep (rs_loop_bufs_sweep, every RS_BUF_SWEEP_MS) gives back
+ * the pages of free buffers not used since the previous one (MADV_DONTNEED). */
+#define RS_BUF_MIN_TARGET 64
+#define RS_BUF_SWEEP_MS 1000
 struct rs_bufring {
     struct io_uring_buf_ring *ring;
     char *base;
     uint16_t *refs;
+    uint32_t *used;  /* sweep epoch of the buffer's last receive; 0 = pages given back */
+    uint16_t *stack; /* free buffers not in the ring; the top was freed last */
+    uint32_t depth;
     uint32_t nbufs, bufsize, mask;
     uint32_t pending_adds; /* buffers added since the last advance */
-    uint32_t in_use;
+    uint32_t in_use;       /* referenced (received into, not yet released) */
+    uint32_t published;    /* in the kernel's ring */
+    uint32_t target;       /* how many the ring is topped up to */
+    uint32_t turn_taken;   /* received into since the last top-up */
+    uint32_t turn_peak;    /* the most turn_taken reached since the last sweep */
+    uint32_t epoch;
+    bool may_release_published; /* only our thread's io_uring_enter writes into buffers */
+    struct rs_timer sweep;
+    uint64_t released_bytes; /* given back by sweeps, in total */
 };
 
 struct rs_loop {
@@ -122,7 +143,15 @@ static inline char *rs_buf_data(struct rs_loop *loop, uint32_t bid)
 {
     return loop->br.base + (size_t)bid * loop->br.bufsize;
 }
+/* A receive's completion delivered buffer bid (IORING_CQE_F_BUFFER): it now holds one reference. */
+void rs_buf_take(struct rs_loop *loop, uint32_t bid);
 void rs_buf_ref(struct rs_loop *loop, uint32_t bid);
 void rs_buf_unref(struct rs_loop *loop, uint32_t bid);
+/* After a loop turn (called by the loop; public for tests): sizes target, tops the kernel's ring
+ * up to it from the free stack and re-arms receives that ran dry. */
+void rs_loop_bufs_flush(struct rs_loop *loop);
+/* Gives back the pages of free buffers unused for a sweep interval and shrinks target (called by
+ * the loop's timer; public for tests). */
+void rs_loop_bufs_sweep(struct rs_loop *loop);
 
 #endif

@@ -124,6 +124,32 @@ static int unsupported(struct cctx *c, const char *field)
     return cfail(c, field, "not supported");
 }
 
+/* typed_per_filter_config maps (route config, virtual host, route, weighted cluster): each entry
+ * is decided by the caller's per_filter callback; without one the field is refused. The map
+ * entry messages all share the layout {base, key, value}. */
+struct pfc_entry {
+    ProtobufCMessage base;
+    char *key;
+    Google__Protobuf__Any *value;
+};
+
+static int per_filter_configs(struct cctx *c, size_t n, void *const *entries)
+{
+    if (!n) return 0;
+    if (!c->o->per_filter) return unsupported(c, "typed_per_filter_config");
+    for (size_t i = 0; i < n; i++) {
+        const struct pfc_entry *e = entries[i];
+        char why[400];
+        const char *key = e->key ? e->key : "";
+        if (c->o->per_filter(c->o->ctx, key, e->value, why, sizeof why))
+            return cfail(c, "typed_per_filter_config", "[\"%s\"]: %s", key, why);
+    }
+    return 0;
+}
+#define PER_FILTER(c, m)                                                                           \
+    per_filter_configs((c), (m)->n_typed_per_filter_config,                                        \
+                       (void *const *)(m)->typed_per_filter_config)
+
 static const char *S(const char *s)
 {
     return s ? s : "";
@@ -554,7 +580,7 @@ static int compile_cluster_weight(struct cctx *c, const ClusterWeight *w,
 {
     if (*S(w->cluster_header)) return unsupported(c, "cluster_header");
     if (w->metadata_match) return unsupported(c, "metadata_match");
-    if (w->n_typed_per_filter_config) return unsupported(c, "typed_per_filter_config");
+    if (PER_FILTER(c, w)) return -1;
     if (resolve_cluster(c, "name", S(w->name), o)) return -1;
     o->weight = w->weight ? w->weight->value : 0;
     if (w->host_rewrite_specifier_case ==
@@ -674,8 +700,8 @@ static int check_action_unsupported(struct cctx *c, const RouteAction *a)
     if (a->include_vh_rate_limits) return unsupported(c, "include_vh_rate_limits");
     if (a->n_hash_policy) return unsupported(c, "hash_policy");
     if (a->cors) return unsupported(c, "cors");
-    if (a->max_grpc_timeout) return unsupported(c, "max_grpc_timeout");
-    if (a->grpc_timeout_offset) return unsupported(c, "grpc_timeout_offset");
+    /* max_grpc_timeout / grpc_timeout_offset act on gRPC requests only, which need HTTP/2
+     * (not served yet): hints. istiod sets max_grpc_timeout: 0s on every route. */
     if (a->n_upgrade_configs) return unsupported(c, "upgrade_configs");
     if (a->internal_redirect_policy) return unsupported(c, "internal_redirect_policy");
     if (a->internal_redirect_action) return unsupported(c, "internal_redirect_action");
@@ -800,7 +826,7 @@ static int compile_route(struct cctx *c, const Route *m, struct vhost_impl *vh, 
     r->vhost = &vh->pub;
     r->name = arena_strndup(c->t, S(m->name), strlen(S(m->name)));
     /* decorator, tracing, metadata, stat_prefix, name: observability hints, accepted. */
-    if (m->n_typed_per_filter_config) return unsupported(c, "typed_per_filter_config");
+    if (PER_FILTER(c, m)) return -1;
     if (m->per_request_buffer_limit_bytes)
         r->per_request_buffer_limit_bytes = m->per_request_buffer_limit_bytes->value;
     size_t mk = ppush(c, "match");
@@ -851,7 +877,7 @@ static int check_vhost_unsupported(struct cctx *c, const VirtualHost *v)
     if (v->require_tls) return unsupported(c, "require_tls");
     if (v->n_rate_limits) return unsupported(c, "rate_limits");
     if (v->cors) return unsupported(c, "cors");
-    if (v->n_typed_per_filter_config) return unsupported(c, "typed_per_filter_config");
+    if (PER_FILTER(c, v)) return -1;
     if (v->retry_policy_typed_config) return unsupported(c, "retry_policy_typed_config");
     if (v->hedge_policy) return unsupported(c, "hedge_policy");
     if (v->n_request_mirror_policies) return unsupported(c, "request_mirror_policies");
@@ -968,7 +994,7 @@ static int check_config_unsupported(struct cctx *c, const RouteConfiguration *rc
     if (rc->n_request_mirror_policies) return unsupported(c, "request_mirror_policies");
     if (rc->ignore_path_parameters_in_path_matching)
         return unsupported(c, "ignore_path_parameters_in_path_matching");
-    if (rc->n_typed_per_filter_config) return unsupported(c, "typed_per_filter_config");
+    if (PER_FILTER(c, rc)) return -1;
     return 0;
 }
 

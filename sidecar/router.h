@@ -148,6 +148,10 @@ struct rs_route_compile_opts {
     /* HCM strip_matching_host_port: ignore the :port only when it equals listener_port. */
     bool strip_matching_host_port;
     uint16_t listener_port;
+    /* Decides one typed_per_filter_config entry (filter name, its google.protobuf.Any config,
+     * passed as const void *): 0 accepts, -1 refuses with a reason in why. NULL: any
+     * typed_per_filter_config is refused. Called with `ctx`. */
+    int (*per_filter)(void *ctx, const char *filter, const void *any, char *why, size_t len);
 };
 
 /* Compiles `rc`. Returns a table the caller owns (free with rs_route_table_free), or NULL with a

@@ -295,6 +295,12 @@ void rs_tcp_proxy_accept(struct rs_worker *w, struct rs_worker_listener *wl,
             if (r < acc) break;
         }
     }
+    if (cfg->clusters[pick] == RS_CLUSTER_NONE) {
+        /* xDS: the named cluster is not in the snapshot (Envoy: no route, close) */
+        rs_stat_inc(w->stats, cfg->st.downstream_cx_no_route);
+        session_end(s);
+        return;
+    }
     s->cluster = w->snap->clusters[cfg->clusters[pick]];
     rs_cluster_ref(s->cluster); /* outlives the snapshot if the session moves to a newer one */
     if (cfg->idle_timeout_ms) rs_timer_arm(&w->loop, &s->idle, cfg->idle_timeout_ms);

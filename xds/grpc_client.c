@@ -183,9 +183,18 @@ static int on_frame_recv(nghttp2_session *s, const nghttp2_frame *f, void *user)
     if (f->hd.type == NGHTTP2_PING && (f->hd.flags & NGHTTP2_FLAG_ACK)) ka_ack(cc);
     /* After GOAWAY new calls need a new connection; this one finishes what it carries. */
     if (f->hd.type == NGHTTP2_GOAWAY && cc->client->current == cc) cc->client->current = NULL;
-    if (f->hd.type != NGHTTP2_HEADERS) return 0;
+    if (f->hd.type != NGHTTP2_HEADERS && f->hd.type != NGHTTP2_DATA) return 0;
     xds_grpc_call *call = nghttp2_session_get_stream_user_data(s, f->hd.stream_id);
-    if (!call || call->in_trailers) return 0;
+    if (!call) return 0;
+    if (f->hd.flags & NGHTTP2_FLAG_END_STREAM) {
+        /* The server's side is complete: the call is over even if ours is still open, which
+         * a reset then closes (RFC 9113 8.1: the request need not be completed). */
+        call_finish(call, NGHTTP2_NO_ERROR);
+        if (!call->half_closed || grpc_tx_pending(&call->tx))
+            nghttp2_submit_rst_stream(s, NGHTTP2_FLAG_NONE, call->id, NGHTTP2_CANCEL);
+        return 0;
+    }
+    if (f->hd.type != NGHTTP2_HEADERS || call->in_trailers) return 0;
     call->in_trailers = true; /* the next HEADERS frame on this stream is the trailers */
     bool trailers_only = f->hd.flags & NGHTTP2_FLAG_END_STREAM;
     if (!trailers_only && call->http_status == 200 && call->cbs.on_headers && !call->user_done)

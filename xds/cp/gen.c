@@ -343,6 +343,7 @@ static size_t inbound_ports(const struct gen *g, struct inbound_port *out, size_
  * listens on loopback, or on the workload's address when listeners bind to it. */
 static void inbound_clusters(struct gen *g, const struct inbound_port *ports, size_t n)
 {
+    if (!g->self) return; /* a node without a workload has no inbound side */
     const char *app = g->m->options.bind == CP_BIND_WORKLOAD ? g->self->address : "127.0.0.1";
     for (size_t i = 0; i < n; i++) {
         char name[64];

@@ -683,7 +683,10 @@ static int parse_root(struct parser *p, const struct xds_node *root)
 {
     static const char *const keys[] = {"options", "services", "workloads", NULL};
     struct cp_mesh *m = p->mesh;
-    if (!root) return fail(p, NULL, "empty file");
+    /* An empty document is refused: a file caught half-written (truncated by an editor before
+     * the new text lands) must not wipe the mesh. */
+    if (!root || (root->kind == XDS_NODE_MAP && root->n_kids == 0))
+        return fail(p, NULL, "empty file");
     if (expect_map(p, root, keys) < 0) return -1;
     m->options.connect_timeout_ms = 10000; /* Istio's default connect timeout */
     FIELD(p, root, "options", options_value(p, v, &m->options));

@@ -136,15 +136,16 @@ static void test_refusals_name_the_field(void)
     expect_error(yaml, true,
                  "static_resources.listeners[0].filter_chains[0].filters[0].typed_config.cluster: "
                  "unknown cluster \"nope\"");
-    snprintf(
-        yaml, sizeof yaml, "%s",
-        with_listener(
-            hcm_with_filters(
-                "          - name: envoy.filters.http.fault\n"
-                "            typed_config: { \"@type\": "
-                "type.googleapis.com/envoy.extensions.filters.http.fault.v3.HTTPFault }\n" ROUTER),
-            base_cluster));
-    expect_error(yaml, true, "http_filters[0]: unsupported HTTP filter envoy.filters.http.fault");
+    snprintf(yaml, sizeof yaml, "%s",
+             with_listener(
+                 hcm_with_filters("          - name: envoy.filters.http.ext_authz\n"
+                                  "            typed_config: { \"@type\": "
+                                  "type.googleapis.com/"
+                                  "envoy.extensions.filters.http.ext_authz.v3.ExtAuthz }\n" ROUTER),
+                 base_cluster));
+    expect_error(yaml, true,
+                 "http_filters[0]: envoy.filters.http.ext_authz: an authorization filter Ringside "
+                 "cannot enforce");
     snprintf(yaml, sizeof yaml, "%s",
              with_listener(
                  hcm_with_filters(
@@ -155,7 +156,7 @@ static void test_refusals_name_the_field(void)
                  base_cluster));
     expect_error(yaml, true, "envoy.filters.http.router must be the last filter");
     expect_error("static_resources:\n  clusters:\n  - name: a\n    type: EDS\n", true,
-                 "static_resources.clusters[0].type: only STATIC and STRICT_DNS");
+                 "static_resources.clusters[0].type: EDS clusters need xDS");
     expect_error("static_resources:\n  clusters:\n  - name: a\n    lb_policy: MAGLEV\n", true,
                  "static_resources.clusters[0].lb_policy");
     expect_error("static_resources:\n  clusters:\n  - name: a\n  - name: a\n", true,

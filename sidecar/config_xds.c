@@ -1,0 +1,466 @@
+/* Compiling xDS resources into a snapshot: the bootstrap's static resources plus the accepted
+ * CDS/EDS/LDS/RDS resources, with Envoy's warming (an EDS cluster waits for its assignment, a
+ * listener for its route configuration), reuse of unchanged cluster objects across compiles
+ * (byte-identical definitions keep their host sets, pools and gauges), and EDS-only updates
+ * that swap host sets into the live clusters without a new snapshot. */
+#include <arpa/inet.h>
+
+#include "envoy/config/endpoint/v3/endpoint.pb-c.h"
+#include "sidecar/config_impl.h"
+#include "sidecar/log.h"
+#include "xds/ads.h"
+
+typedef Envoy__Config__Endpoint__V3__ClusterLoadAssignment Cla;
+
+static const struct rs_xds_resource *find_res(const struct rs_xds_input *in, enum rs_xds_type t,
+                                              const char *name)
+{
+    for (size_t i = 0; in && i < in->n[t]; i++)
+        if (in->res[t][i].name && strcmp(in->res[t][i].name, name) == 0) return &in->res[t][i];
+    return NULL;
+}
+
+/* Warming status of an EDS/RDS name: an absent resource is pending unless the ADS client says
+ * it arrived (removed) or timed out. */
+static bool pending(const struct rs_xds_input *in, enum rs_xds_type t, const char *name)
+{
+    if (find_res(in, t, name)) return false;
+    if (!in->watch) return true;
+    int st = in->watch(in->ctx, t, name);
+    return st == RS_XDS_PENDING || st < 0;
+}
+
+/* Enters a resource root: errors read `Type "name": field: reason`. */
+static void enter(struct cctx *cx, const char *type, const char *name)
+{
+    snprintf(cx->path, sizeof cx->path, "%s \"%s\"", type, name ? name : "");
+    cx->root = strlen(cx->path);
+}
+
+static void enter_static(struct cctx *cx, const char *fmt, uint32_t i)
+{
+    snprintf(cx->path, sizeof cx->path, fmt, i);
+    cx->root = 0;
+}
+
+/* ---- EDS host sets ------------------------------------------------------------------------- */
+
+static bool usable(Envoy__Config__Core__V3__HealthStatus h)
+{
+    /* UNKNOWN and HEALTHY carry traffic; UNHEALTHY, DRAINING, TIMEOUT and DEGRADED do not (no
+     * degraded-host fallback yet) */
+    return h == ENVOY__CONFIG__CORE__V3__HEALTH_STATUS__UNKNOWN ||
+           h == ENVOY__CONFIG__CORE__V3__HEALTH_STATUS__HEALTHY;
+}
+
+/* The transport_socket_matches entry an endpoint's envoy.transport_socket_match metadata
+ * selects (Envoy: the first whose every key/value the metadata holds), or -1. */
+static int ts_match(const struct rs_cluster *c, const Envoy__Config__Core__V3__Metadata *md)
+{
+    const Google__Protobuf__Struct *st = NULL;
+    for (size_t i = 0; md && i < md->n_filter_metadata; i++)
+        if (strcmp(md->filter_metadata[i]->key, "envoy.transport_socket_match") == 0)
+            st = md->filter_metadata[i]->value;
+    for (uint32_t m = 0; m < c->n_ts_matches; m++) {
+        const struct rs_ts_match *t = &c->ts_matches[m];
+        uint32_t hit = 0;
+        for (uint32_t k = 0; k < t->nkv; k++)
+            for (size_t f = 0; st && f < st->n_fields; f++) {
+                const Google__Protobuf__Value *v = st->fields[f]->value;
+                if (strcmp(st->fields[f]->key, t->keys[k]) == 0 && v &&
+                    v->kind_case == GOOGLE__PROTOBUF__VALUE__KIND_STRING_VALUE &&
+                    strcmp(v->string_value, t->values[k]) == 0) {
+                    hit++;
+                    break;
+                }
+            }
+        if (hit == t->nkv) return (int)m;
+    }
+    return -1;
+}
+
+/* The lowest priority with a usable host: Envoy spills over to priority N+1 as priority N loses
+ * healthy hosts; here the whole load moves to the first priority that has any (no partial
+ * spill-over by overprovisioning factor). */
+static uint32_t pick_priority(const Cla *la)
+{
+    uint32_t best = UINT32_MAX;
+    for (size_t i = 0; i < la->n_endpoints; i++) {
+        const Envoy__Config__Endpoint__V3__LocalityLbEndpoints *lle = la->endpoints[i];
+        if (lle->priority >= best) continue;
+        if (lle->load_balancing_weight && lle->load_balancing_weight->value == 0) continue;
+        for (size_t j = 0; j < lle->n_lb_endpoints; j++)
+            if (usable(lle->lb_endpoints[j]->health_status)) {
+                best = lle->priority;
+                break;
+            }
+    }
+    return best;
+}
+
+static int eds_endpoint(struct cctx *cx, struct rs_cluster *c,
+                        const Envoy__Config__Endpoint__V3__LbEndpoint *lbe, uint64_t lw,
+                        struct rs_endpoint *e)
+{
+    if (lbe->host_identifier_case !=
+            ENVOY__CONFIG__ENDPOINT__V3__LB_ENDPOINT__HOST_IDENTIFIER_ENDPOINT ||
+        !lbe->endpoint || !lbe->endpoint->address ||
+        lbe->endpoint->address->address_case !=
+            ENVOY__CONFIG__CORE__V3__ADDRESS__ADDRESS_SOCKET_ADDRESS)
+        return fail(cx, "endpoint.address", "a socket_address is required");
+    const Envoy__Config__Core__V3__SocketAddress *sa = lbe->endpoint->address->socket_address;
+    memset(e, 0, sizeof *e);
+    if (sa->port_specifier_case !=
+            ENVOY__CONFIG__CORE__V3__SOCKET_ADDRESS__PORT_SPECIFIER_PORT_VALUE ||
+        sa->port_value > 65535 ||
+        rs_cfg_ip_port(sa->address, sa->port_value, &e->addr, &e->addrlen) != 0)
+        return fail(cx, "endpoint.address.socket_address",
+                    "an IP address and a port_value are required");
+    if (lbe->load_balancing_weight && lbe->load_balancing_weight->value == 0)
+        return fail(cx, "load_balancing_weight", "must be at least 1");
+    uint64_t w = (lbe->load_balancing_weight ? lbe->load_balancing_weight->value : 1) * lw;
+    e->weight = w > UINT32_MAX ? UINT32_MAX : (uint32_t)w;
+    rs_addr_str((struct sockaddr *)&e->addr, e->name, sizeof e->name);
+    int m = ts_match(c, lbe->metadata);
+    e->ts_match = (int8_t)(m > 127 ? 127 : m);
+    bool tls = m >= 0 ? c->ts_matches[m].tls : c->tls;
+    if (tls && cx->serve)
+        return fail(cx, "metadata",
+                    "host %s selects %s%s%s: TLS transport socket not implemented "
+                    "yet (it comes with the mutual-TLS work)",
+                    e->name,
+                    m >= 0 ? "transport_socket_matches \"" : "the cluster's transport_socket",
+                    m >= 0 ? c->ts_matches[m].name : "", m >= 0 ? "\"" : "");
+    return 0;
+}
+
+int rs_cfg_eds_hosts(struct cctx *cx, struct rs_cluster *c, const Cla *la, struct rs_hostset **out)
+{
+    *out = NULL;
+    uint32_t prio = la ? pick_priority(la) : UINT32_MAX;
+    size_t total = 0;
+    for (size_t i = 0; la && i < la->n_endpoints; i++) total += la->endpoints[i]->n_lb_endpoints;
+    struct rs_endpoint *eps = xcalloc(total, sizeof *eps);
+    uint32_t n = 0;
+    for (size_t i = 0; la && i < la->n_endpoints; i++) {
+        const Envoy__Config__Endpoint__V3__LocalityLbEndpoints *lle = la->endpoints[i];
+        /* endpoint weight x locality weight (a locality without one weighs 1) */
+        uint64_t lw = lle->load_balancing_weight ? lle->load_balancing_weight->value : 1;
+        for (size_t j = 0; j < lle->n_lb_endpoints; j++) {
+            const Envoy__Config__Endpoint__V3__LbEndpoint *lbe = lle->lb_endpoints[j];
+            size_t old = path_push(cx, "endpoints[%zu].lb_endpoints[%zu]", i, j);
+            /* every endpoint is validated, also those not used now */
+            struct rs_endpoint e;
+            if (eds_endpoint(cx, c, lbe, lw ? lw : 1, &e)) {
+                free(eps);
+                return -1;
+            }
+            path_pop(cx, old);
+            if (lle->priority == prio && lw && usable(lbe->health_status)) eps[n++] = e;
+        }
+    }
+    *out = rs_hostset_new(eps, n);
+    free(eps);
+    return 0;
+}
+
+/* ---- clusters ------------------------------------------------------------------------------ */
+
+/* A host set waiting to be swapped into a (possibly shared, live) cluster when the whole
+ * compile succeeds: a NACKed update must not have changed anything. */
+struct swap {
+    struct rs_cluster *c;
+    struct rs_hostset *hs;
+    const struct rs_xds_resource *cla;
+};
+
+struct xcompile {
+    struct cctx cx;
+    struct swap *swaps;
+    size_t nswaps;
+};
+
+static void swap_add(struct xcompile *xc, struct rs_cluster *c, struct rs_hostset *hs,
+                     const struct rs_xds_resource *cla)
+{
+    xc->swaps = realloc(xc->swaps, (xc->nswaps + 1) * sizeof *xc->swaps);
+    if (!xc->swaps) abort(); /* control path */
+    xc->swaps[xc->nswaps++] = (struct swap){.c = c, .hs = hs, .cla = cla};
+}
+
+static void swaps_apply(struct swap *sw, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        struct rs_cluster *c = sw[i].c;
+        rs_cluster_set_hosts(c, sw[i].hs);
+        free(c->cla_bytes);
+        c->cla_bytes = sw[i].cla ? xmemdup(sw[i].cla->bytes, sw[i].cla->len) : NULL;
+        c->cla_len = sw[i].cla ? sw[i].cla->len : 0;
+        c->cla_seen = sw[i].cla != NULL;
+    }
+}
+
+static void swaps_drop(struct swap *sw, size_t n)
+{
+    for (size_t i = 0; i < n; i++) rs_hostset_unref(sw[i].hs);
+}
+
+static bool cla_unchanged(const struct rs_cluster *c, const struct rs_xds_resource *cla)
+{
+    if (!cla) return !c->cla_seen;
+    return c->cla_seen && c->cla_len == cla->len && memcmp(c->cla_bytes, cla->bytes, cla->len) == 0;
+}
+
+/* An EDS cluster's host set from the input, queued for swapping; 1 when it is warming. */
+static int eds_refresh(struct xcompile *xc, struct rs_cluster *c, bool fresh)
+{
+    struct cctx *cx = &xc->cx;
+    const struct rs_xds_resource *cla = find_res(cx->in, RS_XDS_EDS, c->eds_name);
+    if (!cla && fresh && pending(cx->in, RS_XDS_EDS, c->eds_name)) return 1;
+    if (!fresh && cla_unchanged(c, cla)) return 0;
+    char saved[sizeof cx->path];
+    size_t oroot = cx->root;
+    memcpy(saved, cx->path, sizeof saved);
+    enter(cx, "ClusterLoadAssignment", c->eds_name);
+    struct rs_hostset *hs;
+    int ret = rs_cfg_eds_hosts(cx, c, cla ? (const Cla *)cla->msg : NULL, &hs);
+    memcpy(cx->path, saved, sizeof saved);
+    cx->root = oroot;
+    if (ret) return -1;
+    swap_add(xc, c, hs, cla);
+    return 0;
+}
+
+static struct rs_cluster *prev_cluster(const struct rs_snapshot *prev, const char *name)
+{
+    for (uint32_t i = 0; prev && i < prev->nclusters; i++)
+        if (strcmp(prev->clusters[i]->name, name) == 0) return prev->clusters[i];
+    return NULL;
+}
+
+/* Adds one cluster: the previous snapshot's object when its definition is byte-identical,
+ * else a new one. An EDS cluster whose assignment is pending is left out (warming). */
+static int add_cluster(struct xcompile *xc, const Cluster *pc, const uint8_t *def, size_t len)
+{
+    struct cctx *cx = &xc->cx;
+    struct rs_snapshot *s = cx->snap;
+    const char *name = pc->name ? pc->name : "";
+    for (uint32_t j = 0; j < s->nclusters; j++)
+        if (strcmp(s->clusters[j]->name, name) == 0)
+            return fail(cx, "name", "duplicate cluster name \"%s\"", name);
+    struct rs_cluster *c = prev_cluster(cx->prev, name);
+    if (c && c->def && c->def_len == len && memcmp(c->def, def, len) == 0) {
+        if (c->type == RS_CLUSTER_EDS && eds_refresh(xc, c, false) < 0) return -1;
+        rs_cluster_ref(c);
+        s->clusters[s->nclusters++] = c;
+        return 0;
+    }
+    c = rs_cfg_cluster_new();
+    if (rs_cfg_cluster(cx, c, pc)) {
+        rs_cluster_unref(c);
+        return -1;
+    }
+    c->def = xmemdup(def, len);
+    c->def_len = len;
+    if (c->type == RS_CLUSTER_EDS) {
+        int r = eds_refresh(xc, c, true);
+        if (r != 0) {
+            rs_cluster_unref(c);
+            if (r > 0) rs_debug("cluster %s: warming (no assignment yet)", name);
+            return r < 0 ? -1 : 0;
+        }
+    }
+    s->clusters[s->nclusters++] = c;
+    return 0;
+}
+
+static int compile_clusters(struct xcompile *xc, const Envoy__Config__Bootstrap__V3__Bootstrap *bs)
+{
+    struct cctx *cx = &xc->cx;
+    const struct rs_xds_input *in = cx->in;
+    size_t nstatic = bs->static_resources ? bs->static_resources->n_clusters : 0;
+    cx->snap->clusters = xcalloc(nstatic + in->n[RS_XDS_CDS], sizeof *cx->snap->clusters);
+    for (size_t i = 0; i < nstatic; i++) {
+        const Cluster *pc = bs->static_resources->clusters[i];
+        enter_static(cx, "static_resources.clusters[%u]", (uint32_t)i);
+        size_t len = protobuf_c_message_get_packed_size(&pc->base);
+        uint8_t *def = xcalloc(1, len + 1);
+        protobuf_c_message_pack(&pc->base, def);
+        int r = add_cluster(xc, pc, def, len);
+        free(def);
+        if (r) return -1;
+    }
+    for (size_t i = 0; i < in->n[RS_XDS_CDS]; i++) {
+        const struct rs_xds_resource *r = &in->res[RS_XDS_CDS][i];
+        enter(cx, "Cluster", r->name);
+        if (add_cluster(xc, (const Cluster *)r->msg, r->bytes, r->len)) return -1;
+    }
+    cx->path[0] = '\0';
+    cx->root = 0;
+    return 0;
+}
+
+/* ---- listeners ----------------------------------------------------------------------------- */
+
+static int add_listener(struct cctx *cx, const Listener *pl)
+{
+    struct rs_snapshot *s = cx->snap;
+    struct rs_listener *l = &s->listeners[s->nlisteners];
+    l->index = s->nlisteners++;
+    cx->warming = false;
+    if (rs_cfg_listener(cx, l, pl)) return -1;
+    for (uint32_t j = 0; j + 1 < s->nlisteners; j++)
+        if (strcmp(s->listeners[j].name, l->name) == 0)
+            return fail(cx, "name", "duplicate listener name \"%s\"", l->name);
+    if (cx->warming) {
+        /* its routes have not arrived: compiled (so errors NACK now) but not served */
+        rs_debug("listener %s: warming (route configuration pending)", l->name);
+        s->nlisteners--;
+        rs_cfg_listener_free(l);
+        memset(l, 0, sizeof *l);
+    }
+    return 0;
+}
+
+static int compile_listeners(struct cctx *cx, const Envoy__Config__Bootstrap__V3__Bootstrap *bs)
+{
+    const struct rs_xds_input *in = cx->in;
+    size_t nstatic = bs->static_resources ? bs->static_resources->n_listeners : 0;
+    cx->snap->listeners = xcalloc(nstatic + in->n[RS_XDS_LDS], sizeof *cx->snap->listeners);
+    for (size_t i = 0; i < nstatic; i++) {
+        enter_static(cx, "static_resources.listeners[%u]", (uint32_t)i);
+        if (add_listener(cx, bs->static_resources->listeners[i])) return -1;
+    }
+    for (size_t i = 0; i < in->n[RS_XDS_LDS]; i++) {
+        const struct rs_xds_resource *r = &in->res[RS_XDS_LDS][i];
+        enter(cx, "Listener", r->name);
+        if (add_listener(cx, (const Listener *)r->msg)) return -1;
+    }
+    cx->path[0] = '\0';
+    cx->root = 0;
+    return 0;
+}
+
+/* ---- entry points -------------------------------------------------------------------------- */
+
+static rs_stat_id filters_skipped_stat(void)
+{
+    static rs_stat_id id;
+    static int once;
+    if (!__atomic_exchange_n(&once, 1, __ATOMIC_ACQ_REL))
+        __atomic_store_n(&id, rs_stats_register("server.filters_skipped", RS_STAT_GAUGE),
+                         __ATOMIC_RELEASE);
+    return __atomic_load_n(&id, __ATOMIC_ACQUIRE);
+}
+
+struct rs_snapshot *rs_config_compile_xds(const Envoy__Config__Bootstrap__V3__Bootstrap *bs,
+                                          const struct rs_xds_input *in,
+                                          const struct rs_snapshot *prev, bool serve, char *err,
+                                          size_t errlen)
+{
+    struct rs_snapshot *s = xcalloc(1, sizeof *s);
+    s->refs = 1;
+    s->bootstrap = (Envoy__Config__Bootstrap__V3__Bootstrap *)bs;
+    s->bootstrap_borrowed = true;
+    struct rs_xds_input none = {0};
+    struct xcompile xc = {.cx = {.snap = s,
+                                 .serve = serve,
+                                 .xds = true,
+                                 .in = in ? in : &none,
+                                 .prev = prev,
+                                 .err = err,
+                                 .errlen = errlen}};
+    err[0] = '\0';
+    if (rs_cfg_bootstrap_head(&xc.cx, bs) || compile_clusters(&xc, bs) ||
+        compile_listeners(&xc.cx, bs)) {
+        swaps_drop(xc.swaps, xc.nswaps);
+        free(xc.swaps);
+        rs_cfg_snapshot_free(s);
+        return NULL;
+    }
+    swaps_apply(xc.swaps, xc.nswaps);
+    free(xc.swaps);
+    if (in && in->keep && in->retain) {
+        s->xds = in->retain(in->keep);
+        s->xds_release = in->release;
+    }
+    rs_stat_set(filters_skipped_stat(), s->skipped.n);
+    return s;
+}
+
+int rs_config_apply_eds(struct rs_snapshot *s, const struct rs_xds_input *in, bool serve, char *err,
+                        size_t errlen)
+{
+    struct xcompile xc = {
+        .cx = {.snap = s, .serve = serve, .xds = true, .in = in, .err = err, .errlen = errlen}};
+    err[0] = '\0';
+    for (uint32_t i = 0; i < s->nclusters; i++) {
+        struct rs_cluster *c = s->clusters[i];
+        if (c->type != RS_CLUSTER_EDS) continue;
+        /* an assignment that disappeared keeps the last hosts (SotW EDS omits unchanged ones) */
+        const struct rs_xds_resource *cla = find_res(in, RS_XDS_EDS, c->eds_name);
+        if (!cla) continue;
+        if (eds_refresh(&xc, c, false) < 0) {
+            swaps_drop(xc.swaps, xc.nswaps);
+            free(xc.swaps);
+            return -1;
+        }
+    }
+    int n = (int)xc.nswaps;
+    swaps_apply(xc.swaps, xc.nswaps);
+    free(xc.swaps);
+    return n;
+}
+
+/* ---- the ADS client's state ------------------------------------------------------------------ */
+
+static int state_watch(void *ctx, enum rs_xds_type type, const char *name)
+{
+    /* enum xds_type and enum xds_watch_status share rs_xds_type's and rs_xds_watch's order */
+    return xds_state_watch_status(ctx, (enum xds_type)type, name);
+}
+
+static void *state_retain(void *keep)
+{
+    return xds_state_ref(keep);
+}
+
+static void state_release(void *keep)
+{
+    xds_state_unref(keep);
+}
+
+struct rs_xds_input *rs_xds_input_from_state(struct xds_state *st)
+{
+    _Static_assert((int)RS_XDS_CDS == (int)XDS_CDS && (int)RS_XDS_SDS == (int)XDS_SDS &&
+                       (int)RS_XDS_NTYPES == (int)XDS_NTYPES,
+                   "resource type orders differ");
+    _Static_assert((int)RS_XDS_PENDING == (int)XDS_WATCH_PENDING &&
+                       (int)RS_XDS_TIMED_OUT == (int)XDS_WATCH_TIMED_OUT,
+                   "watch status orders differ");
+    struct rs_xds_input *in = xcalloc(1, sizeof *in);
+    for (int t = 0; t < RS_XDS_NTYPES; t++) {
+        const struct xds_type_table *tt = st->types[t];
+        struct rs_xds_resource *r = xcalloc(tt->n, sizeof *r);
+        for (size_t i = 0; i < tt->n; i++)
+            r[i] = (struct rs_xds_resource){.name = tt->res[i]->name,
+                                            .msg = tt->res[i]->msg,
+                                            .bytes = tt->res[i]->bytes,
+                                            .len = tt->res[i]->len};
+        in->res[t] = r;
+        in->n[t] = tt->n;
+    }
+    in->watch = state_watch;
+    in->ctx = st;
+    in->keep = st;
+    in->retain = state_retain;
+    in->release = state_release;
+    return in;
+}
+
+void rs_xds_input_free(struct rs_xds_input *in)
+{
+    if (!in) return;
+    for (int t = 0; t < RS_XDS_NTYPES; t++) free((void *)in->res[t]);
+    free(in);
+}

@@ -1,0 +1,239 @@
+/* The pilot-agent bootstrap and istiod-shaped CDS/EDS/LDS/RDS resources (tests/data/istio/):
+ * accepted in serve mode, with the skipped filters recorded; and each resource decided NACK
+ * refused with its reason. */
+#include <arpa/inet.h>
+
+#include "sidecar/chain_match.h"
+#include "test.h"
+#include "xds/bootstrap.h"
+#include "xds_input.h"
+
+static const char *data(const char *name)
+{
+    static char buf[1024];
+    const char *file = __FILE__, *cut = strstr(file, "tests/unit/sidecar/");
+    snprintf(buf, sizeof buf, "%.*stests/data/istio/%s", (int)(cut ? cut - file : 0), file, name);
+    return buf;
+}
+
+static xds_bootstrap *bootstrap(void)
+{
+    char err[512];
+    xds_bootstrap *bs = xds_bootstrap_load_file(data("bootstrap.json"), 0, err, sizeof err);
+    if (!bs) fprintf(stderr, "  bootstrap: %s\n", err);
+    return bs;
+}
+
+static int load_all(struct tin *t)
+{
+    tin_init(t);
+    return tin_file(t, data("cds.json")) || tin_file(t, data("eds.json")) ||
+           tin_file(t, data("lds.json")) || tin_file(t, data("rds.json"));
+}
+
+static bool skipped(const struct rs_snapshot *s, const char *name, const char *where_part)
+{
+    for (uint32_t i = 0; i < s->skipped.n; i++)
+        if (strcmp(s->skipped.v[i].name, name) == 0 &&
+            (!where_part || strstr(s->skipped.v[i].where, where_part)))
+            return true;
+    return false;
+}
+
+static const struct rs_listener *listener(const struct rs_snapshot *s, const char *name)
+{
+    for (uint32_t i = 0; i < s->nlisteners; i++)
+        if (strcmp(s->listeners[i].name, name) == 0) return &s->listeners[i];
+    return NULL;
+}
+
+static void test_bootstrap_alone_serves(void)
+{
+    xds_bootstrap *bs = bootstrap();
+    CHECK(bs != NULL);
+    if (!bs) return;
+    char err[512];
+    struct rs_snapshot *s = rs_config_compile_xds(bs, NULL, NULL, true, err, sizeof err);
+    if (!s) fprintf(stderr, "  %s\n", err);
+    CHECK(s != NULL);
+    if (s) {
+        CHECK_EQ_INT(s->nclusters, 4);
+        CHECK_EQ_INT(s->nlisteners, 2); /* 15090 prometheus, 15021 readiness */
+        int xds = rs_config_cluster_index(s, "xds-grpc");
+        CHECK(xds >= 0 && s->clusters[xds]->control_plane);
+        struct rs_hostset *h = xds >= 0 ? rs_cluster_hosts(s->clusters[xds]) : NULL;
+        CHECK(h && h->n == 1 && h->eps[0].addr.ss_family == AF_UNIX);
+        if (h) CHECK_STR(h->eps[0].name, "./etc/istio/proxy/XDS");
+        rs_hostset_unref(h);
+        /* the compressor on the Prometheus listener is skipped, and said so */
+        CHECK(skipped(s, "envoy.filters.http.compressor", "static_resources.listeners[0]"));
+    }
+    rs_snapshot_unref(s);
+    /* and the static path (--mode validate) accepts it too */
+    struct rs_snapshot *v = rs_config_compile(bs, false, err, sizeof err);
+    if (!v) fprintf(stderr, "  %s\n", err);
+    CHECK(v != NULL);
+    rs_snapshot_unref(v); /* frees bs */
+}
+
+static void test_istiod_resources_serve(void)
+{
+    xds_bootstrap *bs = bootstrap();
+    struct tin t;
+    CHECK(load_all(&t) == 0);
+    char err[1024];
+    struct rs_snapshot *s =
+        bs ? rs_config_compile_xds(bs, &t.in, NULL, true, err, sizeof err) : NULL;
+    if (!s) fprintf(stderr, "  %s\n", err);
+    CHECK(s != NULL);
+    if (s) {
+        /* the EDS cluster whose assignment is pending is warming: left out */
+        CHECK(rs_config_cluster_index(s, "outbound|80||pending.default.svc.cluster.local") < 0);
+        CHECK_EQ_INT(s->nclusters, 4 + 7);
+        /* the listener whose RDS "80" has not arrived is warming too */
+        CHECK(listener(s, "0.0.0.0_80") == NULL);
+        const struct rs_listener *vo = listener(s, "virtualOutbound");
+        const struct rs_listener *vi = listener(s, "virtualInbound");
+        const struct rs_listener *o9080 = listener(s, "0.0.0.0_9080");
+        CHECK(vo && vo->use_original_dst && vo->bind_to_port);
+        CHECK(vi && vi->original_dst && vi->matcher);
+        CHECK(o9080 && !o9080->bind_to_port && o9080->chains[0].hcm &&
+              o9080->chains[0].hcm->rds_name);
+        /* skipped filters, recorded where they are */
+        CHECK(skipped(s, "istio.stats", "Listener \"virtualInbound\": filter_chains[0]"));
+        CHECK(skipped(s, "istio.metadata_exchange", "Cluster \"PassthroughCluster\": filters[0]"));
+        CHECK(skipped(s, "io.istio.http.peer_metadata", NULL));
+        CHECK(skipped(s, "istio.alpn", NULL));
+        CHECK(skipped(s, "envoy.filters.http.cors", NULL));
+        CHECK(skipped(s, "envoy.filters.http.fault", NULL));
+        CHECK(skipped(s, "envoy.filters.http.grpc_stats", NULL));
+        CHECK(skipped(s, "envoy.filters.http.rbac", NULL)); /* shadow rules only */
+        CHECK(skipped(s, "envoy.filters.network.rbac", NULL));
+        CHECK(skipped(s, "istio_authn", NULL));
+        CHECK(skipped(s, "envoy.filters.network.set_filter_state", NULL));
+        CHECK(skipped(s, "envoy.filters.listener.http_inspector", NULL));
+        /* an inactive per-route fault config is recorded against the route configuration */
+        CHECK(skipped(s, "envoy.filters.http.fault", "RouteConfiguration \"9080\""));
+        /* reviews: locality weights x endpoint weights, unhealthy/draining out, priority 1
+         * unused while priority 0 has a healthy host */
+        int r = rs_config_cluster_index(s, "outbound|9080||reviews.default.svc.cluster.local");
+        struct rs_hostset *h = r >= 0 ? rs_cluster_hosts(s->clusters[r]) : NULL;
+        CHECK(h && h->n == 2);
+        if (h && h->n == 2) {
+            CHECK_STR(h->eps[0].name, "10.244.1.11:9080");
+            CHECK_EQ_INT(h->eps[0].weight, 3);
+            CHECK_EQ_INT(h->eps[0].ts_match, 1); /* no metadata: tlsMode-disabled (empty match) */
+            CHECK_STR(h->eps[1].name, "10.244.2.21:9080");
+            CHECK_EQ_INT(h->eps[1].weight, 2);
+        }
+        rs_hostset_unref(h);
+        CHECK(r >= 0 && s->clusters[r]->lb_policy == RS_LB_LEAST_REQUEST);
+        /* mysql: priority 0 has no healthy host, so priority 1 serves */
+        int m = rs_config_cluster_index(s, "outbound|3306||mysql.default.svc.cluster.local");
+        h = m >= 0 ? rs_cluster_hosts(s->clusters[m]) : NULL;
+        CHECK(h && h->n == 1 && strcmp(h->eps[0].name, "10.244.3.41:3306") == 0);
+        rs_hostset_unref(h);
+        CHECK(m >= 0 && s->clusters[m]->lb_policy == RS_LB_RANDOM);
+        int v2 = rs_config_cluster_index(s, "outbound|9080|v2|reviews.default.svc.cluster.local");
+        CHECK(v2 >= 0 && s->clusters[v2]->outlier.configured &&
+              s->clusters[v2]->outlier.consecutive_5xx == 3 &&
+              s->clusters[v2]->max_requests_per_cx == 100);
+        int ib = rs_config_cluster_index(s, "InboundPassthroughCluster");
+        CHECK(ib >= 0 && s->clusters[ib]->type == RS_CLUSTER_ORIGINAL_DST &&
+              s->clusters[ib]->bind_addrlen > 0);
+        /* virtualInbound's matcher: port 9080 plaintext → its HTTP chain; another port → the
+         * TCP catch-all (no application protocol is detected); 15006 → blackhole */
+        struct sockaddr_in local = {.sin_family = AF_INET, .sin_port = htons(9080)};
+        struct sockaddr_in remote = {.sin_family = AF_INET, .sin_port = htons(40000)};
+        inet_pton(AF_INET, "10.244.1.7", &local.sin_addr);
+        inet_pton(AF_INET, "10.244.9.9", &remote.sin_addr);
+        const struct rs_filter_chain *fc =
+            vi ? rs_listener_pick_chain(vi, (void *)&local, (void *)&remote) : NULL;
+        CHECK(fc && strcmp(fc->name, "0.0.0.0_9080") == 0 && fc->hcm);
+        local.sin_port = htons(7070);
+        fc = vi ? rs_listener_pick_chain(vi, (void *)&local, (void *)&remote) : NULL;
+        CHECK(fc && strcmp(fc->name, "virtualInbound-catchall-tcp") == 0 && fc->tcp);
+        local.sin_port = htons(15006);
+        fc = vi ? rs_listener_pick_chain(vi, (void *)&local, (void *)&remote) : NULL;
+        CHECK(fc && strcmp(fc->name, "virtualInbound-blackhole") == 0);
+        /* virtualOutbound: to the pod's own IP → blackhole; elsewhere → passthrough */
+        local.sin_port = htons(80);
+        fc = vo ? rs_listener_pick_chain(vo, (void *)&local, (void *)&remote) : NULL;
+        CHECK(fc && strcmp(fc->name, "virtualOutbound-blackhole") == 0);
+        inet_pton(AF_INET, "10.96.0.10", &local.sin_addr);
+        fc = vo ? rs_listener_pick_chain(vo, (void *)&local, (void *)&remote) : NULL;
+        CHECK(fc && strcmp(fc->name, "virtualOutbound-catchall-tcp") == 0);
+        /* the outbound HTTP listener's chain needs http/1.1 detection: its default chain */
+        fc = o9080 ? rs_listener_pick_chain(o9080, (void *)&local, (void *)&remote) : NULL;
+        CHECK(fc && strcmp(fc->name, "PassthroughFilterChain") == 0);
+    }
+    rs_snapshot_unref(s);
+    tin_free(&t);
+    xds_bootstrap_free(bs);
+}
+
+/* Each refusal: the file's resources added to (or replacing) the accepted set. */
+static void test_istiod_refusals(void)
+{
+    static const struct {
+        const char *file, *want;
+    } cases[] = {
+        {"lds-ext-authz.json",
+         "Listener \"0.0.0.0_9999\": filter_chains[0].filters[0].typed_config.http_filters[0]: "
+         "envoy.filters.http.ext_authz: an authorization filter Ringside cannot enforce"},
+        {"lds-wasm.json", "http_filters[0]: envoy.filters.http.wasm: Wasm plugins are not "
+                          "supported"},
+        {"lds-rbac-http.json", "http_filters[0]: envoy.filters.http.rbac: rules (action ALLOW, 1 "
+                               "policies): enforces authorization rules"},
+        {"lds-rbac-network.json", "Listener \"0.0.0.0_9999\": filter_chains[0].filters[0]: "
+                                  "envoy.filters.network.rbac: rules (action DENY, 1 policies)"},
+        {"lds-set-filter-state.json", "object_key \"envoy.tcp_proxy.cluster\""},
+        {"lds-istio-authn.json", "istio_authn: carries an authentication policy"},
+        {"rds-fault.json", "RouteConfiguration \"9080\": virtual_hosts[0].routes[0]."
+                           "typed_per_filter_config: [\"envoy.filters.http.fault\"]: delay: "
+                           "fault injection is not implemented yet"},
+        {"rds-cors.json", "typed_per_filter_config: [\"envoy.filters.http.cors\"]: CORS policies "
+                          "are not implemented yet"},
+        {"cds-http2.json", "Cluster \"outbound|50051||grpc.default.svc.cluster.local\": "
+                           "typed_extension_protocol_options[\"envoy.extensions.upstreams.http.v3."
+                           "HttpProtocolOptions\"]: explicit_http_config: HTTP/2 upstreams are "
+                           "not implemented yet"},
+        {"eds-tls.json", "ClusterLoadAssignment \"outbound|9080||reviews.default.svc.cluster."
+                         "local\": endpoints[0].lb_endpoints[0].metadata: host 10.244.1.11:9080 "
+                         "selects transport_socket_matches \"tlsMode-istio\": TLS transport "
+                         "socket not implemented yet"},
+    };
+    xds_bootstrap *bs = bootstrap();
+    if (!bs) {
+        CHECK(0);
+        return;
+    }
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        struct tin t;
+        char path[64], err[1024];
+        snprintf(path, sizeof path, "nack/%s", cases[i].file);
+        CHECK(load_all(&t) == 0);
+        CHECK(tin_file(&t, data(path)) == 0);
+        struct rs_snapshot *s = rs_config_compile_xds(bs, &t.in, NULL, true, err, sizeof err);
+        CHECK(s == NULL);
+        if (s) {
+            fprintf(stderr, "  %s was accepted\n", cases[i].file);
+            rs_snapshot_unref(s);
+        } else if (!strstr(err, cases[i].want)) {
+            fprintf(stderr, "  %s: \"%s\" lacks \"%s\"\n", cases[i].file, err, cases[i].want);
+            CHECK(0);
+        }
+        tin_free(&t);
+    }
+    xds_bootstrap_free(bs);
+}
+
+int main(void)
+{
+    static const struct rs_test_case cases[] = {
+        TEST_CASE(test_bootstrap_alone_serves),
+        TEST_CASE(test_istiod_resources_serve),
+        TEST_CASE(test_istiod_refusals),
+    };
+    return rs_run_tests(cases, (int)(sizeof cases / sizeof cases[0]));
+}
