@@ -49,6 +49,8 @@ struct stream {
     const struct rs_route *route;
     const struct rs_route_cluster *rc;
     struct rs_cluster *cluster;
+    struct rs_snapshot *snap; /* set when the session moved to a newer snapshot mid-stream: the
+                                 route and cluster above belong to this one */
     uint64_t start_us, start_mono_us, start_ms, upstream_start_us;
     uint64_t timeout_ms, idle_timeout_ms, last_active_ms;
     uint64_t route_deadline_ms; /* the route timeout, from the end of the request; 0 = none */
@@ -99,6 +101,11 @@ struct hsess {
 };
 
 static const struct rs_conn_handler down_handler, up_handler;
+
+static void snapshot_unref_cb(void *p)
+{
+    rs_snapshot_unref(p);
+}
 static const struct rs_h1_callbacks req_cb, resp_cb;
 
 static uint64_t wall_us(void)
@@ -285,7 +292,7 @@ static void stream_end(struct stream *st)
             info.upstream_host.ptr = st->up->host.name;
             info.upstream_host.len = strlen(st->up->host.name);
         }
-        rs_worker_access_log(w, s->cfg->logs, s->cfg->nlogs, &info);
+        rs_worker_access_log(w, s->link.snap, s->cfg->logs, s->cfg->nlogs, &info);
     }
     host_rq_done(st, st->resp_started && st->status < 500 ? RS_HS_RQ_SUCCESS : RS_HS_RQ_ERROR);
     if (st->up) {
@@ -295,6 +302,7 @@ static void stream_end(struct stream *st)
         up_release(u, u->reusable && st->req_complete && st->resp_complete);
     }
     s->st = NULL;
+    if (st->snap) rs_worker_defer_free(w, snapshot_unref_cb, st->snap);
     stream_put(st);
 }
 
@@ -1273,7 +1281,7 @@ static int forward(struct hsess *s, struct stream *st, const struct rs_h1_head *
         local_reply(s, 503, RS_RF_NC, NULL, "cluster_not_found");
         return 0;
     }
-    struct rs_cluster *cl = w->snap->clusters[rc->index];
+    struct rs_cluster *cl = s->link.snap->clusters[rc->index];
     st->cluster = cl;
     struct rs_host_ref href;
     const struct rs_endpoint *ep = rs_worker_pick_host(w, cl, &href);
@@ -1473,6 +1481,10 @@ static void drain(struct rs_session *link)
 {
     struct hsess *s = (struct hsess *)link;
     s->closing = true;
+    /* Drained by a configuration update: the next response says "connection: close"; an idle
+     * connection stays open until the drain deadline, so a request racing with the update is
+     * not lost on a closing socket. Shutting down closes idle connections now. */
+    if (link->drain_deadline_ms && !s->w->draining) return;
     if (!s->st) {
         rs_stat_inc(s->w->stats, s->cfg->st.downstream_cx_drain_close);
         sess_destroy(s, true);
@@ -1482,6 +1494,28 @@ static void drain(struct rs_session *link)
 static void kill_session(struct rs_session *link)
 {
     sess_destroy((struct hsess *)link, true);
+}
+
+/* The listener was updated but this connection's filter chain did not change: later requests use
+ * the new snapshot (routes, clusters); the stream in flight keeps the old one. */
+static void rebind(struct rs_session *link, struct rs_filter_chain *fc, struct rs_snapshot *prev)
+{
+    struct hsess *s = (struct hsess *)link;
+    struct rs_worker *w = s->w;
+    if (s->fc->active_cx) {
+        __atomic_sub_fetch(s->fc->active_cx, 1, __ATOMIC_RELAXED);
+        rs_stat_dec(w->stats, s->fc->active_connections);
+    }
+    if (fc->active_cx) {
+        __atomic_add_fetch(fc->active_cx, 1, __ATOMIC_RELAXED);
+        rs_stat_inc(w->stats, fc->active_connections);
+    }
+    s->fc = link->fc = fc;
+    s->cfg = fc->hcm;
+    if (s->st && !s->st->snap)
+        s->st->snap = prev;
+    else
+        rs_worker_defer_free(w, snapshot_unref_cb, prev);
 }
 
 void rs_hcm_accept(struct rs_worker *w, struct rs_worker_listener *wl, struct rs_filter_chain *fc,
@@ -1501,6 +1535,7 @@ void rs_hcm_accept(struct rs_worker *w, struct rs_worker_listener *wl, struct rs
     s->start_ms = w->loop.now_ms;
     s->link.drain = drain;
     s->link.kill = kill_session;
+    s->link.rebind = rebind;
     s->idle.cb = on_idle_timeout;
     s->hdr_timer.cb = on_header_timeout;
     s->max_duration.cb = on_max_duration;
@@ -1515,7 +1550,7 @@ void rs_hcm_accept(struct rs_worker *w, struct rs_worker_listener *wl, struct rs
                                .max_headers = cfg->max_headers_count,
                                .max_body_bytes = cfg->max_request_bytes};
     rs_h1_init(&s->parser, RS_H1_REQUEST, &lim, &req_cb, s);
-    rs_worker_session_add(w, &s->link);
+    rs_worker_session_add(w, &s->link, wl, fc);
     rs_stat_inc(w->stats, cfg->st.downstream_cx_total);
     rs_stat_inc(w->stats, cfg->st.downstream_cx_active);
     rs_stat_inc(w->stats, cfg->st.downstream_cx_http1_total);

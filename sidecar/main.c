@@ -159,12 +159,12 @@ static int parse_options(int argc, char **argv, struct options *o)
 /* ---- admin hooks --------------------------------------------------------------------------- */
 
 static volatile sig_atomic_t admin_quit;
+static rs_stat_id stat_reload_ok, stat_reload_failed;
 
 static struct rs_snapshot *hook_snapshot(void *ctx)
 {
     (void)ctx;
-    rs_snapshot_ref(server.snap);
-    return server.snap;
+    return rs_server_snapshot(&server);
 }
 
 static void hook_quit(void *ctx)
@@ -194,6 +194,38 @@ static uint64_t hook_uptime(void *ctx)
 }
 
 uint32_t rs_server_sessions(struct rs_server *srv);
+
+/* SIGHUP: load the bootstrap again and publish it (a Ringside addition: Envoy ignores SIGHUP).
+ * Listeners with an unchanged definition keep their connections; the others drain. A bootstrap
+ * that does not load or compile is refused and the running configuration stays. */
+static void reload(const struct options *o, struct rs_dns *dns)
+{
+    char err[1024];
+    unsigned flags = o->allow_unknown ? XDS_LOAD_ALLOW_UNKNOWN : 0;
+    xds_bootstrap *bs = xds_bootstrap_load(o->config_path, o->config_yaml, flags, err, sizeof err);
+    struct rs_snapshot *snap = bs ? rs_config_compile(bs, true, err, sizeof err) : NULL;
+    if (!snap) {
+        rs_error("reload refused, keeping the running configuration: %s", err);
+        rs_stat_inc(rs_stats_shard(-1), stat_reload_failed);
+        return;
+    }
+    if (o->service_node) {
+        free(snap->node_id);
+        snap->node_id = strdup(o->service_node);
+    }
+    if (o->service_cluster) {
+        free(snap->node_cluster);
+        snap->node_cluster = strdup(o->service_cluster);
+    }
+    if (rs_config_start_dns(snap, dns) != 0 || rs_server_publish(&server, snap, err, sizeof err)) {
+        rs_error("reload refused, keeping the running configuration: %s", err);
+        rs_stat_inc(rs_stats_shard(-1), stat_reload_failed);
+        rs_snapshot_unref(snap);
+        return;
+    }
+    rs_stat_inc(rs_stats_shard(-1), stat_reload_ok);
+    rs_info("configuration reloaded: %u listeners, %u clusters", snap->nlisteners, snap->nclusters);
+}
 
 static void raise_fd_limit(void)
 {
@@ -281,6 +313,8 @@ int main(int argc, char **argv)
         rs_addr_str((struct sockaddr *)&snap->admin_addr, a, sizeof a);
         rs_info("admin address: %s (port %u)", a, rs_admin_port(admin));
     }
+    stat_reload_ok = rs_stats_register("server.reload_success", RS_STAT_COUNTER);
+    stat_reload_failed = rs_stats_register("server.reload_rejected", RS_STAT_COUNTER);
     if (rs_server_bind(&server, err, sizeof err) != 0) {
         rs_error("%s", err);
         if (admin) rs_admin_stop(admin);
@@ -302,6 +336,7 @@ int main(int argc, char **argv)
         struct timespec ts = {0, 50 * 1000000};
         int sig = sigtimedwait(&sigs, NULL, &ts);
         if (admin_quit) break;
+        if (sig == SIGHUP && !drain_deadline) reload(&o, dns);
         if (sig == SIGTERM || sig == SIGINT) {
             if (drain_deadline) break; /* a second signal: stop now */
             rs_info("caught %s: draining for up to %us", sig == SIGTERM ? "SIGTERM" : "SIGINT",

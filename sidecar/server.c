@@ -57,39 +57,257 @@ static int listen_socket(const struct sockaddr *addr, socklen_t len, const struc
     return fd;
 }
 
-int rs_server_bind(struct rs_server *srv, char *err, size_t errlen)
+/* ---- publication ---------------------------------------------------------------------------- */
+
+static bool same_addr(const struct sockaddr_storage *a, socklen_t alen,
+                      const struct sockaddr_storage *b, socklen_t blen)
 {
-    struct rs_snapshot *snap = srv->snap;
-    srv->listen_fds = calloc(snap->nlisteners + 1, sizeof *srv->listen_fds);
-    if (!srv->listen_fds) return -ENOMEM;
+    return alen == blen && memcmp(a, b, alen) == 0;
+}
+
+static uint16_t addr_port(const struct sockaddr_storage *a)
+{
+    return ntohs(a->ss_family == AF_INET6 ? ((const struct sockaddr_in6 *)a)->sin6_port
+                                          : ((const struct sockaddr_in *)a)->sin_port);
+}
+
+static void lsock_free(struct rs_lsock *ls)
+{
+    free(ls->fds);
+    free(ls);
+}
+
+/* Binds one socket per worker for listener l. Port 0: every worker binds the port the first got,
+ * and l's address becomes the bound one. */
+static struct rs_lsock *lsock_open(struct rs_server *srv, struct rs_listener *l, char *err,
+                                   size_t errlen)
+{
+    struct rs_lsock *ls = calloc(1, sizeof *ls);
+    int *fds = calloc((size_t)srv->nworkers, sizeof(int));
+    if (!ls || !fds) {
+        free(ls);
+        free(fds);
+        snprintf(err, errlen, "listener %s: out of memory", l->name);
+        return NULL;
+    }
+    ls->fds = fds;
+    for (int w = 0; w < srv->nworkers; w++) {
+        int fd = listen_socket((struct sockaddr *)&l->addr, l->addrlen, l);
+        if (fd < 0) {
+            snprintf(err, errlen, "listener %s: cannot listen on %s: %s", l->name, l->addr_str,
+                     strerror(-fd));
+            while (w--) close(fds[w]);
+            lsock_free(ls);
+            return NULL;
+        }
+        fds[w] = fd;
+        if (w == 0 && addr_port(&l->addr) == 0) {
+            socklen_t alen = sizeof l->addr;
+            getsockname(fd, (struct sockaddr *)&l->addr, &alen);
+            l->addrlen = alen;
+            rs_addr_str((struct sockaddr *)&l->addr, l->addr_str, sizeof l->addr_str);
+        }
+    }
+    ls->addr = l->addr;
+    ls->addrlen = l->addrlen;
+    rs_info("listener %s listening on %s", l->name, l->addr_str);
+    return ls;
+}
+
+/* The socket a listener of a new snapshot uses: the one already open at its address, or (port 0)
+ * the one its namesake in the published snapshot got. */
+static struct rs_lsock *lsock_find(struct rs_server *srv, const struct rs_listener *l)
+{
+    struct sockaddr_storage addr = l->addr;
+    socklen_t len = l->addrlen;
+    if (addr_port(&addr) == 0 && srv->snap) {
+        const struct rs_listener *old = NULL;
+        for (uint32_t i = 0; i < srv->snap->nlisteners && !old; i++)
+            if (strcmp(srv->snap->listeners[i].name, l->name) == 0) old = &srv->snap->listeners[i];
+        if (!old || old->addr.ss_family != addr.ss_family) return NULL;
+        addr = old->addr;
+        len = old->addrlen;
+        if (addr.ss_family == AF_INET6)
+            memcpy(&((struct sockaddr_in6 *)&addr)->sin6_addr,
+                   &((const struct sockaddr_in6 *)&l->addr)->sin6_addr, sizeof(struct in6_addr));
+        else
+            ((struct sockaddr_in *)&addr)->sin_addr =
+                ((const struct sockaddr_in *)&l->addr)->sin_addr;
+    }
+    for (struct rs_lsock *ls = srv->lsocks; ls; ls = ls->next)
+        if (same_addr(&ls->addr, ls->addrlen, &addr, len)) return ls;
+    return NULL;
+}
+
+static void pub_unref(struct rs_publication *p)
+{
+    if (!p || --p->refs) return;
+    rs_snapshot_unref(p->snap);
+    free(p->fds);
+    free(p);
+}
+
+/* Hands a worker a socket to close (it may still be accepting on it). Under pub_lock. */
+static void worker_close_later(struct rs_worker *w, int fd)
+{
+    if (w->nclosing == w->closing_cap) {
+        uint32_t cap = w->closing_cap ? w->closing_cap * 2 : 16;
+        int *n = realloc(w->closing, cap * sizeof *n);
+        if (!n) abort(); /* a few ints; losing track of a listening socket would be silent */
+        w->closing = n;
+        w->closing_cap = cap;
+    }
+    w->closing[w->nclosing++] = fd;
+}
+
+static void wake_all(struct rs_server *srv);
+
+/* Under pub_lock. */
+static int publish_locked(struct rs_server *srv, struct rs_snapshot *snap, char *err, size_t errlen)
+{
+    uint32_t nw = (uint32_t)srv->nworkers;
+    struct rs_publication *p = calloc(1, sizeof *p);
+    int *fds = calloc((size_t)snap->nlisteners * nw + 1, sizeof(int));
+    struct rs_lsock **used = calloc(snap->nlisteners + 1, sizeof *used);
+    if (!p || !fds || !used || rs_snapshot_set_workers(snap, nw) != 0) {
+        free(p);
+        free(fds);
+        free(used);
+        snprintf(err, errlen, "out of memory");
+        return -ENOMEM;
+    }
+    struct rs_lsock *fresh = NULL; /* opened for this snapshot: closed again if it fails */
     for (uint32_t i = 0; i < snap->nlisteners; i++) {
         struct rs_listener *l = &snap->listeners[i];
-        srv->listen_fds[i] = calloc((size_t)srv->nworkers, sizeof(int));
-        if (!srv->listen_fds[i]) return -ENOMEM;
-        for (int w = 0; w < srv->nworkers; w++) {
-            int fd = listen_socket((struct sockaddr *)&l->addr, l->addrlen, l);
-            if (fd < 0) {
-                snprintf(err, errlen, "listener %s: cannot listen on %s: %s", l->name, l->addr_str,
-                         strerror(-fd));
-                return fd;
+        for (uint32_t j = 0; j < i; j++)
+            if (same_addr(&snap->listeners[j].addr, snap->listeners[j].addrlen, &l->addr,
+                          l->addrlen) &&
+                addr_port(&l->addr) != 0) {
+                snprintf(err, errlen, "listeners %s and %s have the same address %s",
+                         snap->listeners[j].name, l->name, l->addr_str);
+                goto fail;
             }
-            srv->listen_fds[i][w] = fd;
-            if (w == 0) {
-                /* port 0: every worker binds the port the first one got */
-                socklen_t alen = sizeof l->addr;
-                getsockname(fd, (struct sockaddr *)&l->addr, &alen);
-                rs_addr_str((struct sockaddr *)&l->addr, l->addr_str, sizeof l->addr_str);
-            }
+        struct rs_lsock *ls = lsock_find(srv, l);
+        if (ls) {
+            l->addr = ls->addr;
+            l->addrlen = ls->addrlen;
+            rs_addr_str((struct sockaddr *)&l->addr, l->addr_str, sizeof l->addr_str);
+        } else {
+            ls = lsock_open(srv, l, err, errlen);
+            if (!ls) goto fail;
+            ls->next = fresh;
+            fresh = ls;
         }
-        rs_info("listener %s listening on %s", l->name, l->addr_str);
+        used[i] = ls;
+        memcpy(&fds[(size_t)i * nw], ls->fds, nw * sizeof(int));
     }
+    /* sockets no snapshot listener uses any more: each worker closes its own */
+    for (struct rs_lsock **pp = &srv->lsocks; *pp;) {
+        struct rs_lsock *ls = *pp;
+        bool keep = false;
+        for (uint32_t i = 0; i < snap->nlisteners && !keep; i++) keep = used[i] == ls;
+        if (keep) {
+            pp = &ls->next;
+            continue;
+        }
+        *pp = ls->next;
+        for (uint32_t w = 0; w < nw; w++) {
+            if (srv->workers)
+                worker_close_later(&srv->workers[w], ls->fds[w]);
+            else
+                close(ls->fds[w]);
+        }
+        lsock_free(ls);
+    }
+    while (fresh) {
+        struct rs_lsock *next = fresh->next;
+        fresh->next = srv->lsocks;
+        srv->lsocks = fresh;
+        fresh = next;
+    }
+    free(used);
+    /* clusters the new snapshot no longer has: their pools stop keeping connections */
+    if (srv->snap)
+        for (uint32_t i = 0; i < srv->snap->nclusters; i++) {
+            struct rs_cluster *c = srv->snap->clusters[i];
+            bool kept = false;
+            for (uint32_t j = 0; j < snap->nclusters && !kept; j++) kept = snap->clusters[j] == c;
+            if (!kept) __atomic_store_n(&c->removed, true, __ATOMIC_RELEASE);
+        }
+    p->refs = 1;
+    p->snap = snap;
+    p->fds = fds;
+    p->seq = ++srv->pub_seq_next;
+    rs_snapshot_ref(snap);
+    struct rs_snapshot *old = srv->snap;
+    srv->snap = snap;
+    struct rs_publication *oldp = srv->pub;
+    srv->pub = p;
+    __atomic_store_n(&srv->pub_seq, p->seq, __ATOMIC_RELEASE);
+    pub_unref(oldp);
+    rs_snapshot_unref(old);
     return 0;
+fail:
+    while (fresh) {
+        struct rs_lsock *next = fresh->next;
+        for (uint32_t w = 0; w < nw; w++) close(fresh->fds[w]);
+        lsock_free(fresh);
+        fresh = next;
+    }
+    free(p);
+    free(fds);
+    free(used);
+    return -EADDRINUSE;
+}
+
+int rs_server_publish(struct rs_server *srv, struct rs_snapshot *snap, char *err, size_t errlen)
+{
+    pthread_mutex_lock(&srv->pub_lock);
+    int ret = publish_locked(srv, snap, err, errlen);
+    pthread_mutex_unlock(&srv->pub_lock);
+    if (ret) return ret; /* the caller's reference is now srv->snap's */
+    wake_all(srv);
+    return 0;
+}
+
+int rs_server_bind(struct rs_server *srv, char *err, size_t errlen)
+{
+    pthread_mutex_init(&srv->pub_lock, NULL);
+    struct rs_snapshot *snap = srv->snap; /* the caller keeps its reference */
+    srv->snap = NULL;
+    rs_snapshot_ref(snap);
+    int ret = rs_server_publish(srv, snap, err, errlen);
+    if (ret) {
+        rs_snapshot_unref(snap);
+        srv->snap = snap;
+    }
+    return ret;
+}
+
+struct rs_snapshot *rs_server_snapshot(struct rs_server *srv)
+{
+    pthread_mutex_lock(&srv->pub_lock);
+    struct rs_snapshot *s = srv->snap;
+    rs_snapshot_ref(s);
+    pthread_mutex_unlock(&srv->pub_lock);
+    return s;
 }
 
 /* ---- worker helpers ------------------------------------------------------------------------ */
 
-void rs_worker_session_add(struct rs_worker *w, struct rs_session *s)
+static void snapshot_unref_cb(void *p)
 {
+    rs_snapshot_unref(p);
+}
+
+void rs_worker_session_add(struct rs_worker *w, struct rs_session *s, struct rs_worker_listener *wl,
+                           struct rs_filter_chain *fc)
+{
+    s->snap = w->snap;
+    rs_snapshot_ref(s->snap);
+    s->wl = wl;
+    s->fc = fc;
+    wl->nsessions++;
     s->next = w->sessions.next;
     s->prev = &w->sessions;
     w->sessions.next->prev = s;
@@ -104,6 +322,9 @@ void rs_worker_session_del(struct rs_worker *w, struct rs_session *s)
     s->next->prev = s->prev;
     s->next = s->prev = NULL;
     w->nsessions--;
+    /* the session's object may still read its configuration in this batch */
+    rs_worker_defer_free(w, snapshot_unref_cb, s->snap);
+    if (--s->wl->nsessions == 0 && s->wl->removed) rs_worker_defer_free(w, free, s->wl);
 }
 
 uint64_t rs_worker_rand(struct rs_worker *w)
@@ -180,11 +401,15 @@ void rs_worker_downstream_closed(struct rs_worker *w, struct rs_worker_listener 
     }
 }
 
-void rs_worker_access_log(struct rs_worker *w, struct rs_access_log **logs, uint32_t n,
+void rs_worker_access_log(struct rs_worker *w, const struct rs_snapshot *snap,
+                          struct rs_access_log **logs, uint32_t n,
                           const struct rs_access_info *info)
 {
-    for (uint32_t i = 0; i < n; i++)
-        rs_access_log_append(rs_access_log_wbuf(logs[i], (uint32_t)w->id), info);
+    for (uint32_t i = 0; i < n; i++) {
+        struct rs_access_log_buf *b = rs_access_log_wbuf(logs[i], (uint32_t)w->id);
+        rs_access_log_append(b, info);
+        if (snap != w->snap) rs_access_log_flush(b); /* not flushed per batch any more */
+    }
 }
 
 /* ---- accept -------------------------------------------------------------------------------- */
@@ -263,24 +488,165 @@ static void flush_logs(struct rs_worker *w)
     }
 }
 
+/* Sessions drained by an update that outlived the drain time. */
+static void kill_overdue(struct rs_worker *w)
+{
+    for (struct rs_session *s = w->sessions.next; s != &w->sessions;) {
+        struct rs_session *next = s->next;
+        if (s->drain_deadline_ms && w->loop.now_ms >= s->drain_deadline_ms) s->kill(s);
+        s = next;
+    }
+}
+
 static void on_tick(struct rs_loop *loop, struct rs_timer *t)
 {
     struct rs_worker *w = loop->worker;
     refresh_date(w);
     flush_logs(w);
+    kill_overdue(w);
     rs_timer_arm(loop, t, 1000);
+}
+
+static void listener_stop(struct rs_worker *w, struct rs_worker_listener *wl)
+{
+    rs_timer_cancel(&w->loop, &wl->retry);
+    if (wl->conn) rs_conn_close(wl->conn); /* closes the socket */
+    wl->conn = NULL;
 }
 
 static void close_listeners(struct rs_worker *w)
 {
     if (w->listeners_closed) return;
     w->listeners_closed = true;
-    for (uint32_t i = 0; i < w->snap->nlisteners; i++) {
-        struct rs_worker_listener *wl = &w->listeners[i];
-        rs_timer_cancel(&w->loop, &wl->retry);
-        if (wl->conn) rs_conn_close(wl->conn);
-        wl->conn = NULL;
+    for (struct rs_worker_listener *wl = w->listeners; wl; wl = wl->next) listener_stop(w, wl);
+}
+
+static struct rs_worker_listener *listener_start(struct rs_worker *w, struct rs_listener *cfg,
+                                                 int fd)
+{
+    struct rs_worker_listener *wl = calloc(1, sizeof *wl);
+    if (!wl) return NULL;
+    wl->w = w;
+    wl->cfg = cfg;
+    wl->fd = fd;
+    wl->retry.cb = on_accept_retry;
+    wl->conn = rs_conn_new(&w->loop, fd, &listener_handler, wl);
+    if (!wl->conn) {
+        free(wl);
+        return NULL;
     }
+    if (!w->listeners_closed) rs_conn_accept_start(wl->conn);
+    wl->next = w->listeners;
+    w->listeners = wl;
+    return wl;
+}
+
+/* The filter chain of `nl` that corresponds to `fc` of `ol`, an identical definition. */
+static struct rs_filter_chain *same_chain(const struct rs_listener *ol,
+                                          const struct rs_filter_chain *fc, struct rs_listener *nl)
+{
+    if (fc == ol->default_chain) return nl->default_chain;
+    ptrdiff_t i = fc - ol->chains;
+    return i >= 0 && (uint32_t)i < nl->nchains ? &nl->chains[i] : NULL;
+}
+
+static const struct rs_listener *chain_listener(const struct rs_snapshot *s,
+                                                const struct rs_filter_chain *fc)
+{
+    for (uint32_t i = 0; i < s->nlisteners; i++) {
+        const struct rs_listener *l = &s->listeners[i];
+        if (fc == l->default_chain || (fc >= l->chains && fc < l->chains + l->nchains)) return l;
+    }
+    return NULL;
+}
+
+/* Moves the worker to the server's latest publication: sockets of removed listeners close, new
+ * ones start accepting, sessions of unchanged listeners move over, the others drain. */
+static void worker_switch(struct rs_worker *w)
+{
+    struct rs_server *srv = w->srv;
+    pthread_mutex_lock(&srv->pub_lock);
+    struct rs_publication *p = srv->pub;
+    p->refs++;
+    int *closing = w->closing;
+    uint32_t nclosing = w->nclosing;
+    w->closing = NULL;
+    w->nclosing = w->closing_cap = 0;
+    pthread_mutex_unlock(&srv->pub_lock);
+
+    for (uint32_t i = 0; i < nclosing; i++) {
+        struct rs_worker_listener **pp = &w->listeners;
+        while (*pp && (*pp)->fd != closing[i]) pp = &(*pp)->next;
+        struct rs_worker_listener *wl = *pp;
+        if (!wl) {
+            close(closing[i]); /* never started here (published and dropped in one turn) */
+            continue;
+        }
+        *pp = wl->next;
+        listener_stop(w, wl);
+        wl->removed = true;
+        if (wl->nsessions == 0) rs_worker_defer_free(w, free, wl);
+    }
+    free(closing);
+
+    struct rs_snapshot *old = w->snap, *snap = p->snap;
+    rs_snapshot_ref(snap);
+    bool *seen = calloc(snap->nlisteners + 1, sizeof *seen);
+    for (struct rs_worker_listener *wl = w->listeners; wl; wl = wl->next) {
+        wl->cfg = NULL;
+        for (uint32_t i = 0; i < snap->nlisteners; i++)
+            if (p->fds[(size_t)i * (size_t)srv->nworkers + (size_t)w->id] == wl->fd) {
+                wl->cfg = &snap->listeners[i];
+                if (seen) seen[i] = true;
+            }
+    }
+    for (uint32_t i = 0; i < snap->nlisteners; i++) {
+        if (seen && seen[i]) continue;
+        int fd = p->fds[(size_t)i * (size_t)srv->nworkers + (size_t)w->id];
+        if (!listener_start(w, &snap->listeners[i], fd))
+            rs_error("listener %s: worker %d cannot accept (out of memory)",
+                     snap->listeners[i].name, w->id);
+    }
+    free(seen);
+
+    uint64_t deadline = w->loop.now_ms + srv->drain_time_ms;
+    for (struct rs_session *s = w->sessions.next; s != &w->sessions;) {
+        struct rs_session *next = s->next;
+        if (s->snap == snap) {
+            s = next;
+            continue;
+        }
+        const struct rs_listener *ol = chain_listener(s->snap, s->fc);
+        struct rs_listener *nl = s->wl->removed ? NULL : s->wl->cfg;
+        struct rs_filter_chain *nfc = NULL;
+        if (ol && nl && ol->hash == nl->hash && strcmp(ol->name, nl->name) == 0 && s->rebind)
+            nfc = same_chain(ol, s->fc, nl);
+        rs_debug("worker %d: session on %s: %s", w->id, ol ? ol->name : "?",
+                 nfc ? "moves to the new snapshot" : "drains (its listener changed or went)");
+        if (nfc) {
+            struct rs_snapshot *prev = s->snap;
+            s->snap = snap;
+            rs_snapshot_ref(snap);
+            s->rebind(s, nfc, prev); /* takes over prev's reference */
+        } else if (!s->drain_deadline_ms) {
+            s->drain_deadline_ms = deadline ? deadline : 1;
+            s->drain(s);
+        }
+        s = next;
+    }
+    /* clusters gone from the new snapshot: close this worker's idle connections to them */
+    for (uint32_t i = 0; i < old->nclusters; i++)
+        if (__atomic_load_n(&old->clusters[i]->removed, __ATOMIC_ACQUIRE))
+            rs_hcm_pool_close(w, old->clusters[i]);
+    flush_logs(w);
+    w->snap = snap;
+    rs_worker_defer_free(w, snapshot_unref_cb, old);
+    pthread_mutex_lock(&srv->pub_lock);
+    pub_unref(w->pub);
+    w->pub = p;
+    pthread_mutex_unlock(&srv->pub_lock);
+    w->pub_seq = p->seq;
+    rs_debug("worker %d: now on snapshot %llu", w->id, (unsigned long long)p->seq);
 }
 
 static void on_turn(struct rs_loop *loop)
@@ -290,13 +656,15 @@ static void on_turn(struct rs_loop *loop)
     w->ndeferred = 0;
     flush_logs(w);
     struct rs_server *srv = w->srv;
+    if (__atomic_load_n(&srv->pub_seq, __ATOMIC_ACQUIRE) != w->pub_seq) worker_switch(w);
     if (__atomic_load_n(&srv->quit, __ATOMIC_ACQUIRE)) {
         for (struct rs_session *s = w->sessions.next; s != &w->sessions;) {
             struct rs_session *next = s->next;
             s->kill(s);
             s = next;
         }
-        for (uint32_t i = 0; i < w->snap->nclusters; i++) rs_hcm_pool_close(w, w->snap->clusters[i]);
+        for (uint32_t i = 0; i < w->snap->nclusters; i++)
+            rs_hcm_pool_close(w, w->snap->clusters[i]);
         close_listeners(w);
         for (uint32_t i = 0; i < w->ndeferred; i++) w->deferred[i].fn(w->deferred[i].p);
         w->ndeferred = 0;
@@ -312,7 +680,8 @@ static void on_turn(struct rs_loop *loop)
             s->drain(s);
             s = next;
         }
-        for (uint32_t i = 0; i < w->snap->nclusters; i++) rs_hcm_pool_close(w, w->snap->clusters[i]);
+        for (uint32_t i = 0; i < w->snap->nclusters; i++)
+            rs_hcm_pool_close(w, w->snap->clusters[i]);
     }
 }
 
@@ -334,6 +703,8 @@ static void *worker_main(void *arg)
     pthread_setname_np(pthread_self(), name);
     rs_loop_run(&w->loop, on_turn);
     flush_logs(w);
+    for (uint32_t i = 0; i < w->ndeferred; i++) w->deferred[i].fn(w->deferred[i].p);
+    w->ndeferred = 0;
     rs_router_thread_cleanup();
     rs_hcm_thread_cleanup();
     rs_blk_thread_cleanup();
@@ -342,10 +713,15 @@ static void *worker_main(void *arg)
 
 static int worker_init(struct rs_server *srv, struct rs_worker *w, int id)
 {
-    struct rs_snapshot *snap = srv->snap;
     w->id = id;
     w->srv = srv;
-    w->snap = snap;
+    pthread_mutex_lock(&srv->pub_lock);
+    struct rs_publication *p = srv->pub;
+    p->refs++;
+    pthread_mutex_unlock(&srv->pub_lock);
+    w->pub = p;
+    w->pub_seq = p->seq;
+    struct rs_snapshot *snap = w->snap = p->snap;
     rs_snapshot_ref(snap);
     w->stats = rs_stats_shard(id);
     w->sessions.next = w->sessions.prev = &w->sessions;
@@ -355,18 +731,10 @@ static int worker_init(struct rs_server *srv, struct rs_worker *w, int id)
     int ret = rs_loop_init(&w->loop, id, RING_ENTRIES, RING_BUFS, RING_BUF_SIZE);
     if (ret) return ret;
     w->loop.worker = w;
-    w->listeners = calloc(snap->nlisteners + 1, sizeof *w->listeners);
-    if (!w->listeners) return -ENOMEM;
-    for (uint32_t i = 0; i < snap->nlisteners; i++) {
-        struct rs_worker_listener *wl = &w->listeners[i];
-        wl->w = w;
-        wl->cfg = &snap->listeners[i];
-        wl->fd = srv->listen_fds[i][id];
-        wl->retry.cb = on_accept_retry;
-        wl->conn = rs_conn_new(&w->loop, wl->fd, &listener_handler, wl);
-        if (!wl->conn) return -ENOMEM;
-        rs_conn_accept_start(wl->conn);
-    }
+    for (uint32_t i = 0; i < snap->nlisteners; i++)
+        if (!listener_start(w, &snap->listeners[i],
+                            p->fds[(size_t)i * (size_t)srv->nworkers + (size_t)id]))
+            return -ENOMEM;
     refresh_date(w);
     w->tick.cb = on_tick;
     rs_timer_arm(&w->loop, &w->tick, 1000);
@@ -377,8 +745,6 @@ int rs_server_start(struct rs_server *srv)
 {
     srv->workers = calloc((size_t)srv->nworkers, sizeof *srv->workers);
     if (!srv->workers) return -ENOMEM;
-    int ret = rs_snapshot_set_workers(srv->snap, (uint32_t)srv->nworkers);
-    if (ret) return ret;
     rs_stats_init(srv->nworkers);
     pthread_mutex_init(&srv->start_lock, NULL);
     pthread_cond_init(&srv->start_cond, NULL);
@@ -431,16 +797,28 @@ void rs_server_join(struct rs_server *srv)
         rs_conn_reap_all(&w->loop);
         rs_loop_destroy(&w->loop);
         rs_blk_thread_cleanup(); /* blocks of connections reaped here, on this thread */
-        free(w->listeners);
+        while (w->listeners) {
+            struct rs_worker_listener *wl = w->listeners;
+            w->listeners = wl->next;
+            free(wl);
+        }
+        for (uint32_t j = 0; j < w->nclosing; j++) close(w->closing[j]);
+        free(w->closing);
         free(w->deferred);
         rs_snapshot_unref(w->snap);
+        pub_unref(w->pub);
     }
     free(srv->workers);
     srv->workers = NULL;
-    for (uint32_t i = 0; srv->listen_fds && i < srv->snap->nlisteners; i++)
-        free(srv->listen_fds[i]);
-    free(srv->listen_fds);
-    srv->listen_fds = NULL;
+    while (srv->lsocks) {
+        struct rs_lsock *ls = srv->lsocks;
+        srv->lsocks = ls->next;
+        lsock_free(ls); /* the sockets were closed by their workers */
+    }
+    pub_unref(srv->pub);
+    srv->pub = NULL;
+    rs_snapshot_unref(srv->snap);
+    srv->snap = NULL;
 }
 
 /* Sessions still open, summed over workers (read racily: used to end a drain early). */

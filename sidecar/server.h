@@ -15,20 +15,34 @@
 
 struct rs_server;
 
-/* Per worker, per listener. */
+/* Per worker, per listening socket. A listener updated in place (same address) keeps its socket
+ * and its rs_worker_listener; only `cfg` moves to the new definition. A removed one stops
+ * accepting at once and is freed when its last session ends. */
 struct rs_worker_listener {
+    struct rs_worker_listener *next;
     struct rs_worker *w;
     struct rs_listener *cfg;
     struct rs_conn *conn;
     int fd;
+    uint32_t nsessions;
+    bool removed;
     struct rs_timer retry; /* re-arms accept after EMFILE/ENFILE */
 };
 
-/* A downstream session (HTTP or TCP) as the worker tracks it for draining. */
+/* A downstream session (HTTP or TCP) as the worker tracks it for updates and draining. It holds a
+ * reference to the snapshot its listener and filter chain belong to. */
 struct rs_session {
     struct rs_session *prev, *next;
+    struct rs_snapshot *snap;
+    struct rs_worker_listener *wl;
+    struct rs_filter_chain *fc;
+    uint64_t drain_deadline_ms;          /* 0, or when a draining session is closed anyway */
     void (*drain)(struct rs_session *s); /* close when idle, or finish and close */
     void (*kill)(struct rs_session *s);  /* close now (drain deadline passed) */
+    /* Moves the session to an identical filter chain of a newer snapshot (its listener did not
+     * change; s->snap is already the new one). It sets s->fc and takes over the reference to
+     * `prev`, the snapshot the session was on, for work in flight or to release. */
+    void (*rebind)(struct rs_session *s, struct rs_filter_chain *fc, struct rs_snapshot *prev);
 };
 
 struct rs_worker {
@@ -36,15 +50,19 @@ struct rs_worker {
     int id;
     pthread_t thread;
     struct rs_server *srv;
-    struct rs_snapshot *snap;
+    struct rs_snapshot *snap; /* the published snapshot this worker runs on */
+    struct rs_publication *pub;
     struct rs_stats_shard *stats;
-    struct rs_worker_listener *listeners;
-    struct rs_session sessions; /* list head */
+    struct rs_worker_listener *listeners; /* list */
+    struct rs_session sessions;           /* list head */
     uint32_t nsessions;
     uint64_t rng;
     bool draining, listeners_closed;
+    uint64_t pub_seq; /* of w->pub */
+    int *closing;     /* listening sockets to close at the next switch (under pub_lock) */
+    uint32_t nclosing, closing_cap;
     int init_result;      /* 0 starting, 1 running, <0 set-up failed */
-    struct rs_timer tick; /* 1 s: flush access logs, date cache */
+    struct rs_timer tick; /* 1 s: flush access logs, date cache, drain deadlines */
     struct rs_deferred {
         void (*fn)(void *);
         void *p;
@@ -61,8 +79,26 @@ enum rs_server_state {
     RS_STATE_INITIALIZING = 3
 };
 
-struct rs_server {
+/* A listening socket per worker for one address, shared by every snapshot that has a listener
+ * there. Only the control thread that publishes touches the list. */
+struct rs_lsock {
+    struct rs_lsock *next;
+    struct sockaddr_storage addr;
+    socklen_t addrlen;
+    int *fds; /* [nworkers] */
+};
+
+/* What a worker switches to: a snapshot and, for each of its listeners, the socket of each
+ * worker ([listener * nworkers + worker]). */
+struct rs_publication {
+    uint32_t refs; /* under the server's pub_lock */
+    uint64_t seq;
     struct rs_snapshot *snap;
+    int *fds;
+};
+
+struct rs_server {
+    struct rs_snapshot *snap; /* the published snapshot (under pub_lock; rs_server_snapshot) */
     struct rs_worker *workers;
     int nworkers;
     uint32_t drain_time_ms;
@@ -70,14 +106,27 @@ struct rs_server {
     int drain_requested; /* atomic: 1 drain listeners, 2 drain and exit */
     int quit;            /* atomic */
     uint64_t start_ms;
-    int **listen_fds; /* [listener][worker] */
+    pthread_mutex_t pub_lock;
+    struct rs_publication *pub; /* under pub_lock */
+    uint64_t pub_seq;           /* atomic: seq of pub, what workers poll each loop turn */
+    uint64_t pub_seq_next;
+    struct rs_lsock *lsocks;
     pthread_mutex_t start_lock;
     pthread_cond_t start_cond;
 };
 
-/* Creates the listening sockets of every listener for every worker (SO_REUSEPORT), so a port 0
- * listener gets one port shared by all workers. */
+/* Creates the listening sockets of every listener of srv->snap for every worker (SO_REUSEPORT), so
+ * a port 0 listener gets one port shared by all workers. */
 int rs_server_bind(struct rs_server *srv, char *err, size_t errlen);
+/* Publishes a new snapshot (takes the caller's reference): binds the listeners it adds, marks the
+ * clusters it drops, and has every worker switch at its next loop turn. Sessions of unchanged
+ * listeners move to it; sessions of changed or removed listeners drain (HTTP: close after the
+ * response in flight; TCP: closed at the drain time). In-flight requests finish on the snapshot
+ * they started with. On error (a listener cannot bind) nothing changes and err says why. Call
+ * from one control thread at a time. */
+int rs_server_publish(struct rs_server *srv, struct rs_snapshot *snap, char *err, size_t errlen);
+/* The published snapshot, referenced (rs_snapshot_unref). Any thread. */
+struct rs_snapshot *rs_server_snapshot(struct rs_server *srv);
 /* Starts the workers; returns when they run. */
 int rs_server_start(struct rs_server *srv);
 /* Stops accepting everywhere; with `exit`, workers finish in-flight work and the process exits
@@ -89,7 +138,9 @@ void rs_server_join(struct rs_server *srv);
 void rs_server_quit(struct rs_server *srv);
 
 /* Worker helpers used by the protocol sessions. */
-void rs_worker_session_add(struct rs_worker *w, struct rs_session *s);
+/* Tracks a new session of listener wl on filter chain fc of the worker's snapshot (referenced). */
+void rs_worker_session_add(struct rs_worker *w, struct rs_session *s, struct rs_worker_listener *wl,
+                           struct rs_filter_chain *fc);
 void rs_worker_session_del(struct rs_worker *w, struct rs_session *s);
 uint64_t rs_worker_rand(struct rs_worker *w);
 /* Runs fn(p) after the current batch of completions: how objects are freed from their own
@@ -115,8 +166,10 @@ void rs_worker_downstream_addrs(const struct rs_worker_listener *wl, int fd,
 void rs_worker_downstream_closed(struct rs_worker *w, struct rs_worker_listener *wl,
                                  struct rs_filter_chain *fc, uint64_t start_ms);
 
-/* Renders and buffers an access-log line for each log. */
-void rs_worker_access_log(struct rs_worker *w, struct rs_access_log **logs, uint32_t n,
+/* Renders and buffers an access-log line for each log; a session still on an older snapshot
+ * (`snap` is not the worker's) writes its lines at once. */
+void rs_worker_access_log(struct rs_worker *w, const struct rs_snapshot *snap,
+                          struct rs_access_log **logs, uint32_t n,
                           const struct rs_access_info *info);
 /* Opens a non-blocking TCP socket for an upstream address family. */
 int rs_socket_for(int family);

@@ -68,13 +68,14 @@ static void session_end(struct tcp_session *s)
             .upstream_host = {s->has_host ? s->host.name : NULL,
                               s->has_host ? strlen(s->host.name) : 0},
         };
-        rs_worker_access_log(w, s->cfg->logs, s->cfg->nlogs, &info);
+        rs_worker_access_log(w, s->link.snap, s->cfg->logs, s->cfg->nlogs, &info);
     }
     rs_timer_cancel(&w->loop, &s->idle);
     rs_worker_session_del(w, &s->link);
     if (s->down) rs_conn_close_after_flush(s->down);
     if (s->up) rs_conn_close_after_flush(s->up);
     rs_host_ref_release(&s->href);
+    rs_cluster_unref(s->cluster);
     free(s);
 }
 
@@ -234,6 +235,29 @@ static void kill_session(struct rs_session *link)
     session_end((struct tcp_session *)link);
 }
 
+static void snapshot_unref_cb(void *p)
+{
+    rs_snapshot_unref(p);
+}
+
+/* The listener was updated but this connection's filter chain did not change: the connection
+ * carries on (its cluster is referenced by the session) under the new snapshot. */
+static void rebind(struct rs_session *link, struct rs_filter_chain *fc, struct rs_snapshot *prev)
+{
+    struct tcp_session *s = (struct tcp_session *)link;
+    if (s->fc->active_cx) {
+        __atomic_sub_fetch(s->fc->active_cx, 1, __ATOMIC_RELAXED);
+        rs_stat_dec(s->w->stats, s->fc->active_connections);
+    }
+    if (fc->active_cx) {
+        __atomic_add_fetch(fc->active_cx, 1, __ATOMIC_RELAXED);
+        rs_stat_inc(s->w->stats, fc->active_connections);
+    }
+    s->fc = link->fc = fc;
+    s->cfg = fc->tcp;
+    rs_worker_defer_free(s->w, snapshot_unref_cb, prev);
+}
+
 void rs_tcp_proxy_accept(struct rs_worker *w, struct rs_worker_listener *wl,
                          struct rs_filter_chain *fc, int fd)
 {
@@ -251,10 +275,11 @@ void rs_tcp_proxy_accept(struct rs_worker *w, struct rs_worker_listener *wl,
     s->start_ms = s->last_active_ms = w->loop.now_ms;
     s->link.drain = drain;
     s->link.kill = kill_session;
+    s->link.rebind = rebind;
     s->idle.cb = on_idle;
     rs_worker_downstream_addrs(wl, fd, &s->peer, &s->local);
     s->down = rs_conn_new(&w->loop, fd, &down_handler, s);
-    rs_worker_session_add(w, &s->link);
+    rs_worker_session_add(w, &s->link, wl, fc);
     rs_stat_inc(w->stats, cfg->st.downstream_cx_total);
     if (!s->down) {
         session_end(s);
@@ -277,6 +302,7 @@ void rs_tcp_proxy_accept(struct rs_worker *w, struct rs_worker_listener *wl,
         return;
     }
     s->cluster = w->snap->clusters[cfg->clusters[pick]];
+    rs_cluster_ref(s->cluster); /* outlives the snapshot if the session moves to a newer one */
     if (cfg->idle_timeout_ms) rs_timer_arm(&w->loop, &s->idle, cfg->idle_timeout_ms);
     if (!try_connect(s)) {
         rs_stat_inc(w->stats, cfg->st.downstream_cx_no_route);

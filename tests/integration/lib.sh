@@ -10,6 +10,7 @@ RS_SRC=${RS_SRC:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)}
 RS_BUILD=${RS_BUILD:-$RS_SRC/build}
 RINGSIDE=$RS_BUILD/sidecar/ringside
 UPSTREAM=$RS_BUILD/bench/upstream
+LOADGEN=$RS_BUILD/bench/loadgen
 TEST_NAME=$(basename "$0" .sh)
 TMP=$(mktemp -d "${TMPDIR:-/tmp}/rs-$TEST_NAME.XXXXXX")
 PIDS=()          # background processes to stop on exit
