@@ -231,17 +231,36 @@ static void flush(struct rs_conn *c)
     c->msg.msg_iov = c->iov;
     c->msg.msg_iovlen = n;
     c->flags |= RS_CONN_SENDING;
-    if (total >= rs_conn_zc_threshold && !(c->flags & RS_CONN_ZC_OFF)) {
-        struct io_uring_sqe *sqe = conn_sqe(c, RS_OP_SEND_ZC);
-        io_uring_prep_sendmsg_zc(sqe, c->fd, &c->msg, MSG_NOSIGNAL);
+    bool zc = total >= rs_conn_zc_threshold && !(c->flags & RS_CONN_ZC_OFF);
+    /* The last send before a close carries the FIN in its last segment. The send goes with
+     * MSG_MORE, so its tail waits in the socket, and a shutdown linked to it then sets FIN on that
+     * waiting segment and pushes it (tcp_send_fin): the peer sees the end of the response and of
+     * the stream at once. Closing after the send's completion instead let a client that has its
+     * whole response close first in about half the cases: a simultaneous close, TIME_WAIT on the
+     * client's side as well, and a client opening connection after connection then pays for it
+     * in connect()'s search for a free port. MSG_WAITALL makes the kernel finish a short send
+     * before the link moves on (a short send would otherwise count as success and the FIN cut
+     * the rest off); an error fails the link and the shutdown ends -ECANCELED. */
+    bool fin = !zc && n == q->count && (c->flags & RS_CONN_CLOSE_AFTER_FLUSH);
+    if (fin && io_uring_sq_space_left(&c->loop->ring) < 2) io_uring_submit(&c->loop->ring);
+    int flags = MSG_NOSIGNAL | (fin ? MSG_WAITALL | MSG_MORE : 0);
+    struct io_uring_sqe *sqe;
+    if (zc) {
+        sqe = conn_sqe(c, RS_OP_SEND_ZC);
+        io_uring_prep_sendmsg_zc(sqe, c->fd, &c->msg, flags);
         sqe->ioprio |= IORING_SEND_ZC_REPORT_USAGE;
     } else if (n == 1) {
         /* one segment (a request head, a forwarded buffer): plain send, no msghdr to copy in */
-        struct io_uring_sqe *sqe = conn_sqe(c, RS_OP_SEND);
-        io_uring_prep_send(sqe, c->fd, c->iov[0].iov_base, c->iov[0].iov_len, MSG_NOSIGNAL);
+        sqe = conn_sqe(c, RS_OP_SEND);
+        io_uring_prep_send(sqe, c->fd, c->iov[0].iov_base, c->iov[0].iov_len, flags);
     } else {
-        struct io_uring_sqe *sqe = conn_sqe(c, RS_OP_SEND);
-        io_uring_prep_sendmsg(sqe, c->fd, &c->msg, MSG_NOSIGNAL);
+        sqe = conn_sqe(c, RS_OP_SEND);
+        io_uring_prep_sendmsg(sqe, c->fd, &c->msg, flags);
+    }
+    if (fin) {
+        sqe->flags |= IOSQE_IO_LINK;
+        sqe = conn_sqe(c, RS_OP_SHUTDOWN);
+        io_uring_prep_shutdown(sqe, c->fd, SHUT_WR);
     }
 }
 

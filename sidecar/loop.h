@@ -23,6 +23,7 @@ enum rs_op {
     RS_OP_LINK_TIMEOUT,
     RS_OP_CANCEL,
     RS_OP_WAKE,
+    RS_OP_SHUTDOWN,
 };
 
 static inline uint64_t rs_ud(enum rs_op op, uint32_t slot, uint32_t gen)
