@@ -18,7 +18,8 @@
 # RS_BENCH_SYSTEMS / RS_BENCH_SCENARIOS (subsets, space-separated), RS_BENCH_IDLE_CONNS (10000),
 # RS_BENCH_RESULTS (bench/results), RS_BENCH_SMOKE=1 (~15 s: every duration 0.15 s,
 # 1 round, 200 idle connections; for tests/integration/test_bench_smoke.sh), RS_BENCH_BASELINE
-# (a ringside binary run by the systems "rsbase-<n>hop", for before/after comparisons).
+# (a ringside binary run by the systems "rsbase-<n>hop", for before/after comparisons),
+# RS_BENCH_PIN_LOADGEN (CPUs for the load generator; default unpinned).
 # shellcheck disable=SC2086,SC2206 # pid lists (SYS_PIDS) and RS_BENCH_SYSTEMS split into words on purpose
 set -euo pipefail
 
@@ -104,6 +105,13 @@ else
     PIN_UP=() PIN_PROXY=()
     PLACEMENT="nothing pinned ($NCPU CPU(s) or no taskset)"
 fi
+# RS_BENCH_PIN_LOADGEN=CPUS pins the load generator too (taskset -c CPUS): with 0, the proxies
+# get CPU 1 to themselves, which separates what a proxy does from what sharing its core costs.
+PIN_LG=()
+if [[ -n ${RS_BENCH_PIN_LOADGEN:-} ]]; then
+    PIN_LG=(taskset -c "$RS_BENCH_PIN_LOADGEN")
+    PLACEMENT="${PLACEMENT/loadgen (2 threads) unpinned over all $NCPU CPUs/loadgen (2 threads) on CPU $RS_BENCH_PIN_LOADGEN}"
+fi
 
 # Others may rebuild while a run goes on: every hop runs one snapshot of the binary, taken now.
 SNAP=$(mktemp -d "${TMPDIR:-/tmp}/ringside-bench.XXXXXX")
@@ -169,7 +177,7 @@ run_cell() {
     raw=$OUT/raw/$scen.$sys.$round.json
     c0=$(cpu_ticks ${SYS_PIDS[$sys]})
     # shellcheck disable=SC2086 # SCEN_ARGS holds several words on purpose
-    "$LOADGEN" --url "http://127.0.0.1:$port/" ${SCEN_ARGS[$scen]} --duration "$d" \
+    "${PIN_LG[@]}" "$LOADGEN" --url "http://127.0.0.1:$port/" ${SCEN_ARGS[$scen]} --duration "$d" \
         --warmup "$WARMUP" --json >"$raw" 2>"$raw.err" &
     lg=$!
     if [[ -n ${SCEN_RSS[$scen]:-} && -n ${SYS_PIDS[$sys]} ]]; then
