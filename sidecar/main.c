@@ -16,12 +16,14 @@
 #include "sidecar/dns.h"
 #include "sidecar/log.h"
 #include "sidecar/server.h"
+#include "sidecar/xds_client.h"
 #include "xds/bootstrap.h"
 
 #define RS_VERSION "0.1.0"
 
 struct options {
     const char *config_path, *config_yaml, *mode, *service_node, *service_cluster;
+    const char *xds_cache, *xds_token_file;
     int concurrency;
     uint32_t drain_time_s;
     bool allow_unknown;
@@ -35,6 +37,7 @@ static void usage(FILE *f)
     fprintf(f, "usage: ringside -c FILE [--config-yaml YAML] [--mode serve|validate]\n"
                "                [--concurrency N] [--drain-time-s S] [-l LEVEL]\n"
                "                [--service-node ID] [--service-cluster NAME]\n"
+               "                [--xds-cache FILE] [--xds-token-file FILE]\n"
                "Envoy's other flags that Istio's pilot-agent passes are accepted.\n");
 }
 
@@ -49,6 +52,8 @@ enum {
     OPT_IGNORED_ARG,
     OPT_IGNORED_FLAG,
     OPT_VERSION,
+    OPT_XDS_CACHE,
+    OPT_XDS_TOKEN,
 };
 
 static int parse_options(int argc, char **argv, struct options *o)
@@ -79,6 +84,8 @@ static int parse_options(int argc, char **argv, struct options *o)
         {"reject-unknown-dynamic-fields", no_argument, NULL, OPT_IGNORED_FLAG},
         {"ignore-unknown-dynamic-fields", no_argument, NULL, OPT_IGNORED_FLAG},
         {"disable-extensions", required_argument, NULL, OPT_IGNORED_ARG},
+        {"xds-cache", required_argument, NULL, OPT_XDS_CACHE},
+        {"xds-token-file", required_argument, NULL, OPT_XDS_TOKEN},
         {"version", no_argument, NULL, OPT_VERSION},
         {"help", no_argument, NULL, 'h'},
         {0},
@@ -121,6 +128,12 @@ static int parse_options(int argc, char **argv, struct options *o)
             break;
         case OPT_ALLOW_UNKNOWN:
             o->allow_unknown = true;
+            break;
+        case OPT_XDS_CACHE:
+            o->xds_cache = optarg;
+            break;
+        case OPT_XDS_TOKEN:
+            o->xds_token_file = optarg;
             break;
         case OPT_IGNORED_ARG:
         case OPT_IGNORED_FLAG:
@@ -203,6 +216,13 @@ static void reload(const struct options *o, struct rs_dns *dns)
     char err[1024];
     unsigned flags = o->allow_unknown ? XDS_LOAD_ALLOW_UNKNOWN : 0;
     xds_bootstrap *bs = xds_bootstrap_load(o->config_path, o->config_yaml, flags, err, sizeof err);
+    if (bs && bs->dynamic_resources) {
+        rs_error("reload refused: a bootstrap with dynamic_resources is not reloaded (its "
+                 "configuration comes from xDS; restart to change the bootstrap)");
+        rs_stat_inc(rs_stats_shard(-1), stat_reload_failed);
+        xds_bootstrap_free(bs);
+        return;
+    }
     struct rs_snapshot *snap = bs ? rs_config_compile(bs, true, err, sizeof err) : NULL;
     if (!snap) {
         rs_error("reload refused, keeping the running configuration: %s", err);
@@ -217,12 +237,18 @@ static void reload(const struct options *o, struct rs_dns *dns)
         free(snap->node_cluster);
         snap->node_cluster = strdup(o->service_cluster);
     }
-    if (rs_config_start_dns(snap, dns) != 0 || rs_server_publish(&server, snap, err, sizeof err)) {
+    struct rs_snapshot *cur = rs_server_snapshot(&server);
+    int ret = rs_config_update_dns(cur, snap, dns); /* stops the DNS of the clusters it drops */
+    if (ret == 0) ret = rs_server_publish(&server, snap, err, sizeof err);
+    if (ret) {
         rs_error("reload refused, keeping the running configuration: %s", err);
         rs_stat_inc(rs_stats_shard(-1), stat_reload_failed);
+        rs_config_update_dns(snap, cur, dns);
+        rs_snapshot_unref(cur);
         rs_snapshot_unref(snap);
         return;
     }
+    rs_snapshot_unref(cur);
     rs_stat_inc(rs_stats_shard(-1), stat_reload_ok);
     rs_info("configuration reloaded: %u listeners, %u clusters", snap->nlisteners, snap->nclusters);
 }
@@ -255,7 +281,13 @@ int main(int argc, char **argv)
     }
     bool validate = strcmp(o.mode, "validate") == 0;
     rs_stats_init(o.concurrency);
-    struct rs_snapshot *snap = rs_config_compile(bs, !validate, err, sizeof err);
+    /* With dynamic_resources the bootstrap compiles to its static part first; xDS brings the
+     * rest. The bootstrap then stays ours (snapshots point into it). */
+    bool dynamic = bs->dynamic_resources != NULL;
+    struct rs_xds_input no_resources = {0};
+    struct rs_snapshot *snap =
+        dynamic ? rs_config_compile_xds(bs, &no_resources, NULL, !validate, err, sizeof err)
+                : rs_config_compile(bs, !validate, err, sizeof err);
     if (!snap) {
         fprintf(stderr, "ringside: error initializing configuration '%s': %s\n",
                 o.config_path ? o.config_path : "--config-yaml", err);
@@ -264,6 +296,7 @@ int main(int argc, char **argv)
     if (validate) {
         printf("configuration '%s' OK\n", o.config_path ? o.config_path : "--config-yaml");
         rs_snapshot_unref(snap);
+        if (dynamic) xds_bootstrap_free(bs);
         return 0;
     }
     if (o.service_node) {
@@ -320,13 +353,30 @@ int main(int argc, char **argv)
         if (admin) rs_admin_stop(admin);
         return 1;
     }
+    struct rs_xds *xds = NULL;
     struct rs_dns *dns = rs_dns_start();
     if (!dns || rs_config_start_dns(snap, dns) != 0) {
         rs_error("cannot start the DNS resolver");
         return 1;
     }
     if (rs_server_start(&server) != 0) return 1;
-    __atomic_store_n(&server.state, RS_STATE_LIVE, __ATOMIC_RELEASE);
+    if (dynamic) {
+        /* INITIALIZING (/ready says so) until the control plane's first listeners are in */
+        __atomic_store_n(&server.state, RS_STATE_INITIALIZING, __ATOMIC_RELEASE);
+        struct rs_xds_opts xo = {
+            .cache_path = o.xds_cache,
+            .token_file = o.xds_token_file,
+            .service_node = o.service_node,
+            .service_cluster = o.service_cluster,
+        };
+        xds = rs_xds_start(&server, dns, bs, &xo, err, sizeof err);
+        if (!xds) {
+            rs_error("xds: %s", err);
+            return 1;
+        }
+    } else {
+        __atomic_store_n(&server.state, RS_STATE_LIVE, __ATOMIC_RELEASE);
+    }
     rs_info("ringside %s started: %d workers, %u listeners, %u clusters", RS_VERSION, o.concurrency,
             snap->nlisteners, snap->nclusters);
 
@@ -342,17 +392,21 @@ int main(int argc, char **argv)
             rs_info("caught %s: draining for up to %us", sig == SIGTERM ? "SIGTERM" : "SIGINT",
                     o.drain_time_s);
             rs_server_drain(&server, true);
+            rs_xds_stop(xds); /* the drain finishes on the configuration we have */
+            xds = NULL;
             drain_deadline = rs_now_ms() + server.drain_time_ms;
         }
         if (drain_deadline && (rs_server_sessions(&server) == 0 || rs_now_ms() >= drain_deadline))
             break;
     }
     rs_info("shutting down");
+    rs_xds_stop(xds);
     if (admin) rs_admin_stop(admin);
     rs_server_quit(&server);
     rs_server_join(&server);
     rs_dns_stop(dns);
     rs_snapshot_unref(snap);
+    if (dynamic) xds_bootstrap_free(bs);
     rs_info("exiting");
     return 0;
 }
