@@ -27,6 +27,7 @@
 #include <pcre2.h>
 
 #include "envoy/config/bootstrap/v3/bootstrap.pb-c.h"
+#include "sidecar/admin_dump.h"
 #include "sidecar/config.h"
 #include "sidecar/stats.h"
 #include "xds/pbjson.h"
@@ -689,48 +690,11 @@ void rs_admin_render_clusters(struct rs_admin_buf *out, struct rs_snapshot *snap
     buf_json(out, json_pack("{s:o}", "cluster_statuses", arr), JSON_INDENT(1));
 }
 
-/* ---- /config_dump, /server_info ------------------------------------------------------------ */
-
-/* {"@type": type, ...fields of m}: Envoy's Any rendering of a message. */
-static json_t *typed(const char *type, const ProtobufCMessage *m)
-{
-    json_t *o = json_pack("{s:s}", "@type", type), *body = xds_to_json(m);
-    if (body) json_object_update(o, body);
-    json_decref(body);
-    return o;
-}
+/* ---- /server_info (/config_dump: admin_dump.c) ----------------------------------------------- */
 
 void rs_admin_render_config_dump(struct rs_admin_buf *out, const struct rs_snapshot *snap)
 {
-    json_t *configs = json_array();
-    const Envoy__Config__Bootstrap__V3__Bootstrap *bs = snap ? snap->bootstrap : NULL;
-    if (bs) {
-        json_array_append_new(configs,
-                              json_pack("{s:s,s:o}", "@type",
-                                        "type.googleapis.com/envoy.admin.v3.BootstrapConfigDump",
-                                        "bootstrap", xds_to_json(&bs->base)));
-        const Envoy__Config__Bootstrap__V3__Bootstrap__StaticResources *sr = bs->static_resources;
-        json_t *clusters = json_array(), *listeners = json_array();
-        for (size_t i = 0; sr && i < sr->n_clusters; i++)
-            json_array_append_new(
-                clusters, json_pack("{s:o}", "cluster",
-                                    typed("type.googleapis.com/envoy.config.cluster.v3.Cluster",
-                                          &sr->clusters[i]->base)));
-        for (size_t i = 0; sr && i < sr->n_listeners; i++)
-            json_array_append_new(
-                listeners, json_pack("{s:o}", "listener",
-                                     typed("type.googleapis.com/envoy.config.listener.v3.Listener",
-                                           &sr->listeners[i]->base)));
-        json_array_append_new(configs,
-                              json_pack("{s:s,s:o}", "@type",
-                                        "type.googleapis.com/envoy.admin.v3.ClustersConfigDump",
-                                        "static_clusters", clusters));
-        json_array_append_new(configs,
-                              json_pack("{s:s,s:o}", "@type",
-                                        "type.googleapis.com/envoy.admin.v3.ListenersConfigDump",
-                                        "static_listeners", listeners));
-    }
-    buf_json(out, json_pack("{s:o}", "configs", configs), JSON_INDENT(1));
+    buf_json(out, rs_admin_config_dump_json(snap), JSON_INDENT(1));
 }
 
 static const char *state_name(int state)
@@ -817,6 +781,9 @@ void rs_admin_render_server_info(struct rs_admin_buf *out, const struct rs_admin
                           state_name(hook_state(hooks)), "hot_restart_version", hrv,
                           "command_line_options", command_line_json(hooks), "node", node_json(snap),
                           "uptime_current_epoch", up, "uptime_all_epochs", up);
+    if (hooks && hooks->config_source)
+        json_object_set_new(o, "ringside_config_source",
+                            json_string(hooks->config_source(hooks->ctx)));
     buf_json(out, o, JSON_INDENT(1));
 }
 

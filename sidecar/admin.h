@@ -30,6 +30,8 @@ struct rs_admin_hooks {
     void (*drain_listeners)(void *ctx, bool graceful, bool inbound_only);
     int (*state)(void *ctx); /* enum rs_admin_state */
     uint64_t (*uptime_s)(void *ctx);
+    /* Where the running configuration came from ("bootstrap", "xds", "xds cache"); optional. */
+    const char *(*config_source)(void *ctx);
     uint32_t concurrency;
     const char *command_line; /* for /server_info */
     const char *hot_restart_version;

@@ -208,6 +208,16 @@ static uint64_t hook_uptime(void *ctx)
 
 uint32_t rs_server_sessions(struct rs_server *srv);
 
+static struct rs_xds *xds; /* NULL for a static bootstrap */
+static bool dynamic;
+
+static const char *hook_config_source(void *ctx)
+{
+    (void)ctx;
+    if (!dynamic) return "bootstrap";
+    return rs_xds_serving_cache(xds) ? "xds cache" : "xds";
+}
+
 /* SIGHUP: load the bootstrap again and publish it (a Ringside addition: Envoy ignores SIGHUP).
  * Listeners with an unchanged definition keep their connections; the others drain. A bootstrap
  * that does not load or compile is refused and the running configuration stays. */
@@ -283,7 +293,7 @@ int main(int argc, char **argv)
     rs_stats_init(o.concurrency);
     /* With dynamic_resources the bootstrap compiles to its static part first; xDS brings the
      * rest. The bootstrap then stays ours (snapshots point into it). */
-    bool dynamic = bs->dynamic_resources != NULL;
+    dynamic = bs->dynamic_resources != NULL;
     struct rs_xds_input no_resources = {0};
     struct rs_snapshot *snap =
         dynamic ? rs_config_compile_xds(bs, &no_resources, NULL, !validate, err, sizeof err)
@@ -332,6 +342,7 @@ int main(int argc, char **argv)
             .drain_listeners = hook_drain,
             .state = hook_state,
             .uptime_s = hook_uptime,
+            .config_source = hook_config_source,
             .concurrency = (uint32_t)o.concurrency,
             .command_line = command_line,
             .hot_restart_version = "disabled",
@@ -353,7 +364,6 @@ int main(int argc, char **argv)
         if (admin) rs_admin_stop(admin);
         return 1;
     }
-    struct rs_xds *xds = NULL;
     struct rs_dns *dns = rs_dns_start();
     if (!dns || rs_config_start_dns(snap, dns) != 0) {
         rs_error("cannot start the DNS resolver");
@@ -393,7 +403,6 @@ int main(int argc, char **argv)
                     o.drain_time_s);
             rs_server_drain(&server, true);
             rs_xds_stop(xds); /* the drain finishes on the configuration we have */
-            xds = NULL;
             drain_deadline = rs_now_ms() + server.drain_time_ms;
         }
         if (drain_deadline && (rs_server_sessions(&server) == 0 || rs_now_ms() >= drain_deadline))
@@ -402,6 +411,7 @@ int main(int argc, char **argv)
     rs_info("shutting down");
     rs_xds_stop(xds);
     if (admin) rs_admin_stop(admin);
+    rs_xds_free(xds);
     rs_server_quit(&server);
     rs_server_join(&server);
     rs_dns_stop(dns);

@@ -335,9 +335,16 @@ struct rs_xds *rs_xds_start(struct rs_server *srv, struct rs_dns *dns, const xds
 
 void rs_xds_stop(struct rs_xds *x)
 {
-    if (!x) return;
+    if (!x || !x->started) return;
     xds_loop_stop(x->loop);
-    if (x->started) pthread_join(x->thread, NULL);
+    pthread_join(x->thread, NULL);
+    x->started = false;
+}
+
+void rs_xds_free(struct rs_xds *x)
+{
+    if (!x) return;
+    rs_xds_stop(x);
     xds_free(x);
 }
 

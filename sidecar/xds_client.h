@@ -28,8 +28,10 @@ struct rs_xds_opts {
  * err on a configuration error. */
 struct rs_xds *rs_xds_start(struct rs_server *srv, struct rs_dns *dns, const xds_bootstrap *bs,
                             const struct rs_xds_opts *opts, char *err, size_t errlen);
-/* Stops the thread and frees the client. */
+/* Stops the thread: no more updates (idempotent). */
 void rs_xds_stop(struct rs_xds *x);
+/* Stops and frees the client (after the admin thread, which asks rs_xds_serving_cache). */
+void rs_xds_free(struct rs_xds *x);
 /* True while the data plane runs on the configuration loaded from the cache file. */
 bool rs_xds_serving_cache(const struct rs_xds *x);
 

@@ -317,7 +317,8 @@ static void test_config_dump_and_server_info(void)
     rs_admin_render_config_dump(&b, &snap);
     json_t *j = json_loads(b.data, 0, NULL);
     json_t *configs = json_object_get(j, "configs");
-    CHECK_EQ_INT(json_array_size(configs), 3);
+    /* bootstrap, clusters, listeners, and Ringside's skipped-filter list (no xDS state) */
+    CHECK_EQ_INT(json_array_size(configs), 4);
     CHECK_STR(json_string_value(json_object_get(json_array_get(configs, 0), "@type")),
               "type.googleapis.com/envoy.admin.v3.BootstrapConfigDump");
     json_t *c0 = json_object_get(
@@ -328,6 +329,9 @@ static void test_config_dump_and_server_info(void)
     CHECK_STR(json_string_value(json_object_get(c0, "name")), "backend");
     CHECK_STR(json_string_value(json_object_get(json_array_get(configs, 2), "@type")),
               "type.googleapis.com/envoy.admin.v3.ListenersConfigDump");
+    CHECK(json_object_get(json_array_get(configs, 2), "dynamic_listeners") == NULL);
+    json_t *skipped = json_object_get(json_array_get(configs, 3), "value");
+    CHECK(json_is_array(json_object_get(skipped, "ringside_skipped_filters")));
     json_decref(j);
     free(b.data);
 
