@@ -95,10 +95,20 @@ static inline void *xmemdup(const void *p, size_t n)
     return d;
 }
 
+#define RS_TLS_NOT_YET                                                                             \
+    "TLS transport socket not implemented yet (it comes with the mutual-TLS work)"
+
 /* config.c */
+rs_stat_id rs_cfg_stat(const char *prefix, const char *name, const char *leaf,
+                       enum rs_stat_kind kind);
+int rs_cfg_socket_address(struct cctx *cx, const Envoy__Config__Core__V3__Address *a,
+                          const char *field, bool need_ip,
+                          const Envoy__Config__Core__V3__SocketAddress **out);
+/* A transport socket that will carry traffic: TLS validates but is refused in serve mode. */
+int rs_cfg_check_transport_socket(struct cctx *cx,
+                                  const Envoy__Config__Core__V3__TransportSocket *ts,
+                                  const char *field);
 int rs_cfg_ip_port(const char *ip, uint32_t port, struct sockaddr_storage *ss, socklen_t *len);
-struct rs_cluster *rs_cfg_cluster_new(void);
-int rs_cfg_cluster(struct cctx *cx, struct rs_cluster *c, const Cluster *pc);
 int rs_cfg_listener(struct cctx *cx, struct rs_listener *l, const Listener *pl);
 int rs_cfg_bootstrap_head(struct cctx *cx, const Envoy__Config__Bootstrap__V3__Bootstrap *bs);
 void rs_cfg_snapshot_free(struct rs_snapshot *s);
@@ -106,6 +116,10 @@ void rs_cfg_listener_free(struct rs_listener *l);
 /* Whether a TransportSocket is TLS (-1 with an error when it is neither TLS nor raw_buffer). */
 int rs_cfg_transport_is_tls(struct cctx *cx, const Envoy__Config__Core__V3__TransportSocket *ts,
                             const char *field, bool *tls);
+
+/* config_cluster.c */
+struct rs_cluster *rs_cfg_cluster_new(void);
+int rs_cfg_cluster(struct cctx *cx, struct rs_cluster *c, const Cluster *pc);
 
 /* config_xds.c: an EDS cluster's host set from its assignment (la may be NULL: empty). */
 int rs_cfg_eds_hosts(struct cctx *cx, struct rs_cluster *c,
