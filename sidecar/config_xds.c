@@ -216,7 +216,9 @@ static int eds_refresh(struct xcompile *xc, struct rs_cluster *c, bool fresh)
 {
     struct cctx *cx = &xc->cx;
     const struct rs_xds_resource *cla = find_res(cx->in, RS_XDS_EDS, c->eds_name);
-    if (!cla && fresh && pending(cx->in, RS_XDS_EDS, c->eds_name)) return 1;
+    /* absent and pending: a new cluster warms, a live one keeps its hosts; absent but arrived
+     * (removed) or timed out: no hosts */
+    if (!cla && pending(cx->in, RS_XDS_EDS, c->eds_name)) return fresh ? 1 : 0;
     if (!fresh && cla_unchanged(c, cla)) return 0;
     char saved[sizeof cx->path];
     size_t oroot = cx->root;
@@ -397,9 +399,6 @@ int rs_config_apply_eds(struct rs_snapshot *s, const struct rs_xds_input *in, bo
     for (uint32_t i = 0; i < s->nclusters; i++) {
         struct rs_cluster *c = s->clusters[i];
         if (c->type != RS_CLUSTER_EDS) continue;
-        /* an assignment that disappeared keeps the last hosts (SotW EDS omits unchanged ones) */
-        const struct rs_xds_resource *cla = find_res(in, RS_XDS_EDS, c->eds_name);
-        if (!cla) continue;
         if (eds_refresh(&xc, c, false) < 0) {
             swaps_drop(xc.swaps, xc.nswaps);
             free(xc.swaps);

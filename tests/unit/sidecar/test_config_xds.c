@@ -246,6 +246,16 @@ static void test_cluster_reuse_and_eds_update(void)
     CHECK(strstr(err, "ClusterLoadAssignment \"a\": endpoints[0].lb_endpoints[0].endpoint."
                       "address.socket_address: an IP address") != NULL);
     CHECK_EQ_INT(nhosts(a1), 2);
+    /* an assignment that is gone but still pending keeps the hosts; once the client says it
+     * arrived (removed), the cluster has none */
+    tin_remove(&t, RS_XDS_EDS, "a");
+    n = s3 ? rs_config_apply_eds(s3, &t.in, true, err, sizeof err) : -1;
+    CHECK_EQ_INT(n, 0);
+    CHECK_EQ_INT(nhosts(a1), 2);
+    t.timed_out[RS_XDS_EDS][t.n_timed_out[RS_XDS_EDS]++] = "a";
+    n = s3 ? rs_config_apply_eds(s3, &t.in, true, err, sizeof err) : -1;
+    CHECK_EQ_INT(n, 1);
+    CHECK_EQ_INT(nhosts(a1), 0);
     rs_hostset_unref(ha1);
     rs_snapshot_unref(s3);
     rs_snapshot_unref(s2);
