@@ -14,6 +14,7 @@ LOADGEN=$RS_BUILD/bench/loadgen
 TEST_NAME=$(basename "$0" .sh)
 TMP=$(mktemp -d "${TMPDIR:-/tmp}/rs-$TEST_NAME.XXXXXX")
 PIDS=()          # background processes to stop on exit
+CLEANUP_CMDS=()  # shell commands run at exit, after the processes are stopped
 RS_PID=          # the ringside under test
 ADMIN_PORT=      # its admin port (set by start_ringside from the bootstrap)
 RS_FAILED=0
@@ -67,6 +68,8 @@ cleanup() {
     local p
     for p in "${PIDS[@]}"; do stop_pid "$p"; done
     wait 2>/dev/null
+    local c
+    for c in "${CLEANUP_CMDS[@]}"; do eval "$c" >/dev/null 2>&1; done
     # A sanitizer finding in any process we ran is a failure, whatever the assertions said.
     if grep -lE 'ERROR: (Address|Leak)Sanitizer|runtime error:' "$TMP"/*.err >/dev/null 2>&1; then
         log "FAIL: sanitizer report:"
@@ -260,3 +263,115 @@ raw() {
 
 # rss_kb PID FIELD: VmRSS / VmHWM of a process, in KiB.
 proc_kb() { awk -v f="$2:" '$1 == f { print $2 }' "/proc/$1/status"; }
+
+# ---- xDS: the third-party ADS server (tests/peers/ads_server.js) -------------------------------
+# ADS_RES is the resources file it serves (write it with xds_gen), ADS_LOG the running server's
+# request log (JSON lines; $TMP/ads-N.log for the Nth start, as stream ids and nonces restart),
+# ADS_PORT/ADS_PID the running server.
+ADS_RES=$TMP/ads-resources.json
+ADS_LOG=
+ADS_PORT=
+ADS_PID=
+ADS_STARTS=0
+
+# xds_gen ARGS...: writes $ADS_RES from tests/data/xds/gen.py's arguments (atomically, so the
+# server never reads half a file).
+xds_gen() {
+    python3 "$RS_SRC/tests/data/xds/gen.py" "$@" >"$ADS_RES.tmp" || fail "gen.py $*"
+    mv "$ADS_RES.tmp" "$ADS_RES"
+}
+
+# start_ads_server [PORT]: the ADS server on PORT (0 or absent: any), serving $ADS_RES.
+start_ads_server() {
+    ADS_STARTS=$((ADS_STARTS + 1))
+    local out=$TMP/ads-$ADS_STARTS.out
+    ADS_LOG=$TMP/ads-$ADS_STARTS.log
+    RS_SRC=$RS_SRC node "$RS_SRC/tests/peers/ads_server.js" --resources "$ADS_RES" --log "$ADS_LOG" \
+        --port "${1:-0}" >"$out" 2>"$TMP/ads-$ADS_STARTS.err" &
+    ADS_PID=$!
+    PIDS+=($ADS_PID)
+    wait_for "the ADS server to listen" 15 grep -q '^listening' "$out"
+    ADS_PORT=$(awk '/^listening/ { print $2; exit }' "$out")
+}
+
+# kill_ads_server: SIGKILL (no goodbye on the streams), waits until it is gone.
+kill_ads_server() {
+    kill -KILL "$ADS_PID" 2>/dev/null
+    wait "$ADS_PID" 2>/dev/null
+}
+
+# ads_q EXPR: a Python expression over the running server's log (or $ADS_LOG set for the call):
+# L (every line), R (requests), S (responses sent, each {"stream", "sent": {...}}), N (the
+# requests of the last stream).
+ads_q() {
+    python3 - "$ADS_LOG" "$1" <<'PY'
+import json, sys
+L = [json.loads(x) for x in open(sys.argv[1]) if x.strip()]
+R = [o for o in L if "kind" in o]
+S = [o for o in L if "sent" in o]
+last = max([o["stream"] for o in R], default=0)
+N = [o for o in R if o["stream"] == last]
+print(eval(sys.argv[2]))
+PY
+}
+
+# ads_settled: every response the server sent has been answered (ACK or NACK) by a request
+# carrying its nonce.
+ads_settled() {
+    [ "$(ads_q 'all(any(r["response_nonce"] == s["sent"]["nonce"] and r["stream"] == s["stream"] for r in R) for s in S)')" == True ]
+}
+
+# ads_push ARGS...: regenerates $ADS_RES from xds_gen's ARGS, has the server push it (SIGHUP)
+# and waits until the server logged the reload and Ringside answered everything it sent. Many
+# pushes at once: one line of arguments each on stdin of ads_push_many.
+ads_push() { printf '%q ' "$@" | ads_push_many; }
+ads_push_many() {
+    python3 "$RS_SRC/tests/data/xds/ads_push.py" "$ADS_RES" "$ADS_LOG" "$ADS_PID" 10 ||
+        fail "a push was not answered"
+}
+
+# yaml_ads_bootstrap ADMIN_PORT ADS_PORT API_TYPE [ADS_CONFIG_EXTRA]: a bootstrap whose only
+# configuration comes over ADS (GRPC or DELTA_GRPC) from the xds-grpc cluster at 127.0.0.1:ADS_PORT.
+# ADS_CONFIG_EXTRA is one more ads_config field ("set_node_on_first_message_only: true"). A test
+# prepends its own node: block, or sets POD_NAME/POD_NAMESPACE/INSTANCE_IP for Istio's identity.
+yaml_ads_bootstrap() {
+    yaml_admin "$1"
+    cat <<Y
+dynamic_resources:
+  ads_config:
+    api_type: $3
+    transport_api_version: V3
+    grpc_services:
+    - envoy_grpc: { cluster_name: xds-grpc }
+    ${4:-}
+  cds_config: { ads: {}, resource_api_version: V3 }
+  lds_config: { ads: {}, resource_api_version: V3 }
+static_resources:
+  clusters:
+  - name: xds-grpc
+    type: STATIC
+    connect_timeout: 1s
+    typed_extension_protocol_options:
+      envoy.extensions.upstreams.http.v3.HttpProtocolOptions:
+        "@type": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions
+        explicit_http_config: { http2_protocol_options: {} }
+    load_assignment:
+      cluster_name: xds-grpc
+      endpoints:
+      - lb_endpoints:
+        - endpoint: { address: { socket_address: { address: 127.0.0.1, port_value: $2 } } }
+Y
+}
+
+# loadgen_ok JSON_FILE: fails unless the loadgen run had responses, no error and only 2xx.
+loadgen_ok() {
+    python3 - "$1" <<'PY' || fail "loadgen: $(cat "$1")"
+import json, sys
+r = json.load(open(sys.argv[1]))
+s, e = r["status"], r["errors"]
+assert r["requests"] > 0 and s["2xx"] > 0, "no responses"
+assert e["total"] == 0, "errors"
+assert sum(v for k, v in s.items() if k != "2xx") == 0, "non-2xx"
+PY
+    log "ok: loadgen $(python3 -c 'import json,sys; r=json.load(open(sys.argv[1])); print(r["status"]["2xx"], "x 2xx, errors", r["errors"]["total"])' "$1")"
+}
