@@ -10,7 +10,7 @@ PKGS=(build-essential cmake pkg-config clang llvm lld libclang-rt-14-dev git
       liburing-dev android-libboringssl-dev libnghttp2-dev nghttp2-client
       libprotobuf-c-dev protobuf-c-compiler libprotobuf-dev
       libbpf-dev bpftool libyaml-dev libjansson-dev node-llhttp libpcre2-dev
-      curl python3 procps iproute2 psmisc
+      curl python3 procps iproute2 psmisc iptables
       wrk haproxy nginx-light libnginx-mod-stream)
 
 missing=()

@@ -76,7 +76,6 @@ struct pend {
 struct hsess {
     struct rs_session link;
     struct rs_worker *w;
-    struct rs_worker_listener *wl;
     struct rs_filter_chain *fc;
     const struct rs_hcm_cfg *cfg;
     struct rs_conn *down;
@@ -98,6 +97,7 @@ struct hsess {
     char peer_ip[48];
     char peer_str[56], local_str[56]; /* "ip:port", for %DOWNSTREAM_*_ADDRESS% */
     bool peer_internal;
+    bool redirected; /* local is the original destination (SO_ORIGINAL_DST) */
 };
 
 static const struct rs_conn_handler down_handler, up_handler;
@@ -348,7 +348,7 @@ static void sess_destroy(struct hsess *s, bool local)
             rs_conn_close(s->down);
         s->down = NULL;
     }
-    rs_worker_downstream_closed(w, s->wl, s->fc, s->start_ms);
+    rs_worker_downstream_closed(w, &s->link, s->start_ms);
     rs_worker_session_del(w, &s->link);
     rs_worker_defer_free(w, sess_free, s);
 }
@@ -446,9 +446,9 @@ static void arm_idle(struct hsess *s)
 static void update_down_read(struct hsess *s)
 {
     if (s->dead || !s->down || s->down_eof) return;
-    bool full = s->pend_bytes > s->wl->cfg->per_connection_buffer_limit ||
+    bool full = s->pend_bytes > s->link.l->per_connection_buffer_limit ||
                 (s->st && s->st->up &&
-                 rs_conn_queued(s->st->up->c) > s->wl->cfg->per_connection_buffer_limit);
+                 rs_conn_queued(s->st->up->c) > s->link.l->per_connection_buffer_limit);
     if (full)
         rs_conn_read_stop(s->down);
     else
@@ -863,7 +863,7 @@ static struct rs_upstream *up_acquire(struct hsess *s, struct rs_cluster *cl,
         rs_stat_inc(w->stats, cl->st.upstream_cx_overflow);
         return NULL;
     }
-    int fd = rs_socket_for(ep->addr.ss_family);
+    int fd = rs_upstream_socket(cl, ep->addr.ss_family);
     if (fd < 0) return NULL;
     struct rs_upstream *u = calloc(1, sizeof *u);
     if (!u) {
@@ -883,7 +883,7 @@ static struct rs_upstream *up_acquire(struct hsess *s, struct rs_cluster *cl,
     }
     rs_conn_count_bytes(u->c, w->stats, cl->st.upstream_cx_rx_bytes_total,
                         cl->st.upstream_cx_tx_bytes_total);
-    rs_host_ref_take(&u->href, href->hs, href->idx);
+    if (href->hs) rs_host_ref_take(&u->href, href->hs, href->idx);
     rs_host_stat_add(&u->href, w->id + 1, RS_HS_CX_TOTAL, 1);
     __atomic_add_fetch(&cl->active_cx, 1, __ATOMIC_RELAXED);
     struct rs_h1_limits lim = {.max_header_bytes = 60 * 1024, .max_headers = 100};
@@ -1059,7 +1059,7 @@ static int resp_body(void *ud, const char *at, size_t len)
     ret |= rs_conn_write_buf(s->down, s->cur_bid, at, len);
     if (st->rechunk) ret |= rs_conn_write_static(s->down, "\r\n", 2);
     if (ret) return -1;
-    if (rs_conn_queued(s->down) > s->wl->cfg->per_connection_buffer_limit) rs_conn_read_stop(u->c);
+    if (rs_conn_queued(s->down) > s->link.l->per_connection_buffer_limit) rs_conn_read_stop(u->c);
     return 0;
 }
 
@@ -1284,7 +1284,9 @@ static int forward(struct hsess *s, struct stream *st, const struct rs_h1_head *
     struct rs_cluster *cl = s->link.snap->clusters[rc->index];
     st->cluster = cl;
     struct rs_host_ref href;
-    const struct rs_endpoint *ep = rs_worker_pick_host(w, cl, &href);
+    struct rs_endpoint od;
+    const struct rs_endpoint *ep =
+        rs_worker_pick_host_for(w, cl, s->redirected ? &s->local : NULL, &od, &href);
     if (!ep) {
         rs_stat_inc(w->stats, cl->st.upstream_cx_none_healthy);
         local_reply(s, 503, RS_RF_UH, "no healthy upstream", "no_healthy_upstream");
@@ -1449,7 +1451,7 @@ static int req_body(void *ud, const char *at, size_t len)
     ret |= rs_conn_write_buf(c, s->cur_bid, at, len);
     if (st->req_chunked) ret |= rs_conn_write_static(c, "\r\n", 2);
     if (ret) return -1;
-    if (rs_conn_queued(c) > s->wl->cfg->per_connection_buffer_limit) rs_conn_read_stop(s->down);
+    if (rs_conn_queued(c) > s->link.l->per_connection_buffer_limit) rs_conn_read_stop(s->down);
     return 0;
 }
 
@@ -1518,9 +1520,9 @@ static void rebind(struct rs_session *link, struct rs_filter_chain *fc, struct r
         rs_worker_defer_free(w, snapshot_unref_cb, prev);
 }
 
-void rs_hcm_accept(struct rs_worker *w, struct rs_worker_listener *wl, struct rs_filter_chain *fc,
-                   int fd)
+void rs_hcm_accept(struct rs_worker *w, const struct rs_accept *a, int fd)
 {
+    struct rs_filter_chain *fc = a->fc;
     const struct rs_hcm_cfg *cfg = fc->hcm;
     struct hsess *s = calloc(1, sizeof *s);
     if (!s) {
@@ -1528,10 +1530,12 @@ void rs_hcm_accept(struct rs_worker *w, struct rs_worker_listener *wl, struct rs
         return;
     }
     s->w = w;
-    s->wl = wl;
     s->fc = fc;
     s->cfg = cfg;
     s->cur_bid = -1;
+    s->peer = a->peer;
+    s->local = a->local;
+    s->redirected = a->redirected;
     s->start_ms = w->loop.now_ms;
     s->link.drain = drain;
     s->link.kill = kill_session;
@@ -1541,7 +1545,6 @@ void rs_hcm_accept(struct rs_worker *w, struct rs_worker_listener *wl, struct rs
     s->max_duration.cb = on_max_duration;
     s->st_idle.cb = on_stream_idle;
     s->st_route.cb = on_route_timeout;
-    rs_worker_downstream_addrs(wl, fd, &s->peer, &s->local);
     rs_addr_ip((struct sockaddr *)&s->peer, s->peer_ip, sizeof s->peer_ip);
     rs_addr_str((struct sockaddr *)&s->peer, s->peer_str, sizeof s->peer_str);
     rs_addr_str((struct sockaddr *)&s->local, s->local_str, sizeof s->local_str);
@@ -1550,7 +1553,7 @@ void rs_hcm_accept(struct rs_worker *w, struct rs_worker_listener *wl, struct rs
                                .max_headers = cfg->max_headers_count,
                                .max_body_bytes = cfg->max_request_bytes};
     rs_h1_init(&s->parser, RS_H1_REQUEST, &lim, &req_cb, s);
-    rs_worker_session_add(w, &s->link, wl, fc);
+    rs_worker_session_add(w, &s->link, a);
     rs_stat_inc(w->stats, cfg->st.downstream_cx_total);
     rs_stat_inc(w->stats, cfg->st.downstream_cx_active);
     rs_stat_inc(w->stats, cfg->st.downstream_cx_http1_total);

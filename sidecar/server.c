@@ -4,6 +4,7 @@
 #include "sidecar/server.h"
 
 #include <errno.h>
+#include <linux/netfilter_ipv4.h>
 #include <netinet/tcp.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -13,6 +14,7 @@
 #include <unistd.h>
 
 #include "sidecar/blk.h"
+#include "sidecar/chain_match.h"
 #include "sidecar/log.h"
 #include "sidecar/router.h"
 
@@ -35,6 +37,20 @@ int rs_socket_for(int family)
     if (fd < 0) return -errno;
     int one = 1;
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    return fd;
+}
+
+int rs_upstream_socket(const struct rs_cluster *c, int family)
+{
+    int fd = rs_socket_for(family);
+    if (fd < 0 || !c->bind_addrlen || c->bind_addr.ss_family != family) return fd;
+    int one = 1;
+    setsockopt(fd, SOL_IP, IP_BIND_ADDRESS_NO_PORT, &one, sizeof one); /* port picked at connect */
+    if (bind(fd, (const struct sockaddr *)&c->bind_addr, c->bind_addrlen) != 0) {
+        int e = -errno;
+        close(fd);
+        return e;
+    }
     return fd;
 }
 
@@ -179,8 +195,13 @@ static int publish_locked(struct rs_server *srv, struct rs_snapshot *snap, char 
     struct rs_lsock *fresh = NULL; /* opened for this snapshot: closed again if it fails */
     for (uint32_t i = 0; i < snap->nlisteners; i++) {
         struct rs_listener *l = &snap->listeners[i];
+        if (!l->bind_to_port) { /* reached only through a use_original_dst listener */
+            for (uint32_t w = 0; w < nw; w++) fds[(size_t)i * nw + w] = -1;
+            continue;
+        }
         for (uint32_t j = 0; j < i; j++)
-            if (same_addr(&snap->listeners[j].addr, snap->listeners[j].addrlen, &l->addr,
+            if (snap->listeners[j].bind_to_port &&
+                same_addr(&snap->listeners[j].addr, snap->listeners[j].addrlen, &l->addr,
                           l->addrlen) &&
                 addr_port(&l->addr) != 0) {
                 snprintf(err, errlen, "listeners %s and %s have the same address %s",
@@ -300,14 +321,14 @@ static void snapshot_unref_cb(void *p)
     rs_snapshot_unref(p);
 }
 
-void rs_worker_session_add(struct rs_worker *w, struct rs_session *s, struct rs_worker_listener *wl,
-                           struct rs_filter_chain *fc)
+void rs_worker_session_add(struct rs_worker *w, struct rs_session *s, const struct rs_accept *a)
 {
     s->snap = w->snap;
     rs_snapshot_ref(s->snap);
-    s->wl = wl;
-    s->fc = fc;
-    wl->nsessions++;
+    s->wl = a->wl;
+    s->l = a->l;
+    s->fc = a->fc;
+    a->wl->nsessions++;
     s->next = w->sessions.next;
     s->prev = &w->sessions;
     w->sessions.next->prev = s;
@@ -368,30 +389,27 @@ const struct rs_endpoint *rs_worker_pick_host(struct rs_worker *w, struct rs_clu
     return &h->eps[i];
 }
 
-void rs_worker_downstream_addrs(const struct rs_worker_listener *wl, int fd,
-                                struct sockaddr_storage *peer, struct sockaddr_storage *local)
+const struct rs_endpoint *rs_worker_pick_host_for(struct rs_worker *w, struct rs_cluster *c,
+                                                  const struct sockaddr_storage *original_dst,
+                                                  struct rs_endpoint *scratch,
+                                                  struct rs_host_ref *ref)
 {
-    socklen_t len = sizeof *peer;
-    if (getpeername(fd, (struct sockaddr *)peer, &len) != 0) memset(peer, 0, sizeof *peer);
-    const struct rs_listener *l = wl->cfg;
-    bool wildcard =
-        (l->addr.ss_family == AF_INET &&
-         ((const struct sockaddr_in *)&l->addr)->sin_addr.s_addr == htonl(INADDR_ANY)) ||
-        (l->addr.ss_family == AF_INET6 &&
-         IN6_IS_ADDR_UNSPECIFIED(&((const struct sockaddr_in6 *)&l->addr)->sin6_addr));
-    if (!wildcard) {
-        /* bound to one address: that is the local end of every connection it accepts */
-        memcpy(local, &l->addr, l->addrlen);
-        return;
-    }
-    len = sizeof *local;
-    if (getsockname(fd, (struct sockaddr *)local, &len) != 0) memset(local, 0, sizeof *local);
+    if (c->type != RS_CLUSTER_ORIGINAL_DST) return rs_worker_pick_host(w, c, ref);
+    if (ref) *ref = (struct rs_host_ref){0};
+    if (!original_dst) return NULL;
+    memset(scratch, 0, sizeof *scratch);
+    scratch->addr = *original_dst;
+    scratch->addrlen = original_dst->ss_family == AF_INET6 ? sizeof(struct sockaddr_in6)
+                                                           : sizeof(struct sockaddr_in);
+    scratch->weight = 1;
+    rs_addr_str((const struct sockaddr *)original_dst, scratch->name, sizeof scratch->name);
+    return scratch;
 }
 
-void rs_worker_downstream_closed(struct rs_worker *w, struct rs_worker_listener *wl,
-                                 struct rs_filter_chain *fc, uint64_t start_ms)
+void rs_worker_downstream_closed(struct rs_worker *w, const struct rs_session *s, uint64_t start_ms)
 {
-    const struct rs_listener_stats *ls = &wl->cfg->st;
+    const struct rs_filter_chain *fc = s->fc;
+    const struct rs_listener_stats *ls = &s->l->st;
     rs_stat_dec(w->stats, ls->downstream_cx_active);
     rs_stat_inc(w->stats, ls->downstream_cx_destroy);
     rs_hist_record(w->stats, ls->downstream_cx_length_ms, (w->loop.now_ms - start_ms) * 1000);
@@ -414,14 +432,63 @@ void rs_worker_access_log(struct rs_worker *w, const struct rs_snapshot *snap,
 
 /* ---- accept -------------------------------------------------------------------------------- */
 
-static struct rs_filter_chain *pick_chain(struct rs_listener *l, uint16_t port)
+/* The peer and local address of an accepted connection (the local one without a syscall when
+ * the listener is bound to a single address). */
+static void downstream_addrs(const struct rs_worker_listener *wl, int fd,
+                             struct sockaddr_storage *peer, struct sockaddr_storage *local)
 {
-    struct rs_filter_chain *any = NULL;
-    for (uint32_t i = 0; i < l->nchains; i++) {
-        if (l->chains[i].dst_port == port) return &l->chains[i];
-        if (l->chains[i].dst_port == 0 && !any) any = &l->chains[i];
+    socklen_t len = sizeof *peer;
+    if (getpeername(fd, (struct sockaddr *)peer, &len) != 0) memset(peer, 0, sizeof *peer);
+    const struct rs_listener *l = wl->cfg;
+    bool wildcard =
+        (l->addr.ss_family == AF_INET &&
+         ((const struct sockaddr_in *)&l->addr)->sin_addr.s_addr == htonl(INADDR_ANY)) ||
+        (l->addr.ss_family == AF_INET6 &&
+         IN6_IS_ADDR_UNSPECIFIED(&((const struct sockaddr_in6 *)&l->addr)->sin6_addr));
+    if (!wildcard) {
+        /* bound to one address: that is the local end of every connection it accepts */
+        memcpy(local, &l->addr, l->addrlen);
+        return;
     }
-    return any ? any : l->default_chain;
+    len = sizeof *local;
+    if (getsockname(fd, (struct sockaddr *)local, &len) != 0) memset(local, 0, sizeof *local);
+}
+
+/* The destination the connection had before an iptables REDIRECT/TPROXY rule sent it here, if
+ * one did. */
+static bool original_dst(int fd, const struct sockaddr_storage *local, struct sockaddr_storage *out)
+{
+    socklen_t len = sizeof *out;
+    int level = local->ss_family == AF_INET6 ? SOL_IPV6 : SOL_IP;
+    if (getsockopt(fd, level, SO_ORIGINAL_DST, out, &len) != 0) return false;
+    return !(out->ss_family == local->ss_family &&
+             memcmp(out, local,
+                    out->ss_family == AF_INET6 ? sizeof(struct sockaddr_in6)
+                                               : sizeof(struct sockaddr_in)) == 0);
+}
+
+/* use_original_dst: the listener whose address is the connection's original destination, the
+ * exact address first, then the wildcard one on that port (Envoy's order); NULL if none. */
+static struct rs_listener *listener_for(struct rs_snapshot *snap,
+                                        const struct sockaddr_storage *dst)
+{
+    struct rs_listener *wild = NULL;
+    for (uint32_t i = 0; i < snap->nlisteners; i++) {
+        struct rs_listener *l = &snap->listeners[i];
+        if (l->addr.ss_family != dst->ss_family || l->use_original_dst) continue;
+        if (dst->ss_family == AF_INET) {
+            const struct sockaddr_in *a = (const void *)&l->addr, *d = (const void *)dst;
+            if (a->sin_port != d->sin_port) continue;
+            if (a->sin_addr.s_addr == d->sin_addr.s_addr) return l;
+            if (a->sin_addr.s_addr == htonl(INADDR_ANY) && !wild) wild = l;
+        } else {
+            const struct sockaddr_in6 *a = (const void *)&l->addr, *d = (const void *)dst;
+            if (a->sin6_port != d->sin6_port) continue;
+            if (IN6_ARE_ADDR_EQUAL(&a->sin6_addr, &d->sin6_addr)) return l;
+            if (IN6_IS_ADDR_UNSPECIFIED(&a->sin6_addr) && !wild) wild = l;
+        }
+    }
+    return wild;
 }
 
 static void on_accept_retry(struct rs_loop *loop, struct rs_timer *t)
@@ -444,9 +511,22 @@ static void listener_accept(struct rs_conn *c, int fd, int err)
         rs_timer_arm(&w->loop, &wl->retry, 100);
         return;
     }
+    struct rs_accept a = {.wl = wl, .l = l};
+    downstream_addrs(wl, fd, &a.peer, &a.local);
+    if (l->use_original_dst || l->original_dst) {
+        struct sockaddr_storage od;
+        if (original_dst(fd, &a.local, &od)) {
+            a.local = od;
+            a.redirected = true;
+        }
+    }
+    if (l->use_original_dst && a.redirected) {
+        struct rs_listener *target = listener_for(w->snap, &a.local);
+        if (target) a.l = l = target;
+    }
     rs_stat_inc(w->stats, l->st.downstream_cx_total);
-    uint16_t port = ntohs(((struct sockaddr_in *)&l->addr)->sin_port);
-    struct rs_filter_chain *fc = pick_chain(l, port);
+    a.fc = rs_listener_pick_chain(l, (struct sockaddr *)&a.local, (struct sockaddr *)&a.peer);
+    struct rs_filter_chain *fc = a.fc;
     if (!fc) {
         rs_stat_inc(w->stats, l->st.no_filter_chain_match);
         close(fd);
@@ -463,9 +543,9 @@ static void listener_accept(struct rs_conn *c, int fd, int err)
     }
     rs_stat_inc(w->stats, l->st.downstream_cx_active);
     if (fc->hcm)
-        rs_hcm_accept(w, wl, fc, fd);
+        rs_hcm_accept(w, &a, fd);
     else
-        rs_tcp_proxy_accept(w, wl, fc, fd);
+        rs_tcp_proxy_accept(w, &a, fd);
 }
 
 static const struct rs_conn_handler listener_handler = {.on_accept = listener_accept};
@@ -550,16 +630,6 @@ static struct rs_filter_chain *same_chain(const struct rs_listener *ol,
     return i >= 0 && (uint32_t)i < nl->nchains ? &nl->chains[i] : NULL;
 }
 
-static const struct rs_listener *chain_listener(const struct rs_snapshot *s,
-                                                const struct rs_filter_chain *fc)
-{
-    for (uint32_t i = 0; i < s->nlisteners; i++) {
-        const struct rs_listener *l = &s->listeners[i];
-        if (fc == l->default_chain || (fc >= l->chains && fc < l->chains + l->nchains)) return l;
-    }
-    return NULL;
-}
-
 /* Moves the worker to the server's latest publication: sockets of removed listeners close, new
  * ones start accepting, sessions of unchanged listeners move over, the others drain. */
 static void worker_switch(struct rs_worker *w)
@@ -603,6 +673,7 @@ static void worker_switch(struct rs_worker *w)
     for (uint32_t i = 0; i < snap->nlisteners; i++) {
         if (seen && seen[i]) continue;
         int fd = p->fds[(size_t)i * (size_t)srv->nworkers + (size_t)w->id];
+        if (fd < 0) continue; /* not bound (bind_to_port: false) */
         if (!listener_start(w, &snap->listeners[i], fd))
             rs_error("listener %s: worker %d cannot accept (out of memory)",
                      snap->listeners[i].name, w->id);
@@ -616,8 +687,10 @@ static void worker_switch(struct rs_worker *w)
             s = next;
             continue;
         }
-        const struct rs_listener *ol = chain_listener(s->snap, s->fc);
-        struct rs_listener *nl = s->wl->removed ? NULL : s->wl->cfg;
+        const struct rs_listener *ol = s->l;
+        struct rs_listener *nl = NULL;
+        for (uint32_t i = 0; i < snap->nlisteners && !nl; i++)
+            if (strcmp(snap->listeners[i].name, ol->name) == 0) nl = &snap->listeners[i];
         struct rs_filter_chain *nfc = NULL;
         if (ol && nl && ol->hash == nl->hash && strcmp(ol->name, nl->name) == 0 && s->rebind)
             nfc = same_chain(ol, s->fc, nl);
@@ -626,6 +699,7 @@ static void worker_switch(struct rs_worker *w)
         if (nfc) {
             struct rs_snapshot *prev = s->snap;
             s->snap = snap;
+            s->l = nl;
             rs_snapshot_ref(snap);
             s->rebind(s, nfc, prev); /* takes over prev's reference */
         } else if (!s->drain_deadline_ms) {

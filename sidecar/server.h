@@ -34,7 +34,8 @@ struct rs_worker_listener {
 struct rs_session {
     struct rs_session *prev, *next;
     struct rs_snapshot *snap;
-    struct rs_worker_listener *wl;
+    struct rs_worker_listener *wl; /* the socket it came in on */
+    struct rs_listener *l;         /* the listener serving it (of snap) */
     struct rs_filter_chain *fc;
     uint64_t drain_deadline_ms;          /* 0, or when a draining session is closed anyway */
     void (*drain)(struct rs_session *s); /* close when idle, or finish and close */
@@ -138,9 +139,18 @@ void rs_server_join(struct rs_server *srv);
 void rs_server_quit(struct rs_server *srv);
 
 /* Worker helpers used by the protocol sessions. */
-/* Tracks a new session of listener wl on filter chain fc of the worker's snapshot (referenced). */
-void rs_worker_session_add(struct rs_worker *w, struct rs_session *s, struct rs_worker_listener *wl,
-                           struct rs_filter_chain *fc);
+/* An accepted connection as the listener hands it to a protocol session. */
+struct rs_accept {
+    struct rs_worker_listener *wl; /* the socket it came in on */
+    struct rs_listener *l;         /* the listener serving it: wl's, or the one of its original
+                                      destination (use_original_dst) */
+    struct rs_filter_chain *fc;
+    struct sockaddr_storage peer, local; /* local: the original destination when redirected */
+    bool redirected;                     /* local came from SO_ORIGINAL_DST */
+};
+
+/* Tracks a new session of an accepted connection (referencing the worker's snapshot). */
+void rs_worker_session_add(struct rs_worker *w, struct rs_session *s, const struct rs_accept *a);
 void rs_worker_session_del(struct rs_worker *w, struct rs_session *s);
 uint64_t rs_worker_rand(struct rs_worker *w);
 /* Runs fn(p) after the current batch of completions: how objects are freed from their own
@@ -151,20 +161,22 @@ void rs_worker_defer_free(struct rs_worker *w, void (*fn)(void *), void *p);
  * rs_host_ref_take() to keep it. */
 const struct rs_endpoint *rs_worker_pick_host(struct rs_worker *w, struct rs_cluster *c,
                                               struct rs_host_ref *ref);
+/* rs_worker_pick_host, and for an ORIGINAL_DST cluster the connection's original destination
+ * (written to *scratch; NULL when the connection was not redirected: there is no host). */
+const struct rs_endpoint *rs_worker_pick_host_for(struct rs_worker *w, struct rs_cluster *c,
+                                                  const struct sockaddr_storage *original_dst,
+                                                  struct rs_endpoint *scratch,
+                                                  struct rs_host_ref *ref);
 /* The calling worker's state of a cluster. */
 static inline struct rs_worker_cluster *rs_worker_cluster(struct rs_worker *w, struct rs_cluster *c)
 {
     return &c->wc[w->id];
 }
-/* The peer and local address of an accepted connection (the local one without a syscall when
- * the listener is bound to a single address). */
-void rs_worker_downstream_addrs(const struct rs_worker_listener *wl, int fd,
-                                struct sockaddr_storage *peer, struct sockaddr_storage *local);
 
 /* Accounts a closed downstream connection to its listener (active, destroy, length) and releases
  * its connection_limit slot: the counterpart of what the listener counted on accept. */
-void rs_worker_downstream_closed(struct rs_worker *w, struct rs_worker_listener *wl,
-                                 struct rs_filter_chain *fc, uint64_t start_ms);
+void rs_worker_downstream_closed(struct rs_worker *w, const struct rs_session *s,
+                                 uint64_t start_ms);
 
 /* Renders and buffers an access-log line for each log; a session still on an older snapshot
  * (`snap` is not the worker's) writes its lines at once. */
@@ -173,12 +185,13 @@ void rs_worker_access_log(struct rs_worker *w, const struct rs_snapshot *snap,
                           const struct rs_access_info *info);
 /* Opens a non-blocking TCP socket for an upstream address family. */
 int rs_socket_for(int family);
+/* The same for a connection to `c`, bound to its upstream_bind_config source address if it has
+ * one of that family (Istio binds inbound passthrough to 127.0.0.6). */
+int rs_upstream_socket(const struct rs_cluster *c, int family);
 
 /* The protocol entry points, called on accept. */
-void rs_tcp_proxy_accept(struct rs_worker *w, struct rs_worker_listener *wl,
-                         struct rs_filter_chain *fc, int fd);
-void rs_hcm_accept(struct rs_worker *w, struct rs_worker_listener *wl, struct rs_filter_chain *fc,
-                   int fd);
+void rs_tcp_proxy_accept(struct rs_worker *w, const struct rs_accept *a, int fd);
+void rs_hcm_accept(struct rs_worker *w, const struct rs_accept *a, int fd);
 /* Releases a worker's idle upstream connections of one cluster (shutdown). */
 void rs_hcm_pool_close(struct rs_worker *w, struct rs_cluster *c);
 /* Frees the calling worker thread's header scratch table (allocated on its first request). */

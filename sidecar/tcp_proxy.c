@@ -14,7 +14,6 @@
 struct tcp_session {
     struct rs_session link;
     struct rs_worker *w;
-    struct rs_worker_listener *wl;
     struct rs_filter_chain *fc;
     const struct rs_tcp_cfg *cfg;
     struct rs_cluster *cluster;
@@ -22,6 +21,7 @@ struct tcp_session {
     struct rs_endpoint host;
     struct rs_host_ref href;
     bool has_host, connected, down_eof, up_eof;
+    bool redirected; /* local is the original destination (SO_ORIGINAL_DST) */
     uint32_t attempts, flags;
     uint64_t start_us, start_ms, last_active_ms;
     struct rs_timer idle;
@@ -42,7 +42,7 @@ static void session_end(struct tcp_session *s)
     struct rs_worker *w = s->w;
     struct rs_stats_shard *st = w->stats;
     uint64_t rx = s->down ? s->down->rx_bytes : 0, tx = s->down ? s->down->tx_bytes : 0;
-    rs_worker_downstream_closed(w, s->wl, s->fc, s->start_ms);
+    rs_worker_downstream_closed(w, &s->link, s->start_ms);
     if (s->up) {
         if (s->connected) {
             rs_stat_dec(st, s->cluster->st.upstream_cx_active);
@@ -102,7 +102,7 @@ static void relay(struct tcp_session *s, struct rs_conn *from, struct rs_conn *t
         session_end(s);
         return;
     }
-    if (rs_conn_queued(to) > s->wl->cfg->per_connection_buffer_limit) rs_conn_read_stop(from);
+    if (rs_conn_queued(to) > s->link.l->per_connection_buffer_limit) rs_conn_read_stop(from);
 }
 
 static void down_data(struct rs_conn *c, int32_t bid, const char *data, size_t len)
@@ -200,7 +200,9 @@ static void up_connected(struct rs_conn *c, int err)
 static bool try_connect(struct tcp_session *s)
 {
     struct rs_host_ref pick;
-    const struct rs_endpoint *ep = rs_worker_pick_host(s->w, s->cluster, &pick);
+    struct rs_endpoint od;
+    const struct rs_endpoint *ep =
+        rs_worker_pick_host_for(s->w, s->cluster, s->redirected ? &s->local : NULL, &od, &pick);
     if (!ep) {
         rs_stat_inc(s->w->stats, s->cluster->st.upstream_cx_none_healthy);
         s->flags |= RS_RF_UH;
@@ -208,11 +210,11 @@ static bool try_connect(struct tcp_session *s)
     }
     s->host = *ep;
     rs_host_ref_release(&s->href);
-    rs_host_ref_take(&s->href, pick.hs, pick.idx);
+    if (pick.hs) rs_host_ref_take(&s->href, pick.hs, pick.idx);
     rs_host_stat_add(&s->href, s->w->id + 1, RS_HS_CX_TOTAL, 1);
     s->has_host = true;
     s->attempts++;
-    int fd = rs_socket_for(ep->addr.ss_family);
+    int fd = rs_upstream_socket(s->cluster, ep->addr.ss_family);
     if (fd < 0) return false;
     s->up = rs_conn_new(&s->w->loop, fd, &up_handler, s);
     if (!s->up) return false;
@@ -258,9 +260,9 @@ static void rebind(struct rs_session *link, struct rs_filter_chain *fc, struct r
     rs_worker_defer_free(s->w, snapshot_unref_cb, prev);
 }
 
-void rs_tcp_proxy_accept(struct rs_worker *w, struct rs_worker_listener *wl,
-                         struct rs_filter_chain *fc, int fd)
+void rs_tcp_proxy_accept(struct rs_worker *w, const struct rs_accept *a, int fd)
 {
+    struct rs_filter_chain *fc = a->fc;
     const struct rs_tcp_cfg *cfg = fc->tcp;
     struct tcp_session *s = calloc(1, sizeof *s);
     if (!s) {
@@ -268,8 +270,10 @@ void rs_tcp_proxy_accept(struct rs_worker *w, struct rs_worker_listener *wl,
         return;
     }
     s->w = w;
-    s->wl = wl;
     s->fc = fc;
+    s->peer = a->peer;
+    s->local = a->local;
+    s->redirected = a->redirected;
     s->cfg = cfg;
     s->start_us = now_us();
     s->start_ms = s->last_active_ms = w->loop.now_ms;
@@ -277,9 +281,8 @@ void rs_tcp_proxy_accept(struct rs_worker *w, struct rs_worker_listener *wl,
     s->link.kill = kill_session;
     s->link.rebind = rebind;
     s->idle.cb = on_idle;
-    rs_worker_downstream_addrs(wl, fd, &s->peer, &s->local);
     s->down = rs_conn_new(&w->loop, fd, &down_handler, s);
-    rs_worker_session_add(w, &s->link, wl, fc);
+    rs_worker_session_add(w, &s->link, a);
     rs_stat_inc(w->stats, cfg->st.downstream_cx_total);
     if (!s->down) {
         session_end(s);
