@@ -375,3 +375,17 @@ assert sum(v for k, v in s.items() if k != "2xx") == 0, "non-2xx"
 PY
     log "ok: loadgen $(python3 -c 'import json,sys; r=json.load(open(sys.argv[1])); print(r["status"]["2xx"], "x 2xx, errors", r["errors"]["total"])' "$1")"
 }
+
+# xds_start_ringside API [ringside args...]: writes $TMP/boot.yaml (node id XDS_NODE_ID, then
+# yaml_ads_bootstrap for $ADMIN and the running ADS server, ADS_CONFIG_EXTRA if set) and starts
+# Ringside on it (start_ringside: waits until LIVE).
+XDS_NODE_ID='sidecar~127.0.0.10~productpage-1.default~default.svc.cluster.local'
+xds_start_ringside() {
+    local api=$1
+    shift
+    {
+        printf 'node:\n  id: %s\n  cluster: productpage.default\n' "$XDS_NODE_ID"
+        yaml_ads_bootstrap "$ADMIN" "$ADS_PORT" "$api" "${ADS_CONFIG_EXTRA:-}"
+    } >"$TMP/boot.yaml"
+    start_ringside "$TMP/boot.yaml" "$@"
+}
