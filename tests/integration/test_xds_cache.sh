@@ -10,6 +10,7 @@ start_upstream u2 "$U2"
 xds_gen --cluster "a=$U1" --cluster "b=$U2" --listener "http=$LP:routes" --route "routes=/>a"
 start_ads_server
 CACHE=$TMP/xds.cache
+config_source() { admin /server_info | python3 -c 'import json, sys; print(json.load(sys.stdin).get("ringside_config_source"))'; }
 xds_start_ringside DELTA_GRPC --xds-cache "$CACHE"
 assert_eq "$(header x-upstream-id "http://127.0.0.1:$LP/")" u1 "serving from the control plane"
 wait_for "the RDS ACK" 10 ads_settled
@@ -30,7 +31,6 @@ wait_for_port "$LP"
 assert_eq "$(header x-upstream-id "http://127.0.0.1:$LP/")" u1 "serving the cached config"
 wait_for "config_from_cache 1" 5 eval '[ "$(stat_value control_plane.config_from_cache)" == 1 ]'
 assert_eq "$(stat_value control_plane.connected_state)" 0 "not connected"
-config_source() { admin /server_info | python3 -c 'import json, sys; print(json.load(sys.stdin).get("ringside_config_source"))'; }
 assert_eq "$(config_source)" "xds cache" "/server_info: ringside_config_source says the cache"
 
 # ---- the control plane back, with a changed route: it replaces the cached config ----------------
