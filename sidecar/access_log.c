@@ -45,6 +45,13 @@ const char *rs_resp_flag_str(enum rs_resp_flag flag)
     return bit < NUM_RESP_FLAGS ? resp_flag_names[bit] : NULL;
 }
 
+uint32_t rs_resp_flag_parse(const char *name)
+{
+    for (unsigned bit = 0; bit < NUM_RESP_FLAGS; bit++)
+        if (strcmp(resp_flag_names[bit], name) == 0) return 1u << bit;
+    return 0;
+}
+
 size_t rs_resp_flags_format(uint32_t flags, char *out, size_t cap)
 {
     size_t n = 0;
@@ -750,6 +757,7 @@ struct rs_access_log {
     _Atomic uint64_t dropped;
     struct rs_access_log_buf *wbufs; /* one per data-plane worker */
     uint32_t nw;
+    uint32_t flag_filter; /* response_flag_filter: 0 = log everything */
 };
 
 struct rs_access_log *rs_access_log_create(enum rs_access_sink sink, const char *path,
@@ -811,6 +819,11 @@ void rs_access_log_destroy(struct rs_access_log *log)
     free(log);
 }
 
+void rs_access_log_set_flag_filter(struct rs_access_log *log, uint32_t mask)
+{
+    log->flag_filter = mask;
+}
+
 int rs_access_log_set_workers(struct rs_access_log *log, uint32_t n)
 {
     if (log->wbufs) return 0;
@@ -839,6 +852,7 @@ void rs_access_log_buf_init(struct rs_access_log_buf *b, struct rs_access_log *l
 
 int rs_access_log_append(struct rs_access_log_buf *b, const struct rs_access_info *info)
 {
+    if (b->log->flag_filter && !(info->response_flags & b->log->flag_filter)) return 0;
     int rc = rs_access_format_render(b->log->fmt, info, &b->buf);
     if (rc) {
         atomic_fetch_add_explicit(&b->log->dropped, 1, memory_order_relaxed);

@@ -127,6 +127,8 @@ size_t rs_resp_flags_format(uint32_t flags, char *out, size_t cap);
 
 /* The short string ("UH", "URX", ...) of one flag bit, or NULL. */
 const char *rs_resp_flag_str(enum rs_resp_flag flag);
+/* The flag a short name ("NR", "UH", ...) stands for, or 0. */
+uint32_t rs_resp_flag_parse(const char *name);
 
 /* Sinks: envoy.access_loggers.stdout, .stderr and .file. */
 enum rs_access_sink {
@@ -147,6 +149,10 @@ struct rs_access_log *rs_access_log_create(enum rs_access_sink sink, const char 
 
 /* Closes the sink. Every rs_access_log_buf using it must have been flushed and freed. */
 void rs_access_log_destroy(struct rs_access_log *log);
+
+/* Envoy's response_flag_filter: only lines whose response flags intersect `mask` are written
+ * (any flag at all when mask is ~0u). 0: no filter. */
+void rs_access_log_set_flag_filter(struct rs_access_log *log, uint32_t mask);
 
 /* Gives the log one private buffer per data-plane worker (once; later calls do nothing), so a
  * log shared by successive snapshots keeps its buffers. */

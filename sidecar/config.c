@@ -239,9 +239,25 @@ static int compile_access_logs(struct cctx *cx, AccessLog **als, size_t n,
     for (size_t i = 0; i < n; i++) {
         const AccessLog *al = als[i];
         size_t old = path_push(cx, "access_log[%zu]", i);
+        uint32_t flag_filter = 0;
         if (al->filter) {
-            fail(cx, "filter", "access log filters are not supported yet");
-            return -1;
+            const Envoy__Config__Accesslog__V3__AccessLogFilter *f = al->filter;
+            if (f->filter_specifier_case !=
+                ENVOY__CONFIG__ACCESSLOG__V3__ACCESS_LOG_FILTER__FILTER_SPECIFIER_RESPONSE_FLAG_FILTER) {
+                fail(cx, "filter", "only response_flag_filter is supported");
+                return -1;
+            }
+            const Envoy__Config__Accesslog__V3__ResponseFlagFilter *rf = f->response_flag_filter;
+            flag_filter = rf->n_flags ? 0 : ~0u; /* no flags listed: any flag passes */
+            for (size_t k = 0; k < rf->n_flags; k++) {
+                uint32_t bit = rs_resp_flag_parse(rf->flags[k]);
+                if (!bit) {
+                    fail(cx, "filter.response_flag_filter.flags", "unknown response flag \"%s\"",
+                         rf->flags[k]);
+                    return -1;
+                }
+                flag_filter |= bit;
+            }
         }
         if (al->config_type_case !=
             ENVOY__CONFIG__ACCESSLOG__V3__ACCESS_LOG__CONFIG_TYPE_TYPED_CONFIG) {
@@ -294,6 +310,7 @@ static int compile_access_logs(struct cctx *cx, AccessLog **als, size_t n,
         }
         protobuf_c_message_free_unpacked(m, NULL);
         if (!log) return -1;
+        rs_access_log_set_flag_filter(log, flag_filter);
         if (s->nlogs == s->logs_cap) {
             s->logs_cap = s->logs_cap ? s->logs_cap * 2 : 8;
             s->logs = realloc(s->logs, s->logs_cap * sizeof *s->logs);
@@ -846,8 +863,10 @@ int rs_cfg_listener(struct cctx *cx, struct rs_listener *l, const Listener *pl)
     if (pl->listener_specifier_case ==
         ENVOY__CONFIG__LISTENER__V3__LISTENER__LISTENER_SPECIFIER_INTERNAL_LISTENER)
         return fail(cx, "internal_listener", "is not supported");
-    if (pl->n_access_log)
-        return fail(cx, "access_log", "listener-level access logs are not supported yet");
+    /* listener-level logs: written for connections no filter chain takes (Istio's NR lines) */
+    if (compile_access_logs(cx, pl->access_log, pl->n_access_log, &l->logs, &l->log_index,
+                            &l->nlogs))
+        return -1;
     l->backlog = pl->tcp_backlog_size ? pl->tcp_backlog_size->value : 4096;
     l->tcp_fast_open = pl->tcp_fast_open_queue_length ? pl->tcp_fast_open_queue_length->value : 0;
     l->per_connection_buffer_limit = pl->per_connection_buffer_limit_bytes
@@ -952,6 +971,7 @@ void rs_cfg_listener_free(struct rs_listener *l)
     rs_fcm_free(l->matcher);
     for (uint32_t j = 0; j < l->nchains + 1 && l->chains; j++) free_chain(&l->chains[j]);
     free(l->chains);
+    free_logs_refs(l->logs, l->log_index);
     free(l->name);
 }
 

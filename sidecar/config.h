@@ -290,6 +290,9 @@ struct rs_fcm; /* compiled filter_chain_matcher (chain_match.c) */
 
 struct rs_listener {
     char *name;
+    struct rs_access_log **logs; /* listener-level access logs */
+    uint32_t *log_index;
+    uint32_t nlogs;
     bool bind_to_port;     /* false: reached only through a use_original_dst listener */
     bool use_original_dst; /* hand connections to the listener of their original destination */
     bool original_dst; /* envoy.filters.listener.original_dst: local address = SO_ORIGINAL_DST */

@@ -529,6 +529,19 @@ static void listener_accept(struct rs_conn *c, int fd, int err)
     struct rs_filter_chain *fc = a.fc;
     if (!fc) {
         rs_stat_inc(w->stats, l->st.no_filter_chain_match);
+        if (l->nlogs) {
+            struct timespec ts;
+            clock_gettime(CLOCK_REALTIME, &ts);
+            struct rs_access_info info = {
+                .start_time_us = (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000,
+                .request_duration_us = -1,
+                .response_duration_us = -1,
+                .response_flags = RS_RF_NR,
+                .downstream_remote = (struct sockaddr *)&a.peer,
+                .downstream_local = (struct sockaddr *)&a.local,
+            };
+            rs_worker_access_log(w, w->snap, l->logs, l->nlogs, &info);
+        }
         close(fd);
         return;
     }
