@@ -113,6 +113,8 @@ note "ports:     ADS $cp_port, admin $admin_port, apps 19080, services 9080 (htt
 # --- the applications ----------------------------------------------------------------------------
 
 heading "Applications (plain upstreams, no sidecar)"
+note "no server-side sidecar: its virtualInbound (15006) matches the original destination port,"
+note "which only iptables capture provides; on loopback the client reaches the apps directly"
 for app in "reviews-v1 $net.11" "reviews-v2 $net.12" "mongodb $net.13"; do
     read -r name addr <<<"$app"
     "$UPSTREAM_BIN" --port 19080 --bind "$addr" --id "$name" --body-bytes 64 \
