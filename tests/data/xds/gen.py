@@ -3,7 +3,7 @@
 
   gen.py [--cluster NAME[=PORT[*W],PORT[*W]...]] [--lb NAME=POLICY] [--big NAME=BYTES]
          [--listener NAME=PORT:ROUTE_CONFIG] [--freebind NAME]
-         [--route CONFIG=PREFIX>CLUSTER[*W][+CLUSTER*W...]] [--fail NODE_ID=CODE]
+         [--route CONFIG=PREFIX>CLUSTER[*W][+CLUSTER*W...]] [--fail NODE_ID=CODE=MESSAGE]
 
 --cluster NAME=...  an EDS cluster and its ClusterLoadAssignment (127.0.0.1 endpoints, weights);
                     NAME alone: the cluster without an assignment (warming).
@@ -12,6 +12,8 @@
 --listener          127.0.0.1:PORT, an HTTP connection manager with RDS (ads) ROUTE_CONFIG.
 --freebind NAME     sets freebind on that listener (a field Ringside refuses).
 --route             appends a route to CONFIG's single virtual host (domains "*"), in order.
+--fail              the server ends every stream from NODE_ID with gRPC status CODE and MESSAGE
+                    after its first request (as istiod does with a node it refuses).
 Each type's version is a hash of its resources, so a push sends only the types that changed.
 """
 import argparse
@@ -37,6 +39,7 @@ def build(argv):
     p.add_argument("--listener", action="append", default=[])
     p.add_argument("--freebind", action="append", default=[])
     p.add_argument("--route", action="append", default=[])
+    p.add_argument("--fail")
     a = p.parse_args(argv)
 
     lb = dict(x.split("=", 1) for x in a.lb)
@@ -91,10 +94,14 @@ def build(argv):
     rcs = [{"@type": T + "envoy.config.route.v3.RouteConfiguration", "name": cfg,
             "virtual_hosts": [{"name": "all", "domains": ["*"], "routes": rl}]}
            for cfg, rl in routes.items()]
-    return {T + "envoy.config.cluster.v3.Cluster": typ(clusters),
-            T + "envoy.config.endpoint.v3.ClusterLoadAssignment": typ(clas),
-            T + "envoy.config.listener.v3.Listener": typ(listeners),
-            T + "envoy.config.route.v3.RouteConfiguration": typ(rcs)}
+    doc = {T + "envoy.config.cluster.v3.Cluster": typ(clusters),
+           T + "envoy.config.endpoint.v3.ClusterLoadAssignment": typ(clas),
+           T + "envoy.config.listener.v3.Listener": typ(listeners),
+           T + "envoy.config.route.v3.RouteConfiguration": typ(rcs)}
+    if a.fail:
+        node, code, message = a.fail.split("=", 2)
+        doc["_fail"] = {"node_id": node, "code": int(code), "message": message}
+    return doc
 
 
 if __name__ == "__main__":
