@@ -84,6 +84,21 @@ assert_eq "$(ads_q 'sum(1 for r in R if "error_detail" in r)')" 0 "no NACK durin
 ids=$(for _ in 1 2 3 4 5 6; do header x-upstream-id "http://127.0.0.1:$LP/a"; done | sort -u | tr '\n' ' ')
 assert_eq "$ids" "u1 u3 " "cluster a serves from its last pushed endpoints (u1 and u3: n is even)"
 
+# the weights pushed last take effect: 30 requests with a:b = 1:5, then 5:1 (weighted clusters
+# pick at random: a bound, not an exact split)
+upstream_ids() { # N: the x-upstream-id of N requests to /
+    local urls=() k
+    for ((k = 0; k < $1; k++)); do urls+=("http://127.0.0.1:$LP/"); done
+    curl -s --max-time 10 -D - -o /dev/null "${urls[@]}" | tr -d '\r' | awk -F': ' 'tolower($1) == "x-upstream-id" { print $2 }'
+}
+ab() { upstream_ids 30 | sort | uniq -c | awk '{ printf "%s=%s ", $2, $1 }'; }
+split=$(ab)
+assert_match "$split" '(^| )u2=(1[5-9]|2[0-9]|30) ' "weights a*1 b*5: mostly b ($split)"
+ads_push --cluster "a=$U1" --cluster "b=$U2" --listener "http=$LP:routes" --route "routes=/a>a" \
+    --route "routes=/b>b" --route "routes=/>a*5+b*1"
+split=$(ab)
+assert_match "$split" '(^| )u1=(1[5-9]|2[0-9]|30) ' "weights a*5 b*1 pushed: mostly a ($split)"
+
 # ---- a cluster removed: CDS without b (delta: removed_resources), routes to it answer 503 -------
 assert_contains "$(admin /clusters)" "b::127.0.0.1:$U2::" "cluster b on /clusters before"
 ads_push --cluster "a=$U1" --listener "http=$LP:routes" --route "routes=/a>a" --route "routes=/b>b" \
