@@ -2,9 +2,10 @@
 # test_xds_delta.sh after lib.sh with API=GRPC or API=DELTA_GRPC: Ringside against
 # tests/peers/ads_server.js (grpc-js on Envoy's own .proto files). Asserts routing, the node and
 # metadata the server saw, Envoy's CDS → EDS → LDS → RDS order, ACKs echoing version and nonce,
-# 50 pushes of routes, weights and endpoints under load with no failed request, the removal of a
-# cluster, and after a restart of the server the versions held (SotW version_info, delta
-# initial_resource_versions) with the node again on the stream's first request.
+# pushes of routes, weights and endpoints under load (at least 50, as many as fit in a 6 s load
+# run) with no failed request, pushed weights taking effect, the removal of a cluster, and after a
+# restart of the server the versions held (SotW version_info, delta initial_resource_versions)
+# with the node again on the stream's first request, and connected_state back to 1.
 need node
 read -r ADMIN LP U1 U2 U3 <<<"$(free_ports 5)"
 start_upstream u1 "$U1"
