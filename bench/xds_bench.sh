@@ -3,7 +3,7 @@
 #
 #  (a) a full update of SERVICES clusters, SERVICES endpoint sets and SERVICES x ROUTES_PER routes
 #      (bench/xds_mesh.py; default 1,000 / 1,000 / 10,000): the time ringside spends applying it
-#      (the sum of its cds/eds/lds/rds apply_time_us histograms, read exactly from the _sum of
+#      (the sum of its cds/eds/lds/rds update_duration histograms, read exactly from the _sum of
 #      /stats/prometheus), the wall time from ringside-cp sending the first response of the
 #      update to receiving the last ACK (ringside-cp's log), and ringside's RSS after it. Measured
 #      for the initial configuration and for a re-push where every cluster, endpoint set and
@@ -72,10 +72,10 @@ prom() { curl -s --max-time 10 "http://127.0.0.1:$ADMIN_PORT/stats/prometheus"; 
 # apply_sums: "cds eds lds rds" apply-time sums in ms (the histograms' _sum, recorded in us)
 apply_sums() {
     prom | awk '
-        /^envoy_cluster_manager_cds_apply_time_us_sum / { c = $2 }
-        /^envoy_cluster_manager_eds_apply_time_us_sum / { e = $2 }
-        /^envoy_listener_manager_lds_apply_time_us_sum / { l = $2 }
-        /^envoy_rds_apply_time_us_sum / { r = $2 }
+        /^envoy_cluster_manager_cds_update_duration_sum / { c = $2 }
+        /^envoy_cluster_manager_eds_update_duration_sum / { e = $2 }
+        /^envoy_listener_manager_lds_update_duration_sum / { l = $2 }
+        /^envoy_rds_update_duration_sum / { r = $2 }
         END { print c + 0, e + 0, l + 0, r + 0 }'
 }
 live() { curl -sf --max-time 2 "http://127.0.0.1:$ADMIN_PORT/ready" | grep -q LIVE; }

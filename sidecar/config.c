@@ -981,6 +981,7 @@ static void snapshot_free(struct rs_snapshot *s)
     free(s->listeners);
     for (uint32_t i = 0; i < s->nclusters; i++) rs_cluster_unref(s->clusters[i]);
     free(s->clusters);
+    free(s->cluster_slots);
     for (uint32_t i = 0; i < s->nlogs; i++) rs_access_log_destroy(s->logs[i]);
     free(s->logs);
     free(s->node_id);
@@ -1037,16 +1038,17 @@ static int compile_bootstrap(struct cctx *cx, const Envoy__Config__Bootstrap__V3
     if (!sr) return 0;
     if (sr->n_secrets && cx->serve)
         return fail(cx, "static_resources.secrets", "comes with the mutual-TLS work");
-    s->nclusters = (uint32_t)sr->n_clusters;
-    s->clusters = xcalloc(s->nclusters, sizeof *s->clusters);
-    for (uint32_t i = 0; i < s->nclusters; i++) {
-        struct rs_cluster *c = s->clusters[i] = xcalloc(1, sizeof *c);
+    s->clusters = xcalloc(sr->n_clusters + 1, sizeof *s->clusters);
+    for (uint32_t i = 0; i < sr->n_clusters; i++) {
+        struct rs_cluster *c = xcalloc(1, sizeof *c);
         c->refs = 1;
         size_t old = path_push(cx, "static_resources.clusters[%u]", i);
-        if (rs_cfg_cluster(cx, c, sr->clusters[i])) return -1;
-        for (uint32_t j = 0; j < i; j++)
-            if (strcmp(s->clusters[j]->name, c->name) == 0)
-                return fail(cx, "name", "duplicate cluster name \"%s\"", c->name);
+        if (rs_cfg_cluster(cx, c, sr->clusters[i]) ||
+            (rs_snapshot_add_cluster(s, c) &&
+             fail(cx, "name", "duplicate cluster name \"%s\"", c->name))) {
+            rs_cluster_unref(c);
+            return -1;
+        }
         path_pop(cx, old);
     }
     s->nlisteners = (uint32_t)sr->n_listeners;

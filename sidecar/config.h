@@ -313,6 +313,9 @@ struct rs_listener {
 struct rs_snapshot {
     uint32_t refs; /* atomic */
     struct rs_cluster **clusters;
+    uint32_t
+        *cluster_slots; /* name hash index: cluster index + 1, 0 empty (rs_snapshot_add_cluster) */
+    uint32_t cluster_slots_cap;
     uint32_t nclusters;
     struct rs_listener *listeners;
     uint32_t nlisteners;
@@ -343,6 +346,9 @@ void rs_snapshot_ref(struct rs_snapshot *s);
 void rs_snapshot_unref(struct rs_snapshot *s);
 
 int rs_config_cluster_index(const struct rs_snapshot *s, const char *name);
+/* Appends a cluster (clusters[] must have room) and indexes its name. -1 (nothing added) when a
+ * cluster of that name is already there. */
+int rs_snapshot_add_cluster(struct rs_snapshot *s, struct rs_cluster *c);
 
 void rs_cluster_ref(struct rs_cluster *c);
 void rs_cluster_unref(struct rs_cluster *c);
@@ -388,6 +394,7 @@ struct rs_xds_resource {
 struct rs_xds_input {
     const struct rs_xds_resource *res[RS_XDS_NTYPES];
     size_t n[RS_XDS_NTYPES];
+    bool sorted; /* each res[] is sorted by name (strcmp): looked up by binary search */
     /* Warming: the status of an EDS/RDS name (enum rs_xds_watch), or -1 when not subscribed.
      * NULL: a present resource has arrived, an absent one is pending. */
     int (*watch)(void *ctx, enum rs_xds_type type, const char *name);

@@ -648,12 +648,52 @@ int rs_cfg_cluster(struct cctx *cx, struct rs_cluster *c, const Cluster *pc)
     return compile_endpoints(cx, c, pc);
 }
 
+static uint32_t name_hash(const char *name)
+{
+    uint32_t h = 2166136261u;
+    for (const unsigned char *p = (const unsigned char *)name; *p; p++) h = (h ^ *p) * 16777619u;
+    return h;
+}
+
+/* Open addressing, linear probing, at most half full: a mesh's thousands of clusters are looked
+ * up by name once per route target while compiling. */
+static uint32_t *slot_of(const struct rs_snapshot *s, const char *name)
+{
+    uint32_t mask = s->cluster_slots_cap - 1;
+    for (uint32_t i = name_hash(name) & mask;; i = (i + 1) & mask) {
+        uint32_t *slot = &s->cluster_slots[i];
+        if (!*slot || strcmp(s->clusters[*slot - 1]->name, name) == 0) return slot;
+    }
+}
+
 int rs_config_cluster_index(const struct rs_snapshot *s, const char *name)
 {
-    for (uint32_t i = 0; i < s->nclusters; i++)
-        if (s->clusters[i] && s->clusters[i]->name && strcmp(s->clusters[i]->name, name) == 0)
-            return (int)i;
-    return -1;
+    if (!s->cluster_slots) { /* snapshots not built with rs_snapshot_add_cluster (tests) */
+        for (uint32_t i = 0; i < s->nclusters; i++)
+            if (s->clusters[i] && s->clusters[i]->name && strcmp(s->clusters[i]->name, name) == 0)
+                return (int)i;
+        return -1;
+    }
+    uint32_t v = *slot_of(s, name);
+    return v ? (int)v - 1 : -1;
+}
+
+int rs_snapshot_add_cluster(struct rs_snapshot *s, struct rs_cluster *c)
+{
+    if ((s->nclusters + 1) * 2 > s->cluster_slots_cap) {
+        uint32_t cap = s->cluster_slots_cap ? s->cluster_slots_cap * 2 : 64;
+        while ((s->nclusters + 1) * 2 > cap) cap *= 2;
+        free(s->cluster_slots);
+        s->cluster_slots = calloc(cap, sizeof *s->cluster_slots);
+        if (!s->cluster_slots) abort(); /* as xcalloc */
+        s->cluster_slots_cap = cap;
+        for (uint32_t i = 0; i < s->nclusters; i++) *slot_of(s, s->clusters[i]->name) = i + 1;
+    }
+    uint32_t *slot = slot_of(s, c->name ? c->name : "");
+    if (*slot) return -1;
+    s->clusters[s->nclusters++] = c;
+    *slot = s->nclusters;
+    return 0;
 }
 
 static void cluster_free(struct rs_cluster *c)

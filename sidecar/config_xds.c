@@ -15,6 +15,19 @@ typedef Envoy__Config__Endpoint__V3__ClusterLoadAssignment Cla;
 static const struct rs_xds_resource *find_res(const struct rs_xds_input *in, enum rs_xds_type t,
                                               const char *name)
 {
+    if (in && in->sorted) {
+        size_t lo = 0, hi = in->n[t];
+        while (lo < hi) {
+            size_t mid = lo + (hi - lo) / 2;
+            int c = strcmp(name, in->res[t][mid].name ? in->res[t][mid].name : "");
+            if (c == 0) return &in->res[t][mid];
+            if (c < 0)
+                hi = mid;
+            else
+                lo = mid + 1;
+        }
+        return NULL;
+    }
     for (size_t i = 0; in && i < in->n[t]; i++)
         if (in->res[t][i].name && strcmp(in->res[t][i].name, name) == 0) return &in->res[t][i];
     return NULL;
@@ -235,9 +248,8 @@ static int eds_refresh(struct xcompile *xc, struct rs_cluster *c, bool fresh)
 
 static struct rs_cluster *prev_cluster(const struct rs_snapshot *prev, const char *name)
 {
-    for (uint32_t i = 0; prev && i < prev->nclusters; i++)
-        if (strcmp(prev->clusters[i]->name, name) == 0) return prev->clusters[i];
-    return NULL;
+    int i = prev ? rs_config_cluster_index(prev, name) : -1;
+    return i >= 0 ? prev->clusters[i] : NULL;
 }
 
 /* Adds one cluster: the previous snapshot's object when its definition is byte-identical,
@@ -247,14 +259,13 @@ static int add_cluster(struct xcompile *xc, const Cluster *pc, const uint8_t *de
     struct cctx *cx = &xc->cx;
     struct rs_snapshot *s = cx->snap;
     const char *name = pc->name ? pc->name : "";
-    for (uint32_t j = 0; j < s->nclusters; j++)
-        if (strcmp(s->clusters[j]->name, name) == 0)
-            return fail(cx, "name", "duplicate cluster name \"%s\"", name);
+    if (rs_config_cluster_index(s, name) >= 0)
+        return fail(cx, "name", "duplicate cluster name \"%s\"", name);
     struct rs_cluster *c = prev_cluster(cx->prev, name);
     if (c && c->def && c->def_len == len && memcmp(c->def, def, len) == 0) {
         if (c->type == RS_CLUSTER_EDS && eds_refresh(xc, c, false) < 0) return -1;
         rs_cluster_ref(c);
-        s->clusters[s->nclusters++] = c;
+        rs_snapshot_add_cluster(s, c);
         return 0;
     }
     c = rs_cfg_cluster_new();
@@ -272,7 +283,7 @@ static int add_cluster(struct xcompile *xc, const Cluster *pc, const uint8_t *de
             return r < 0 ? -1 : 0;
         }
     }
-    s->clusters[s->nclusters++] = c;
+    rs_snapshot_add_cluster(s, c);
     return 0;
 }
 
@@ -449,6 +460,7 @@ struct rs_xds_input *rs_xds_input_from_state(struct xds_state *st)
         in->res[t] = r;
         in->n[t] = tt->n;
     }
+    in->sorted = true; /* the ADS client keeps each type's table sorted by name */
     in->watch = state_watch;
     in->ctx = st;
     in->keep = st;

@@ -4,6 +4,7 @@
 #include "sidecar/xds_client.h"
 
 #include <errno.h>
+#include <malloc.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -21,7 +22,7 @@
 /* Envoy's names for the client's counters (see xds/README.md). */
 struct type_stat_ids {
     rs_stat_id update_attempt, update_success, update_rejected, update_failure, init_fetch_timeout,
-        update_time, version, apply_us;
+        update_time, version, update_duration;
 };
 
 struct rs_xds {
@@ -38,7 +39,7 @@ struct rs_xds {
     bool answered;     /* the control plane answered at least once */
     bool live;         /* the server was set LIVE */
     int serving_cache; /* atomic */
-    xds_timer *tick, *cache_timer;
+    xds_timer *tick, *cache_timer, *mirror_soon;
     rs_stat_id connected_state, rq_total, rq_nack, rx_bytes, rx_malformed, reconnects,
         cache_write_fail, from_cache, apply_failed;
     struct type_stat_ids t[XDS_NTYPES];
@@ -79,7 +80,7 @@ static void register_stats(struct rs_xds *x)
         REG(init_fetch_timeout, "init_fetch_timeout", RS_STAT_COUNTER);
         REG(update_time, "update_time", RS_STAT_GAUGE);
         REG(version, "version", RS_STAT_GAUGE);
-        REG(apply_us, "apply_time_us", RS_STAT_HISTOGRAM);
+        REG(update_duration, "update_duration", RS_STAT_HISTOGRAM);
 #undef REG
     }
 }
@@ -151,6 +152,15 @@ static void go_live(struct rs_xds *x, const char *why)
     rs_info("xds: initial configuration in place (%s): server LIVE", why);
 }
 
+static void after_apply(xds_loop *loop, void *arg)
+{
+    (void)loop;
+    struct rs_xds *x = arg;
+    x->mirror_soon = NULL;
+    mirror_stats(x);
+    malloc_trim(0);
+}
+
 /* Envoy's initialization: clusters and listeners fetched (or their initial fetch timed out) and
  * nothing still warming. */
 static bool initialized(const struct xds_state *st)
@@ -198,7 +208,7 @@ static int apply(void *arg, struct xds_state *cand, int changed, char *err, size
     rs_snapshot_unref(cur);
     rs_xds_input_free(in);
     if (changed >= 0 && changed < XDS_NTYPES)
-        rs_hist_record(rs_stats_shard(-1), x->t[changed].apply_us, now_us() - t0);
+        rs_hist_record(rs_stats_shard(-1), x->t[changed].update_duration, now_us() - t0);
     if (rc) {
         rs_stat_inc(rs_stats_shard(-1), x->apply_failed);
         rs_warn("xds: %s update rejected: %s",
@@ -215,7 +225,9 @@ static int apply(void *arg, struct xds_state *cand, int changed, char *err, size
         if (changed != XDS_SDS) __atomic_store_n(&x->serving_cache, 0, __ATOMIC_RELAXED);
         if (initialized(cand)) go_live(x, "listeners and their routes received");
     }
-    mirror_stats(x);
+    /* the client counts the update once apply returns: mirror on the next loop turn; and give
+     * back what compiling the previous configuration left in this thread's malloc arena */
+    if (!x->mirror_soon) x->mirror_soon = xds_loop_timer(x->loop, 0, after_apply, x);
     return 0;
 }
 
@@ -248,6 +260,7 @@ static void *thread_main(void *arg)
     xds_loop_run(x->loop);
     xds_loop_timer_cancel(x->loop, x->tick);
     xds_loop_timer_cancel(x->loop, x->cache_timer);
+    xds_loop_timer_cancel(x->loop, x->mirror_soon);
     xds_ads_stop(x->ads);
     return NULL;
 }
