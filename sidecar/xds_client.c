@@ -275,9 +275,15 @@ static void xds_free(struct rs_xds *x)
     free(x);
 }
 
+static void ads_log(const char *msg)
+{
+    rs_warn("%s", msg);
+}
+
 struct rs_xds *rs_xds_start(struct rs_server *srv, struct rs_dns *dns, const xds_bootstrap *bs,
                             const struct rs_xds_opts *o, char *err, size_t errlen)
 {
+    xds_ads_set_logger(ads_log);
     struct rs_xds *x = calloc(1, sizeof *x);
     if (!x) {
         snprintf(err, errlen, "out of memory");

@@ -3,6 +3,7 @@
  * in Envoy's startup order (CDS wildcard -> EDS for EDS clusters -> LDS once CDS is warm -> RDS
  * for the listeners' route names -> SDS for the secrets transport sockets name over ADS). No
  * socket here: requests leave through a send callback (ads_grpc.c binds it to gRPC). */
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -381,12 +382,32 @@ static void mark_arrived(struct xds_state *s, enum xds_type t, const char *name)
     if (w) w->status = XDS_WATCH_ARRIVED;
 }
 
+static void (*logger)(const char *msg);
+
+void xds_ads_set_logger(void (*fn)(const char *msg))
+{
+    logger = fn;
+}
+
+void xds_ads_warn(const char *fmt, ...)
+{
+    char msg[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    if (logger)
+        logger(msg);
+    else
+        fprintf(stderr, "ringside: %s\n", msg);
+}
+
 static void write_cache(xds_ads *a)
 {
     char err[256];
     if (a->cache_path && xds_cache_write(a->cur, a->cache_path, err, sizeof err) < 0) {
         inc(&a->stats.cache_write_fail);
-        fprintf(stderr, "ringside: %s\n", err);
+        xds_ads_warn("%s", err);
     }
 }
 
@@ -667,7 +688,7 @@ uint64_t xds_ads_on_timer(xds_ads *a)
         char err[256];
         derive_watches(a, cand);
         if (offer(a, cand, changed, err, sizeof err) < 0)
-            fprintf(stderr, "ringside: xds: initial fetch timeout state rejected: %s\n", err);
+            xds_ads_warn("xds: initial fetch timeout state rejected: %s", err);
         sync_subscriptions(a);
     }
     return xds_ads_next_deadline(a);

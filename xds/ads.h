@@ -250,4 +250,8 @@ void xds_ads_stop(xds_ads *a);
  * rnd is a uniform 64-bit random number. Exposed for tests. */
 uint64_t xds_ads_backoff_ms(unsigned attempt, uint64_t rnd);
 
+/* Where the client's warnings go (stream failures, malformed responses, cache write errors):
+ * by default "ringside: <message>" on stderr. Set once, before any client starts. */
+void xds_ads_set_logger(void (*fn)(const char *msg));
+
 #endif

@@ -93,8 +93,8 @@ static void on_message(xds_grpc_call *call, const uint8_t *msg, size_t len, void
     xds_ads *a = user;
     if (xds_ads_on_message(a, msg, len) == 0) return;
     /* Undecodable response: reset the stream, keep serving, reconnect. */
-    fprintf(stderr, "ringside: xds: malformed response from %s (%zu bytes); resetting stream\n",
-            a->cfg.target, len);
+    xds_ads_warn("xds: malformed response from %s (%zu bytes); resetting stream", a->cfg.target,
+                 len);
     xds_grpc_call_cancel(call);
     a->call = NULL;
     stream_ended(a);
@@ -105,8 +105,8 @@ static void on_close(xds_grpc_call *call, int status, const char *message, void 
     (void)call;
     xds_ads *a = user;
     a->call = NULL;
-    fprintf(stderr, "ringside: xds: stream to %s closed: %s %s\n", a->cfg.target,
-            xds_grpc_status_name(status), message ? message : "");
+    xds_ads_warn("xds: stream to %s closed: %s %s", a->cfg.target, xds_grpc_status_name(status),
+                 message ? message : "");
     stream_ended(a);
 }
 

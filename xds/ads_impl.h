@@ -87,4 +87,7 @@ void xds_ads_timer_changed(struct xds_ads *a);
 int64_t xds_wall_ms(void);
 uint64_t xds_mono_ms(void);
 
+/* A warning through the logger xds_ads_set_logger installed. */
+void xds_ads_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
 #endif
