@@ -1,0 +1,434 @@
+/* The TLS transport: BoringSSL driven through two memory BIOs from the connection's completions.
+ * Received ring buffers are written into the read BIO and SSL_read's plaintext goes up with
+ * rs_conn_deliver; plaintext the protocol writes is SSL_write'n into the write BIO, whose records
+ * leave as one heap segment per drain through rs_conn_queue_wire. Nothing here ever waits on the
+ * socket: a handshake advances by one step for each batch of bytes that arrives. */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <openssl/err.h>
+
+#include "sidecar/blk.h"
+#include "sidecar/conn.h"
+#include "sidecar/tls_impl.h"
+
+enum tls_state {
+    TLS_HANDSHAKE, /* records of the handshake in flight */
+    TLS_OPEN,      /* application data flows */
+    TLS_FAILED,    /* handshake or record error reported: nothing more moves */
+};
+
+struct tls_conn {
+    struct rs_conn *c;
+    struct rs_tls_ctx *ctx;
+    SSL *ssl;
+    BIO *rbio, *wbio; /* owned by ssl */
+    enum tls_state state;
+    enum rs_tls_verify_fail vfail;
+    bool eof_delivered;  /* on_eof passed up (close_notify or FIN) */
+    bool notify_sent;    /* our close_notify queued */
+    struct rs_seg *held; /* plaintext written during the handshake, in order */
+    uint32_t n_held, cap_held;
+    struct rs_timer timer; /* handshake deadline */
+    void (*on_handshake)(struct rs_conn *c, int err);
+    char *peer_uri_san;
+    char alpn[256];
+};
+
+static const struct rs_transport tls_transport;
+
+static struct tls_conn *tls_of(const struct rs_conn *c)
+{
+    return c->tp == &tls_transport ? c->tp_state : NULL;
+}
+
+/* As conn.c releases a segment it no longer needs. */
+static void seg_release(struct rs_loop *loop, struct rs_seg *s)
+{
+    if (s->bid >= 0)
+        rs_buf_unref(loop, (uint32_t)s->bid);
+    else if (s->bid == RS_SEG_BLK)
+        rs_blk_put(s->heap);
+    else
+        free(s->heap);
+}
+
+static void drop_held(struct tls_conn *t)
+{
+    for (uint32_t i = 0; i < t->n_held; i++) seg_release(t->c->loop, &t->held[i]);
+    free(t->held);
+    t->held = NULL;
+    t->n_held = t->cap_held = 0;
+}
+
+/* Moves every record BoringSSL produced to the connection's output queue. */
+static int flush_wire(struct tls_conn *t)
+{
+    size_t n = BIO_pending(t->wbio);
+    if (n == 0) return 0;
+    char *p = malloc(n);
+    if (!p) return -ENOMEM;
+    int got = BIO_read(t->wbio, p, (int)n);
+    if (got != (int)n) {
+        free(p);
+        return -EPROTO;
+    }
+    return rs_conn_queue_wire(t->c,
+                              &(struct rs_seg){.p = p, .len = (uint32_t)n, .bid = -1, .heap = p});
+}
+
+/* Reports the end of a handshake or the connection's TLS failure, once. */
+static void fail(struct tls_conn *t, int err)
+{
+    struct rs_conn *c = t->c;
+    bool in_handshake = t->state == TLS_HANDSHAKE;
+    t->state = TLS_FAILED;
+    rs_timer_cancel(c->loop, &t->timer);
+    drop_held(t);
+    (void)flush_wire(t); /* the alert saying why, if BoringSSL wrote one */
+    ERR_clear_error();
+    if (in_handshake && t->on_handshake) t->on_handshake(c, err);
+    c->h->on_error(c, err);
+}
+
+/* Classifies a failed handshake for the stats and the error code. */
+static int handshake_error(struct tls_conn *t)
+{
+    uint32_t e = ERR_peek_error();
+    if (t->vfail == RS_VERIFY_OK && ERR_GET_LIB(e) == ERR_LIB_SSL &&
+        ERR_GET_REASON(e) == SSL_R_PEER_DID_NOT_RETURN_A_CERTIFICATE)
+        t->vfail = RS_VERIFY_NO_CERT;
+    switch (t->vfail) {
+    case RS_VERIFY_NO_CERT:
+        rs_tls_ctx_count(t->ctx, RS_TLS_STAT_FAIL_VERIFY_NO_CERT);
+        return -EACCES;
+    case RS_VERIFY_ERROR:
+        rs_tls_ctx_count(t->ctx, RS_TLS_STAT_FAIL_VERIFY_ERROR);
+        return -EACCES;
+    case RS_VERIFY_SAN:
+        rs_tls_ctx_count(t->ctx, RS_TLS_STAT_FAIL_VERIFY_SAN);
+        return -EACCES;
+    default:
+        rs_tls_ctx_count(t->ctx, RS_TLS_STAT_CONNECTION_ERROR);
+        return -EPROTO;
+    }
+}
+
+static int encrypt(struct tls_conn *t, struct rs_seg *seg)
+{
+    int ret = 0;
+    if (seg->len && SSL_write(t->ssl, seg->p, (int)seg->len) != (int)seg->len) ret = -EPROTO;
+    seg_release(t->c->loop, seg);
+    return ret;
+}
+
+static void established(struct tls_conn *t)
+{
+    struct rs_conn *c = t->c;
+    t->state = TLS_OPEN;
+    rs_timer_cancel(c->loop, &t->timer);
+    rs_tls_ctx_count(t->ctx, RS_TLS_STAT_HANDSHAKE);
+    if (SSL_session_reused(t->ssl)) rs_tls_ctx_count(t->ctx, RS_TLS_STAT_SESSION_REUSED);
+    X509 *peer = SSL_get_peer_certificate(t->ssl);
+    if (peer) {
+        t->peer_uri_san = rs_tls_first_uri_san(peer);
+        X509_free(peer);
+    }
+    const uint8_t *a;
+    unsigned alen;
+    SSL_get0_alpn_selected(t->ssl, &a, &alen);
+    memcpy(t->alpn, a, alen < sizeof t->alpn ? alen : 0);
+    t->alpn[alen < sizeof t->alpn ? alen : 0] = 0;
+    if (t->on_handshake) t->on_handshake(c, 0);
+    /* what the protocol wrote while the handshake ran, in order */
+    int err = 0;
+    for (uint32_t i = 0; i < t->n_held; i++) {
+        if (!err && !(c->flags & RS_CONN_CLOSED))
+            err = encrypt(t, &t->held[i]);
+        else
+            seg_release(c->loop, &t->held[i]);
+    }
+    t->n_held = 0;
+    if (!err) err = flush_wire(t);
+    if (err && !(c->flags & RS_CONN_CLOSED)) {
+        rs_tls_ctx_count(t->ctx, RS_TLS_STAT_CONNECTION_ERROR);
+        fail(t, err);
+    }
+}
+
+/* One handshake step: 1 while it needs more bytes, 0 once established, -1 after failing. */
+static int handshake(struct tls_conn *t)
+{
+    int r = SSL_do_handshake(t->ssl);
+    if (r == 1) {
+        established(t);
+        return t->state == TLS_OPEN ? 0 : -1;
+    }
+    int e = SSL_get_error(t->ssl, r);
+    if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) {
+        if (flush_wire(t) == 0) return 1;
+        rs_tls_ctx_count(t->ctx, RS_TLS_STAT_CONNECTION_ERROR);
+        fail(t, -ENOMEM);
+        return -1;
+    }
+    fail(t, handshake_error(t));
+    return -1;
+}
+
+/* Decrypts everything buffered and hands it up; a close_notify becomes on_eof. */
+static void read_plain(struct tls_conn *t)
+{
+    static _Thread_local char buf[16384]; /* one TLS record's plaintext at most */
+    struct rs_conn *c = t->c;
+    while (t->state == TLS_OPEN && !(c->flags & RS_CONN_CLOSED)) {
+        int n = SSL_read(t->ssl, buf, sizeof buf);
+        if (n > 0) {
+            rs_conn_deliver(c, -1, buf, (size_t)n);
+            continue;
+        }
+        int e = SSL_get_error(t->ssl, n);
+        if (e == SSL_ERROR_WANT_READ) return;
+        if (e == SSL_ERROR_ZERO_RETURN) {
+            if (!t->eof_delivered) {
+                t->eof_delivered = true;
+                rs_conn_deliver_eof(c);
+            }
+            return;
+        }
+        rs_tls_ctx_count(t->ctx, RS_TLS_STAT_CONNECTION_ERROR);
+        fail(t, -EPROTO);
+        return;
+    }
+}
+
+static void tls_on_recv(struct rs_conn *c, int32_t bid, const char *data, size_t len)
+{
+    (void)bid;
+    struct tls_conn *t = c->tp_state;
+    if (t->state == TLS_FAILED || t->eof_delivered) return;
+    /* a memory BIO copies: TLS decrypts out of its own buffer anyway */
+    if (BIO_write(t->rbio, data, (int)len) != (int)len) {
+        rs_tls_ctx_count(t->ctx, RS_TLS_STAT_CONNECTION_ERROR);
+        fail(t, -ENOMEM);
+        return;
+    }
+    if (t->state == TLS_HANDSHAKE && handshake(t) != 0) return;
+    read_plain(t);
+    if (t->state == TLS_OPEN && flush_wire(t) != 0) { /* key updates, tickets, alerts */
+        rs_tls_ctx_count(t->ctx, RS_TLS_STAT_CONNECTION_ERROR);
+        fail(t, -ENOMEM);
+    }
+}
+
+static int tls_write(struct rs_conn *c, struct rs_seg *seg)
+{
+    struct tls_conn *t = c->tp_state;
+    if (t->state == TLS_FAILED || t->notify_sent) {
+        seg_release(c->loop, seg); /* the error was reported already */
+        return 0;
+    }
+    if (t->state == TLS_HANDSHAKE) {
+        if (t->n_held == t->cap_held) {
+            uint32_t cap = t->cap_held ? t->cap_held * 2 : 4;
+            struct rs_seg *n = realloc(t->held, cap * sizeof *n);
+            if (!n) {
+                seg_release(c->loop, seg);
+                return -ENOMEM;
+            }
+            t->held = n;
+            t->cap_held = cap;
+        }
+        t->held[t->n_held++] = *seg;
+        return 0;
+    }
+    int err = encrypt(t, seg);
+    return err ? err : flush_wire(t);
+}
+
+static void tls_on_eof(struct rs_conn *c)
+{
+    struct tls_conn *t = c->tp_state;
+    if (t->state == TLS_FAILED) return;
+    if (t->state == TLS_HANDSHAKE) {
+        rs_tls_ctx_count(t->ctx, RS_TLS_STAT_CONNECTION_ERROR);
+        fail(t, -ECONNRESET);
+        return;
+    }
+    /* a FIN without close_notify is a truncation; the protocol's own framing tells whether it
+     * matters (HTTP/1.1 bodies), as with Envoy */
+    if (!t->eof_delivered) {
+        t->eof_delivered = true;
+        rs_conn_deliver_eof(c);
+    }
+}
+
+static void tls_destroy(struct rs_conn *c)
+{
+    struct tls_conn *t = c->tp_state;
+    rs_timer_cancel(c->loop, &t->timer);
+    drop_held(t);
+    SSL_free(t->ssl);
+    free(t->peer_uri_san);
+    rs_tls_ctx_unref(t->ctx);
+    free(t);
+    c->tp_state = NULL;
+}
+
+static const struct rs_transport tls_transport = {
+    .name = "tls",
+    .on_recv = tls_on_recv,
+    .write = tls_write,
+    .on_eof = tls_on_eof,
+    .destroy = tls_destroy,
+};
+
+void rs_tls_conn_set_verify_fail(SSL *ssl, enum rs_tls_verify_fail why)
+{
+    struct tls_conn *t = SSL_get_app_data(ssl);
+    if (t) t->vfail = why;
+}
+
+static void on_timeout(struct rs_loop *loop, struct rs_timer *tm)
+{
+    (void)loop;
+    struct tls_conn *t = (struct tls_conn *)((char *)tm - offsetof(struct tls_conn, timer));
+    rs_tls_handshake_timeout(t->c);
+}
+
+bool rs_tls_handshake_timeout(struct rs_conn *c)
+{
+    struct tls_conn *t = tls_of(c);
+    if (!t || t->state != TLS_HANDSHAKE) return false;
+    rs_tls_ctx_count(t->ctx, RS_TLS_STAT_HANDSHAKE_TIMEOUT);
+    rs_tls_ctx_count(t->ctx, RS_TLS_STAT_CONNECTION_ERROR);
+    fail(t, -ETIMEDOUT);
+    return true;
+}
+
+static int set_client_opts(struct tls_conn *t, const struct rs_tls_opts *o)
+{
+    const char *sni = o && o->sni ? o->sni : t->ctx->sni;
+    if (sni && !SSL_set_tlsext_host_name(t->ssl, sni)) return -EINVAL;
+    if (o && o->n_alpn) {
+        uint8_t wire[512];
+        size_t n = 0;
+        for (size_t i = 0; i < o->n_alpn; i++) {
+            size_t k = strlen(o->alpn[i]);
+            if (k == 0 || k > 255 || n + 1 + k > sizeof wire) return -EINVAL;
+            wire[n++] = (uint8_t)k;
+            memcpy(wire + n, o->alpn[i], k);
+            n += k;
+        }
+        if (SSL_set_alpn_protos(t->ssl, wire, (unsigned)n) != 0) return -ENOMEM;
+    }
+    if (t->ctx->resume) {
+        pthread_mutex_lock(&t->ctx->sess_lock);
+        if (t->ctx->session) SSL_set_session(t->ssl, t->ctx->session);
+        pthread_mutex_unlock(&t->ctx->sess_lock);
+    }
+    return 0;
+}
+
+int rs_tls_attach(struct rs_conn *c, struct rs_tls_ctx *ctx, const struct rs_tls_opts *opts)
+{
+    struct tls_conn *t = calloc(1, sizeof *t);
+    if (!t) return -ENOMEM;
+    t->c = c;
+    t->ctx = rs_tls_ctx_ref(ctx);
+    t->timer.cb = on_timeout;
+    t->on_handshake = opts ? opts->on_handshake : NULL;
+    t->ssl = SSL_new(ctx->ssl);
+    t->rbio = BIO_new(BIO_s_mem());
+    t->wbio = BIO_new(BIO_s_mem());
+    int err = -ENOMEM;
+    if (!t->ssl || !t->rbio || !t->wbio) goto fail;
+    SSL_set_bio(t->ssl, t->rbio, t->wbio); /* ssl owns both from here */
+    SSL_set_app_data(t->ssl, t);
+    if (ctx->server) {
+        SSL_set_accept_state(t->ssl);
+    } else {
+        SSL_set_connect_state(t->ssl);
+        if ((err = set_client_opts(t, opts)) != 0) goto fail;
+    }
+    rs_conn_set_transport(c, &tls_transport, t);
+    if (opts && opts->handshake_timeout_ms)
+        rs_timer_arm(c->loop, &t->timer, opts->handshake_timeout_ms);
+    if (!ctx->server) {
+        /* the ClientHello waits in the output queue until the connect completes */
+        int r = SSL_do_handshake(t->ssl);
+        if (r != 1 && SSL_get_error(t->ssl, r) != SSL_ERROR_WANT_READ) {
+            ERR_clear_error();
+            rs_conn_set_transport(c, &rs_transport_plain, NULL);
+            err = -EPROTO;
+            goto fail;
+        }
+        if ((err = flush_wire(t)) != 0) {
+            rs_conn_set_transport(c, &rs_transport_plain, NULL);
+            goto fail;
+        }
+    }
+    return 0;
+fail:
+    rs_timer_cancel(c->loop, &t->timer);
+    if (t->ssl) {
+        SSL_free(t->ssl);
+    } else {
+        BIO_free(t->rbio);
+        BIO_free(t->wbio);
+    }
+    rs_tls_ctx_unref(t->ctx);
+    free(t);
+    return err;
+}
+
+void rs_tls_close_notify(struct rs_conn *c)
+{
+    struct tls_conn *t = tls_of(c);
+    if (!t || t->state != TLS_OPEN || t->notify_sent) return;
+    t->notify_sent = true;
+    (void)SSL_shutdown(t->ssl); /* 0: ours is written, the peer's not yet seen */
+    ERR_clear_error();
+    (void)flush_wire(t);
+}
+
+bool rs_tls_is_tls(const struct rs_conn *c)
+{
+    return tls_of(c) != NULL;
+}
+
+bool rs_tls_handshake_done(const struct rs_conn *c)
+{
+    const struct tls_conn *t = tls_of(c);
+    return t && t->state == TLS_OPEN;
+}
+
+const char *rs_tls_peer_uri_san(const struct rs_conn *c)
+{
+    const struct tls_conn *t = tls_of(c);
+    return t && t->state == TLS_OPEN ? t->peer_uri_san : NULL;
+}
+
+const char *rs_tls_alpn(const struct rs_conn *c)
+{
+    const struct tls_conn *t = tls_of(c);
+    return t && t->state == TLS_OPEN && t->alpn[0] ? t->alpn : NULL;
+}
+
+const char *rs_tls_sni(const struct rs_conn *c)
+{
+    const struct tls_conn *t = tls_of(c);
+    return t && t->state == TLS_OPEN ? SSL_get_servername(t->ssl, TLSEXT_NAMETYPE_host_name) : NULL;
+}
+
+const char *rs_tls_version(const struct rs_conn *c)
+{
+    const struct tls_conn *t = tls_of(c);
+    return t && t->state == TLS_OPEN ? SSL_get_version(t->ssl) : NULL;
+}
+
+bool rs_tls_session_reused(const struct rs_conn *c)
+{
+    const struct tls_conn *t = tls_of(c);
+    return t && t->state == TLS_OPEN && SSL_session_reused(t->ssl);
+}
