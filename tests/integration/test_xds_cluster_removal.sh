@@ -24,6 +24,7 @@ assert_eq "$(ads_q '[s["sent"]["removed_resources"] for s in S if s["sent"]["typ
 wait_for "new requests to the removed cluster to answer 503" 10 eval '[ "$(status "http://127.0.0.1:$LP/delay/1")" == 503 ]'
 kill -0 $SLOW 2>/dev/null || fail "the slow request ended before the removal was applied: the test proves nothing"
 log "ok: the slow request still in flight when the removal was applied"
+wait_stat http.http.no_cluster 1 # Envoy's NC
 assert_eq "$(admin /clusters | grep -c '^a::')" 0 "cluster a gone from /clusters"
 assert_eq "$(header x-upstream-id "http://127.0.0.1:$LP/other")" u2 "cluster b serves"
 wait $SLOW

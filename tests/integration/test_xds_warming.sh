@@ -47,6 +47,7 @@ assert_eq "$(ads_q '[r["resource_names"] for r in R if r["type_url"].endswith("A
     "['a', 'c']" "EDS subscribed to c"
 assert_eq "$(ads_q 'sum(1 for r in R if "error_detail" in r)')" 0 "nothing NACKed"
 assert_eq "$(status "http://127.0.0.1:$LP/c")" 503 "route to the warming cluster c: 503"
+wait_stat http.http.no_cluster 1 # Envoy's NC: the route's cluster is not (yet) there
 assert_eq "$(admin /clusters | grep -c '^c::')" 0 "c not on /clusters while warming"
 assert_eq "$(status "http://127.0.0.1:$LP/")" 200 "a still serves"
 ads_push "${base[@]}" --cluster "c=$U2"
