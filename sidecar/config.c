@@ -427,15 +427,33 @@ static int route_cluster_cb(void *ctx, const char *name)
     return rs_config_cluster_index(rc->cx->snap, name);
 }
 
-/* The RouteConfiguration an HCM names through rds, from the xDS input; NULL when it has not
- * arrived (the caller then decides between warming and empty). */
-static const Envoy__Config__Route__V3__RouteConfiguration *rds_find(struct cctx *cx,
-                                                                    const char *name)
+/* The RouteConfiguration resource an HCM names through rds, from the xDS input; NULL when it
+ * has not arrived (the caller then decides between warming and empty). */
+static const struct rs_xds_resource *rds_find(struct cctx *cx, const char *name)
 {
     const struct rs_xds_input *in = cx->in;
     for (size_t i = 0; in && i < in->n[RS_XDS_RDS]; i++)
-        if (strcmp(in->res[RS_XDS_RDS][i].name, name) == 0)
-            return (const void *)in->res[RS_XDS_RDS][i].msg;
+        if (strcmp(in->res[RS_XDS_RDS][i].name, name) == 0) return &in->res[RS_XDS_RDS][i];
+    return NULL;
+}
+
+/* The previous snapshot's route table for RouteConfiguration `name` compiled from the same
+ * resource (its serialized bytes: the ADS client keeps an unchanged resource as the same
+ * object, and the previous snapshot holds the state that owns it, so an equal pointer is the
+ * same definition) with the same options; NULL when there is none. */
+static struct rs_route_table *prev_routes(const struct cctx *cx, const char *name, const void *src,
+                                          uint64_t key)
+{
+    const struct rs_snapshot *p = cx->prev;
+    for (uint32_t i = 0; p && i < p->nlisteners; i++) {
+        const struct rs_listener *l = &p->listeners[i];
+        for (uint32_t j = 0; l->chains && j <= l->nchains; j++) {
+            const struct rs_hcm_cfg *h = l->chains[j].hcm;
+            if (!h || !h->routes || !h->rds_name || strcmp(h->rds_name, name) != 0) continue;
+            uint64_t k;
+            if (rs_route_table_source(h->routes, &k) == src && k == key) return h->routes;
+        }
+    }
     return NULL;
 }
 
@@ -607,7 +625,8 @@ static int compile_hcm(struct cctx *cx, struct rs_filter_chain *fc, const Hcm *p
                 ENVOY__CONFIG__CORE__V3__CONFIG_SOURCE__CONFIG_SOURCE_SPECIFIER_ADS)
             return fail(cx, "rds.config_source", "only ads: {} is supported");
         h->rds_name = xstrdup(name);
-        rc = rds_find(cx, name);
+        const struct rs_xds_resource *res = rds_find(cx, name);
+        rc = res ? (const void *)res->msg : NULL;
         int st = cx->in->watch ? cx->in->watch(cx->in->ctx, RS_XDS_RDS, name) : -1;
         if (!rc && (st == RS_XDS_PENDING || (st < 0 && !cx->in->watch))) {
             cx->warming = true; /* listener warming: left out until its routes arrive */
@@ -621,9 +640,27 @@ static int compile_hcm(struct cctx *cx, struct rs_filter_chain *fc, const Hcm *p
         memcpy(saved, cx->path, sizeof saved);
         snprintf(cx->path, sizeof cx->path, "RouteConfiguration \"%s\"", name);
         cx->root = strlen(cx->path);
-        char err[512];
-        h->routes = rs_route_table_compile(rc, &ro, err, sizeof err);
-        int ret = h->routes ? 0 : fail(cx, "", "%s", err);
+        /* reuse needs the source to outlive the table's snapshots: the snapshot keeps the
+         * input's state (in->keep) */
+        const void *src = res && cx->in->keep && cx->in->retain ? res->bytes : NULL;
+        uint64_t key = (uint64_t)(res ? res->len : 0) << 20 | (uint64_t)port << 2 |
+                       (uint64_t)ro.strip_any_host_port << 1 |
+                       (uint64_t)ro.strip_matching_host_port;
+        struct rs_route_table *reuse =
+            src && cx->same_clusters ? prev_routes(cx, name, src, key) : NULL;
+        int ret = 0;
+        if (reuse) {
+            h->routes = rs_route_table_ref(reuse);
+        } else {
+            uint32_t nskipped = cx->snap->skipped.n;
+            char err[512];
+            h->routes = rs_route_table_compile(rc, &ro, err, sizeof err);
+            ret = h->routes ? 0 : fail(cx, "", "%s", err);
+            /* a table whose compile recorded skipped filters is not shared: the records
+             * belong to each snapshot */
+            if (h->routes && src && cx->snap->skipped.n == nskipped)
+                rs_route_table_set_source(h->routes, src, key);
+        }
         memcpy(cx->path, saved, sizeof saved);
         cx->path[old] = '\0';
         cx->root = oroot;

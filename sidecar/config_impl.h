@@ -31,6 +31,10 @@ struct cctx {
      * instead of ".", so errors read `Listener "x": filter_chains[0]...: reason`. */
     size_t root;
     bool warming; /* set by a listener whose RDS is pending: the caller leaves it out */
+    /* The snapshot's clusters have the previous one's names at the same indices, so a route
+     * table compiled for `prev` from the same RouteConfiguration resource resolves alike and
+     * is shared instead of compiled again (set by the xDS compile before the listeners). */
+    bool same_clusters;
 };
 
 static inline const char *cfg_sep(const struct cctx *cx, size_t at)

@@ -335,9 +335,21 @@ static int add_listener(struct cctx *cx, const Listener *pl)
     return 0;
 }
 
+/* Whether the snapshot's clusters are the previous snapshot's names at the same indices. */
+static bool same_cluster_names(const struct rs_snapshot *s, const struct rs_snapshot *prev)
+{
+    if (!prev || prev->nclusters != s->nclusters) return false;
+    for (uint32_t i = 0; i < s->nclusters; i++) {
+        const struct rs_cluster *a = s->clusters[i], *b = prev->clusters[i];
+        if (a != b && strcmp(a->name ? a->name : "", b->name ? b->name : "") != 0) return false;
+    }
+    return true;
+}
+
 static int compile_listeners(struct cctx *cx, const Envoy__Config__Bootstrap__V3__Bootstrap *bs)
 {
     const struct rs_xds_input *in = cx->in;
+    cx->same_clusters = same_cluster_names(cx->snap, cx->prev);
     size_t nstatic = bs->static_resources ? bs->static_resources->n_listeners : 0;
     cx->snap->listeners = xcalloc(nstatic + in->n[RS_XDS_LDS], sizeof *cx->snap->listeners);
     for (size_t i = 0; i < nstatic; i++) {

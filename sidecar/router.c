@@ -1035,6 +1035,7 @@ struct rs_route_table *rs_route_table_compile(const RouteConfiguration *rc,
 {
     struct rs_route_table *t = calloc(1, sizeof *t);
     if (!t) abort();
+    t->refs = 1;
     struct cctx c = {.t = t, .o = opts, .err = err, .errlen = errlen};
     if (errlen) err[0] = 0;
     if (!rc || !opts || !opts->cluster_index) {
@@ -1048,9 +1049,27 @@ fail:
     return NULL;
 }
 
+struct rs_route_table *rs_route_table_ref(struct rs_route_table *t)
+{
+    __atomic_fetch_add(&t->refs, 1, __ATOMIC_RELAXED);
+    return t;
+}
+
+void rs_route_table_set_source(struct rs_route_table *t, const void *src, uint64_t key)
+{
+    t->src = src;
+    t->src_key = key;
+}
+
+const void *rs_route_table_source(const struct rs_route_table *t, uint64_t *key)
+{
+    *key = t->src_key;
+    return t->src;
+}
+
 void rs_route_table_free(struct rs_route_table *t)
 {
-    if (!t) return;
+    if (!t || __atomic_sub_fetch(&t->refs, 1, __ATOMIC_ACQ_REL) != 0) return;
     for (struct re_node *n = t->regexes; n; n = n->next) pcre2_code_free(n->re);
     for (struct chunk *c = t->chunks, *next; c; c = next) {
         next = c->next;

@@ -162,7 +162,15 @@ struct rs_route_table *
 rs_route_table_compile(const struct Envoy__Config__Route__V3__RouteConfiguration *rc,
                        const struct rs_route_compile_opts *opts, char *err, size_t errlen);
 
+/* Drops a reference: the table is freed with its last one. Tables are shared by successive
+ * snapshots compiled from the same RouteConfiguration (rs_route_table_ref). */
 void rs_route_table_free(struct rs_route_table *t);
+struct rs_route_table *rs_route_table_ref(struct rs_route_table *t);
+
+/* What a table was compiled from, as the configuration compiler identifies it for reuse: an
+ * opaque source identity and a key of the options that shape the table; NULL when unset. */
+void rs_route_table_set_source(struct rs_route_table *t, const void *src, uint64_t key);
+const void *rs_route_table_source(const struct rs_route_table *t, uint64_t *key);
 
 /* Route-configuration-level header edits (applied last unless most_specific_wins). */
 const struct rs_header_edits *rs_route_table_req_edits(const struct rs_route_table *t);

@@ -56,6 +56,9 @@ struct vhost_impl {
 };
 
 struct rs_route_table {
+    uint32_t refs;   /* atomic: snapshots sharing the table */
+    const void *src; /* reuse identity set by the configuration compiler, or NULL */
+    uint64_t src_key;
     struct chunk *chunks;
     struct re_node *regexes;
     struct vhost_impl *vhosts;

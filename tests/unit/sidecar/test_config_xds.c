@@ -534,6 +534,83 @@ static void test_dns_across_updates(void)
     xds_bootstrap_free(bs);
 }
 
+static void *keep_retain(void *keep)
+{
+    return keep;
+}
+
+static void keep_release(void *keep)
+{
+    (void)keep;
+}
+
+static const struct rs_route_table *routes_of(const struct rs_snapshot *s)
+{
+    return s && s->nlisteners == 1 && s->listeners[0].chains[0].hcm
+               ? s->listeners[0].chains[0].hcm->routes
+               : NULL;
+}
+
+static const char *routed_cluster(const struct rs_snapshot *s)
+{
+    const struct rs_route_table *rt = routes_of(s);
+    struct rs_route_request rq = {.authority = "x",
+                                  .authority_len = 1,
+                                  .path = "/",
+                                  .path_len = 1,
+                                  .method = "GET",
+                                  .method_len = 3};
+    const struct rs_route *r = rt ? rs_route_match(rt, &rq) : NULL;
+    if (!r || r->n_clusters != 1 || r->clusters[0].index < 0) return NULL;
+    return s->clusters[r->clusters[0].index]->name;
+}
+
+/* A route table is shared by the next snapshot when its RouteConfiguration resource is the
+ * same and the clusters keep their names and order; anything else compiles it again. */
+static void test_route_table_reuse(void)
+{
+    xds_bootstrap *bs = empty_bootstrap();
+    struct tin t;
+    tin_init(&t);
+    int keep;
+    t.in.keep = &keep; /* the snapshot holds the input's state: its resources stay put */
+    t.in.retain = keep_retain;
+    t.in.release = keep_release;
+    CHECK(tin_yaml(&t, RS_XDS_CDS, eds_cluster("a", NULL)) == 0);
+    CHECK(tin_yaml(&t, RS_XDS_CDS, eds_cluster("bb", NULL)) == 0);
+    CHECK(tin_yaml(&t, RS_XDS_EDS, cla("a", "- lb_endpoints: [" EP("10.0.0.1", "80") "]\n")) == 0);
+    CHECK(tin_yaml(&t, RS_XDS_EDS, cla("bb", "- lb_endpoints: [" EP("10.0.0.2", "80") "]\n")) == 0);
+    CHECK(tin_yaml(&t, RS_XDS_LDS, http_listener("l1", 10001, "r1")) == 0);
+    CHECK(tin_yaml(&t, RS_XDS_RDS, route_to("r1", "a", NULL)) == 0);
+    char err[1024];
+    struct rs_snapshot *s1 = compile(bs, &t, NULL, err, sizeof err);
+    CHECK(routes_of(s1) != NULL);
+    /* a cluster definition changes (CDS push): the route table is shared */
+    CHECK(tin_yaml(&t, RS_XDS_CDS, eds_cluster("bb", "connect_timeout: 2s\n")) == 0);
+    struct rs_snapshot *s2 = s1 ? compile(bs, &t, s1, err, sizeof err) : NULL;
+    CHECK(routes_of(s2) && routes_of(s2) == routes_of(s1));
+    CHECK(routed_cluster(s2) && strcmp(routed_cluster(s2), "a") == 0);
+    /* the route configuration changes: compiled again, routing to the new cluster */
+    CHECK(tin_yaml(&t, RS_XDS_RDS, route_to("r1", "bb", NULL)) == 0);
+    struct rs_snapshot *s3 = s2 ? compile(bs, &t, s2, err, sizeof err) : NULL;
+    CHECK(routes_of(s3) && routes_of(s3) != routes_of(s2));
+    CHECK(routed_cluster(s3) && strcmp(routed_cluster(s3), "bb") == 0);
+    /* a cluster ahead of the routed one goes away: the indices move, compiled again */
+    tin_remove(&t, RS_XDS_CDS, "a");
+    tin_remove(&t, RS_XDS_EDS, "a");
+    struct rs_snapshot *s4 = s3 ? compile(bs, &t, s3, err, sizeof err) : NULL;
+    CHECK(routes_of(s4) && routes_of(s4) != routes_of(s3));
+    CHECK(routed_cluster(s4) && strcmp(routed_cluster(s4), "bb") == 0);
+    /* the older snapshots go first: the shared table lives on in the newest */
+    rs_snapshot_unref(s1);
+    rs_snapshot_unref(s2);
+    rs_snapshot_unref(s3);
+    CHECK(routed_cluster(s4) && strcmp(routed_cluster(s4), "bb") == 0);
+    rs_snapshot_unref(s4);
+    tin_free(&t);
+    xds_bootstrap_free(bs);
+}
+
 int main(void)
 {
     static const struct rs_test_case cases[] = {
@@ -546,6 +623,7 @@ int main(void)
         TEST_CASE(test_static_and_dynamic_together),
         TEST_CASE(test_input_from_ads_state),
         TEST_CASE(test_dns_across_updates),
+        TEST_CASE(test_route_table_reuse),
     };
     return rs_run_tests(cases, (int)(sizeof cases / sizeof cases[0]));
 }
