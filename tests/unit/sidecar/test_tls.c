@@ -1,0 +1,735 @@
+/* The TLS transport end to end on one loop: a server-mode and a client-mode connection over a
+ * socketpair, with certificates made at test time. mTLS with SPIFFE identities, each refusal
+ * (no client certificate, another root, SAN mismatch, expired), a 1 MiB transfer, handshake
+ * timeout, session resumption, context errors naming fields, and the ClientHello inspector on
+ * what our client really sends. */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "envoy/extensions/transport_sockets/tls/v3/common.pb-c.h"
+#include "envoy/type/matcher/v3/string.pb-c.h"
+#include "google/protobuf/wrappers.pb-c.h"
+#include "sidecar/conn.h"
+#include "sidecar/loop.h"
+#include "sidecar/tls.h"
+#include "test.h"
+#include "test_tls_util.h"
+
+#define SPIFFE_CLIENT "spiffe://cluster.local/ns/default/sa/client"
+#define SPIFFE_SERVER "spiffe://cluster.local/ns/default/sa/server"
+
+static char dir[] = "/tmp/rs-tls-test-XXXXXX";
+
+/* ---- certificates and contexts --------------------------------------------------------------- */
+
+static void make_certs(void)
+{
+    if (!mkdtemp(dir)) abort();
+    struct test_cert ca = test_cert_make("ca", NULL, NULL, -1, 365);
+    struct test_cert ca2 = test_cert_make("other-ca", NULL, NULL, -1, 365);
+    struct test_cert server =
+        test_cert_make("server", &ca, "URI:" SPIFFE_SERVER ",DNS:server.default.svc", -1, 30);
+    struct test_cert client = test_cert_make("client", &ca, "URI:" SPIFFE_CLIENT, -1, 30);
+    struct test_cert stranger = test_cert_make("client", &ca2, "URI:" SPIFFE_CLIENT, -1, 30);
+    struct test_cert expired = test_cert_make("client", &ca, "URI:" SPIFFE_CLIENT, -10, -1);
+    test_cert_write(&ca, dir, "ca");
+    test_cert_write(&server, dir, "server");
+    test_cert_write(&client, dir, "client");
+    test_cert_write(&stranger, dir, "stranger");
+    test_cert_write(&expired, dir, "expired");
+    struct test_cert *all[] = {&ca, &ca2, &server, &client, &stranger, &expired};
+    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) test_cert_free(all[i]);
+}
+
+static void remove_certs(void)
+{
+    const char *names[] = {"ca", "server", "client", "stranger", "expired"};
+    char p[600];
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
+        snprintf(p, sizeof p, "%s/%s.pem", dir, names[i]);
+        unlink(p);
+        snprintf(p, sizeof p, "%s/%s.key", dir, names[i]);
+        unlink(p);
+    }
+    rmdir(dir);
+}
+
+/* What a test varies in a context; the protobuf messages are built from it. */
+struct ctx_spec {
+    const char *cert; /* "client" → dir/client.pem + .key; NULL: none */
+    bool ca;          /* trusted_ca = dir/ca.pem */
+    bool require_client_cert;
+    const char *san_exact, *san_prefix, *san_regex; /* URI SAN matchers */
+    char **alpn;
+    size_t n_alpn;
+    const char *sni;
+    bool tls13; /* client: allow 1.3 (Envoy's client default maximum is 1.2) */
+    char **ciphers;
+    size_t n_ciphers;
+};
+
+typedef Envoy__Config__Core__V3__DataSource DataSource;
+
+static DataSource file_source(char *buf, size_t cap, const char *name, const char *ext)
+{
+    snprintf(buf, cap, "%s/%s.%s", dir, name, ext);
+    DataSource d = ENVOY__CONFIG__CORE__V3__DATA_SOURCE__INIT;
+    d.specifier_case = ENVOY__CONFIG__CORE__V3__DATA_SOURCE__SPECIFIER_FILENAME;
+    d.filename = buf;
+    return d;
+}
+
+static struct rs_tls_ctx *build(const struct ctx_spec *s, bool server, char *err, size_t errlen)
+{
+    char chain_path[600], key_path[600], ca_path[600];
+    DataSource chain = file_source(chain_path, sizeof chain_path, s->cert ? s->cert : "", "pem");
+    DataSource key = file_source(key_path, sizeof key_path, s->cert ? s->cert : "", "key");
+    DataSource ca = file_source(ca_path, sizeof ca_path, "ca", "pem");
+    Envoy__Extensions__TransportSockets__Tls__V3__TlsCertificate cert =
+        ENVOY__EXTENSIONS__TRANSPORT_SOCKETS__TLS__V3__TLS_CERTIFICATE__INIT;
+    cert.certificate_chain = &chain;
+    cert.private_key = &key;
+    Envoy__Extensions__TransportSockets__Tls__V3__TlsCertificate *certs[] = {&cert};
+
+    Envoy__Type__Matcher__V3__StringMatcher sm[3];
+    Envoy__Extensions__TransportSockets__Tls__V3__SubjectAltNameMatcher san[3], *sanp[3];
+    size_t n_san = 0;
+    const char *pats[3] = {s->san_exact, s->san_prefix, s->san_regex};
+    Envoy__Type__Matcher__V3__RegexMatcher re = ENVOY__TYPE__MATCHER__V3__REGEX_MATCHER__INIT;
+    for (int i = 0; i < 3; i++) {
+        if (!pats[i]) continue;
+        envoy__type__matcher__v3__string_matcher__init(&sm[n_san]);
+        envoy__extensions__transport_sockets__tls__v3__subject_alt_name_matcher__init(&san[n_san]);
+        if (i == 0) {
+            sm[n_san].match_pattern_case =
+                ENVOY__TYPE__MATCHER__V3__STRING_MATCHER__MATCH_PATTERN_EXACT;
+            sm[n_san].exact = (char *)pats[i];
+        } else if (i == 1) {
+            sm[n_san].match_pattern_case =
+                ENVOY__TYPE__MATCHER__V3__STRING_MATCHER__MATCH_PATTERN_PREFIX;
+            sm[n_san].prefix = (char *)pats[i];
+        } else {
+            re.regex = (char *)pats[i];
+            sm[n_san].match_pattern_case =
+                ENVOY__TYPE__MATCHER__V3__STRING_MATCHER__MATCH_PATTERN_SAFE_REGEX;
+            sm[n_san].safe_regex = &re;
+        }
+        san[n_san].san_type =
+            ENVOY__EXTENSIONS__TRANSPORT_SOCKETS__TLS__V3__SUBJECT_ALT_NAME_MATCHER__SAN_TYPE__URI;
+        san[n_san].matcher = &sm[n_san];
+        sanp[n_san] = &san[n_san];
+        n_san++;
+    }
+    Envoy__Extensions__TransportSockets__Tls__V3__CertificateValidationContext vc =
+        ENVOY__EXTENSIONS__TRANSPORT_SOCKETS__TLS__V3__CERTIFICATE_VALIDATION_CONTEXT__INIT;
+    vc.trusted_ca = s->ca ? &ca : NULL;
+    vc.n_match_typed_subject_alt_names = n_san;
+    vc.match_typed_subject_alt_names = sanp;
+
+    Envoy__Extensions__TransportSockets__Tls__V3__TlsParameters params =
+        ENVOY__EXTENSIONS__TRANSPORT_SOCKETS__TLS__V3__TLS_PARAMETERS__INIT;
+    if (s->tls13)
+        params.tls_maximum_protocol_version =
+            ENVOY__EXTENSIONS__TRANSPORT_SOCKETS__TLS__V3__TLS_PARAMETERS__TLS_PROTOCOL__TLSv1_3;
+    params.n_cipher_suites = s->n_ciphers;
+    params.cipher_suites = s->ciphers;
+
+    Envoy__Extensions__TransportSockets__Tls__V3__CommonTlsContext common =
+        ENVOY__EXTENSIONS__TRANSPORT_SOCKETS__TLS__V3__COMMON_TLS_CONTEXT__INIT;
+    common.tls_params = &params;
+    common.n_tls_certificates = s->cert ? 1 : 0;
+    common.tls_certificates = certs;
+    common.n_alpn_protocols = s->n_alpn;
+    common.alpn_protocols = s->alpn;
+    if (s->ca || n_san) {
+        common.validation_context_type_case =
+            ENVOY__EXTENSIONS__TRANSPORT_SOCKETS__TLS__V3__COMMON_TLS_CONTEXT__VALIDATION_CONTEXT_TYPE_VALIDATION_CONTEXT;
+        common.validation_context = &vc;
+    }
+    if (server) {
+        Envoy__Extensions__TransportSockets__Tls__V3__DownstreamTlsContext d =
+            ENVOY__EXTENSIONS__TRANSPORT_SOCKETS__TLS__V3__DOWNSTREAM_TLS_CONTEXT__INIT;
+        Google__Protobuf__BoolValue req = GOOGLE__PROTOBUF__BOOL_VALUE__INIT;
+        req.value = s->require_client_cert;
+        d.common_tls_context = &common;
+        d.require_client_certificate = &req;
+        return rs_tls_ctx_server(&d, err, errlen);
+    }
+    Envoy__Extensions__TransportSockets__Tls__V3__UpstreamTlsContext u =
+        ENVOY__EXTENSIONS__TRANSPORT_SOCKETS__TLS__V3__UPSTREAM_TLS_CONTEXT__INIT;
+    u.common_tls_context = &common;
+    u.sni = (char *)(s->sni ? s->sni : "");
+    return rs_tls_ctx_client(&u, err, errlen);
+}
+
+/* ---- a server and a client connection on one loop -------------------------------------------- */
+
+struct side {
+    struct rs_conn *c;
+    char *got;
+    size_t n, cap;
+    int err;        /* on_error */
+    int hs_err;     /* on_handshake */
+    bool handshook; /* on_handshake called */
+    bool eof;
+    char peer[128], alpn[64], sni[128], version[16];
+};
+
+struct rig {
+    struct rs_loop loop;
+    struct side srv, cli;
+    struct rs_timer deadline;
+    bool (*done)(struct rig *r);
+};
+
+static struct rig *cur;
+
+static void on_data(struct rs_conn *c, int32_t bid, const char *d, size_t n)
+{
+    (void)bid;
+    struct side *s = c->owner;
+    if (s->n + n > s->cap) {
+        s->cap = (s->n + n) * 2;
+        s->got = realloc(s->got, s->cap);
+        if (!s->got) abort();
+    }
+    memcpy(s->got + s->n, d, n);
+    s->n += n;
+}
+static void on_eof(struct rs_conn *c)
+{
+    ((struct side *)c->owner)->eof = true;
+}
+static void on_drained(struct rs_conn *c)
+{
+    (void)c;
+}
+static void on_connected(struct rs_conn *c, int err)
+{
+    (void)c, (void)err;
+}
+static void on_error(struct rs_conn *c, int err)
+{
+    struct side *s = c->owner;
+    s->err = err;
+    rs_conn_close_after_flush(c); /* a TLS alert, if any, still goes out */
+    s->c = NULL;
+}
+static void on_accept(struct rs_conn *c, int fd, int err)
+{
+    (void)c, (void)fd, (void)err;
+}
+static const struct rs_conn_handler handler = {on_data,      on_eof,   on_drained,
+                                               on_connected, on_error, on_accept};
+
+static void copy_str(char *dst, size_t cap, const char *s)
+{
+    snprintf(dst, cap, "%s", s ? s : "");
+}
+
+static void on_handshake(struct rs_conn *c, int err)
+{
+    struct side *s = c->owner;
+    s->handshook = true;
+    s->hs_err = err;
+    if (err) return;
+    copy_str(s->peer, sizeof s->peer, rs_tls_peer_uri_san(c));
+    copy_str(s->alpn, sizeof s->alpn, rs_tls_alpn(c));
+    copy_str(s->sni, sizeof s->sni, rs_tls_sni(c));
+    copy_str(s->version, sizeof s->version, rs_tls_version(c));
+}
+
+static void on_deadline(struct rs_loop *loop, struct rs_timer *t)
+{
+    (void)t;
+    loop->stop = true;
+}
+
+static void on_turn(struct rs_loop *loop)
+{
+    if (cur->done && cur->done(cur)) loop->stop = true;
+}
+
+static void rig_init(struct rig *r)
+{
+    memset(r, 0, sizeof *r);
+    if (rs_loop_init(&r->loop, 0, 256, 256, 16384) != 0) abort();
+    r->deadline.cb = on_deadline;
+    cur = r;
+}
+
+/* A connected TCP pair on loopback (what the proxy really runs on: zero-copy sends included). */
+static void tcp_pair(int fds[2])
+{
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t len = sizeof a;
+    int l = socket(AF_INET, SOCK_STREAM, 0);
+    if (l < 0 || bind(l, (struct sockaddr *)&a, sizeof a) || listen(l, 1) ||
+        getsockname(l, (struct sockaddr *)&a, &len))
+        abort();
+    fds[1] = socket(AF_INET, SOCK_STREAM, 0);
+    if (fds[1] < 0 || connect(fds[1], (struct sockaddr *)&a, sizeof a)) abort();
+    fds[0] = accept(l, NULL, NULL);
+    if (fds[0] < 0) abort();
+    close(l);
+    fcntl(fds[0], F_SETFL, O_NONBLOCK);
+    fcntl(fds[1], F_SETFL, O_NONBLOCK);
+}
+
+/* Opens the two ends; a NULL context leaves that side plain. */
+static void rig_connect(struct rig *r, struct rs_tls_ctx *sctx, struct rs_tls_ctx *cctx,
+                        const struct rs_tls_opts *copts)
+{
+    int fds[2];
+    tcp_pair(fds);
+    r->srv.c = rs_conn_new(&r->loop, fds[0], &handler, &r->srv);
+    r->cli.c = rs_conn_new(&r->loop, fds[1], &handler, &r->cli);
+    struct rs_tls_opts so = {.on_handshake = on_handshake};
+    struct rs_tls_opts co = copts ? *copts : (struct rs_tls_opts){0};
+    co.on_handshake = on_handshake;
+    if (sctx) CHECK_EQ_INT(rs_tls_attach(r->srv.c, sctx, &so), 0);
+    if (cctx) CHECK_EQ_INT(rs_tls_attach(r->cli.c, cctx, &co), 0);
+    rs_conn_read_start(r->srv.c);
+    rs_conn_read_start(r->cli.c);
+}
+
+static void rig_run(struct rig *r, bool (*done)(struct rig *r))
+{
+    r->done = done;
+    r->loop.stop = false;
+    rs_timer_arm(&r->loop, &r->deadline, 10000);
+    /* output queued outside a loop turn (the ClientHello, test writes) goes at the end of one */
+    rs_conn_flush_pending(&r->loop);
+    rs_loop_run(&r->loop, on_turn);
+    rs_timer_cancel(&r->loop, &r->deadline);
+}
+
+static void rig_destroy(struct rig *r)
+{
+    if (r->srv.c) rs_conn_close(r->srv.c);
+    if (r->cli.c) rs_conn_close(r->cli.c);
+    rs_conn_reap_all(&r->loop);
+    rs_loop_destroy(&r->loop);
+    free(r->srv.got);
+    free(r->cli.got);
+}
+
+static bool both_handshook(struct rig *r)
+{
+    return (r->srv.handshook || r->srv.err) && (r->cli.handshook || r->cli.err);
+}
+static bool both_failed(struct rig *r)
+{
+    return r->srv.err && r->cli.err;
+}
+
+/* ---- tests ----------------------------------------------------------------------------------- */
+
+static char *server_alpn[] = {"istio-peer-exchange", "istio"};
+static char *client_alpn[] = {"istio"};
+
+static struct ctx_spec server_spec(void)
+{
+    return (struct ctx_spec){.cert = "server",
+                             .ca = true,
+                             .require_client_cert = true,
+                             .san_prefix = "spiffe://cluster.local/ns/default/",
+                             .alpn = server_alpn,
+                             .n_alpn = 2};
+}
+
+static struct ctx_spec client_spec(const char *cert)
+{
+    return (struct ctx_spec){.cert = cert,
+                             .ca = true,
+                             .san_exact = SPIFFE_SERVER,
+                             .alpn = client_alpn,
+                             .n_alpn = 1,
+                             .sni = "outbound_.8080_._.server.default.svc.cluster.local",
+                             .tls13 = true};
+}
+
+static bool got_replies(struct rig *r)
+{
+    return (r->srv.n >= 4 && r->cli.n >= 4) || r->srv.err || r->cli.err;
+}
+
+static void test_mtls_identities(void)
+{
+    char err[256] = "";
+    struct ctx_spec ss = server_spec(), cs = client_spec("client");
+    struct rs_tls_ctx *sctx = build(&ss, true, err, sizeof err);
+    CHECK_STR(err, "");
+    struct rs_tls_ctx *cctx = build(&cs, false, err, sizeof err);
+    CHECK_STR(err, "");
+    if (!sctx || !cctx) return;
+    struct rig r;
+    rig_init(&r);
+    rig_connect(&r, sctx, cctx, NULL);
+    /* written before the handshake: held, then encrypted */
+    CHECK_EQ_INT(rs_conn_write_copy(r.cli.c, "ping", 4), 0);
+    CHECK_EQ_INT(rs_conn_write_copy(r.srv.c, "pong", 4), 0);
+    rig_run(&r, got_replies);
+    CHECK_EQ_INT(r.srv.err, 0);
+    CHECK_EQ_INT(r.cli.err, 0);
+    CHECK(r.srv.n == 4 && memcmp(r.srv.got, "ping", 4) == 0);
+    CHECK(r.cli.n == 4 && memcmp(r.cli.got, "pong", 4) == 0);
+    CHECK_STR(r.srv.peer, SPIFFE_CLIENT);
+    CHECK_STR(r.cli.peer, SPIFFE_SERVER);
+    CHECK_STR(r.srv.alpn, "istio");
+    CHECK_STR(r.cli.alpn, "istio");
+    CHECK_STR(r.srv.sni, "outbound_.8080_._.server.default.svc.cluster.local");
+    CHECK_STR(r.srv.version, "TLSv1.3");
+    CHECK_EQ_INT(rs_tls_ctx_stat(sctx, RS_TLS_STAT_HANDSHAKE), 1);
+    CHECK_EQ_INT(rs_tls_ctx_stat(cctx, RS_TLS_STAT_HANDSHAKE), 1);
+    rig_destroy(&r);
+    rs_tls_ctx_unref(sctx);
+    rs_tls_ctx_unref(cctx);
+}
+
+static bool srv_eof(struct rig *r)
+{
+    return r->srv.eof || r->srv.err;
+}
+
+static void test_close_notify_is_eof(void)
+{
+    char err[256] = "";
+    struct ctx_spec ss = server_spec(), cs = client_spec("client");
+    struct rs_tls_ctx *sctx = build(&ss, true, err, sizeof err);
+    struct rs_tls_ctx *cctx = build(&cs, false, err, sizeof err);
+    if (!sctx || !cctx) {
+        CHECK(!"contexts");
+        return;
+    }
+    struct rig r;
+    rig_init(&r);
+    rig_connect(&r, sctx, cctx, NULL);
+    rig_run(&r, both_handshook);
+    rs_tls_close_notify(r.cli.c);
+    rig_run(&r, srv_eof);
+    CHECK(r.srv.eof);
+    CHECK_EQ_INT(r.srv.err, 0);
+    rig_destroy(&r);
+    rs_tls_ctx_unref(sctx);
+    rs_tls_ctx_unref(cctx);
+}
+
+/* A refused handshake: both sides report an error, the server's stat names why. */
+static void refused(struct ctx_spec ss, struct ctx_spec cs, enum rs_tls_stat stat)
+{
+    char err[256] = "";
+    struct rs_tls_ctx *sctx = build(&ss, true, err, sizeof err);
+    CHECK_STR(err, "");
+    struct rs_tls_ctx *cctx = build(&cs, false, err, sizeof err);
+    CHECK_STR(err, "");
+    if (!sctx || !cctx) return;
+    struct rig r;
+    rig_init(&r);
+    rig_connect(&r, sctx, cctx, NULL);
+    CHECK_EQ_INT(rs_conn_write_copy(r.cli.c, "secret", 6), 0);
+    rig_run(&r, both_failed);
+    CHECK_EQ_INT(r.srv.err, -EACCES);
+    CHECK(r.cli.err != 0);
+    CHECK_EQ_INT(r.srv.n, 0); /* nothing reached the protocol */
+    CHECK(r.srv.handshook && r.srv.hs_err == -EACCES);
+    CHECK_EQ_INT(rs_tls_ctx_stat(sctx, stat), 1);
+    CHECK_EQ_INT(rs_tls_ctx_stat(sctx, RS_TLS_STAT_HANDSHAKE), 0);
+    rig_destroy(&r);
+    rs_tls_ctx_unref(sctx);
+    rs_tls_ctx_unref(cctx);
+}
+
+static void test_client_without_cert_refused(void)
+{
+    refused(server_spec(), client_spec(NULL), RS_TLS_STAT_FAIL_VERIFY_NO_CERT);
+}
+
+static void test_other_root_refused(void)
+{
+    refused(server_spec(), client_spec("stranger"), RS_TLS_STAT_FAIL_VERIFY_ERROR);
+}
+
+static void test_expired_refused(void)
+{
+    refused(server_spec(), client_spec("expired"), RS_TLS_STAT_FAIL_VERIFY_ERROR);
+}
+
+static void test_san_mismatch_refused(void)
+{
+    struct ctx_spec ss = server_spec();
+    ss.san_prefix = NULL;
+    ss.san_regex = "spiffe://cluster\\.local/ns/other/sa/.*";
+    refused(ss, client_spec("client"), RS_TLS_STAT_FAIL_VERIFY_SAN);
+}
+
+static void test_san_regex_accepts(void)
+{
+    char err[256] = "";
+    struct ctx_spec ss = server_spec();
+    ss.san_prefix = NULL;
+    ss.san_regex = "spiffe://cluster\\.local/ns/[a-z]+/sa/client";
+    struct ctx_spec cs = client_spec("client");
+    struct rs_tls_ctx *sctx = build(&ss, true, err, sizeof err);
+    struct rs_tls_ctx *cctx = build(&cs, false, err, sizeof err);
+    CHECK_STR(err, "");
+    if (!sctx || !cctx) return;
+    struct rig r;
+    rig_init(&r);
+    rig_connect(&r, sctx, cctx, NULL);
+    rig_run(&r, both_handshook);
+    CHECK_EQ_INT(r.srv.err, 0);
+    CHECK_STR(r.srv.peer, SPIFFE_CLIENT);
+    rig_destroy(&r);
+    rs_tls_ctx_unref(sctx);
+    rs_tls_ctx_unref(cctx);
+}
+
+#define MIB (1u << 20)
+
+static bool got_mib(struct rig *r)
+{
+    return r->srv.n >= MIB || r->srv.err || r->cli.err;
+}
+
+static void test_one_mib_integrity(void)
+{
+    char err[256] = "";
+    struct ctx_spec ss = server_spec(), cs = client_spec("client");
+    struct rs_tls_ctx *sctx = build(&ss, true, err, sizeof err);
+    struct rs_tls_ctx *cctx = build(&cs, false, err, sizeof err);
+    if (!sctx || !cctx) {
+        CHECK(!"contexts");
+        return;
+    }
+    struct rig r;
+    rig_init(&r);
+    rig_connect(&r, sctx, cctx, NULL);
+    rig_run(&r, both_handshook);
+    uint8_t *data = malloc(MIB);
+    uint32_t x = 2463534242u;
+    for (size_t i = 0; i < MIB; i++) {
+        x ^= x << 13, x ^= x >> 17, x ^= x << 5;
+        data[i] = (uint8_t)x;
+    }
+    /* uneven pieces so record boundaries fall anywhere */
+    for (size_t off = 0, k = 1; off < MIB; off += k, k = k * 7 % 20011 + 1) {
+        if (off + k > MIB) k = MIB - off;
+        CHECK_EQ_INT(rs_conn_write_copy(r.cli.c, data + off, k), 0);
+    }
+    rig_run(&r, got_mib);
+    if (r.srv.n != MIB)
+        fprintf(stderr, "  srv n %zu err %d cli err %d queued %llu\n", r.srv.n, r.srv.err,
+                r.cli.err, r.cli.c ? (unsigned long long)rs_conn_queued(r.cli.c) : 0ull);
+    CHECK_EQ_INT(r.srv.err, 0);
+    CHECK_EQ_INT(r.srv.n, MIB);
+    CHECK(r.srv.n == MIB && memcmp(r.srv.got, data, MIB) == 0);
+    free(data);
+    rig_destroy(&r);
+    rs_tls_ctx_unref(sctx);
+    rs_tls_ctx_unref(cctx);
+}
+
+static bool srv_failed(struct rig *r)
+{
+    return r->srv.err != 0;
+}
+
+static void test_handshake_timeout(void)
+{
+    char err[256] = "";
+    struct ctx_spec ss = server_spec();
+    struct rs_tls_ctx *sctx = build(&ss, true, err, sizeof err);
+    if (!sctx) {
+        CHECK(!"context");
+        return;
+    }
+    struct rig r;
+    rig_init(&r);
+    int fds[2];
+    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, fds) != 0) abort();
+    r.srv.c = rs_conn_new(&r.loop, fds[0], &handler, &r.srv);
+    struct rs_tls_opts o = {.handshake_timeout_ms = 100, .on_handshake = on_handshake};
+    CHECK_EQ_INT(rs_tls_attach(r.srv.c, sctx, &o), 0);
+    rs_conn_read_start(r.srv.c);
+    /* a peer that sends half a record and stalls */
+    CHECK_EQ_INT(write(fds[1], "\x16\x03\x01\x02\x00\x01", 6), 6);
+    uint64_t t0 = rs_now_ms();
+    rig_run(&r, srv_failed);
+    CHECK_EQ_INT(r.srv.err, -ETIMEDOUT);
+    CHECK(rs_now_ms() - t0 < 5000);
+    CHECK_EQ_INT(rs_tls_ctx_stat(sctx, RS_TLS_STAT_HANDSHAKE_TIMEOUT), 1);
+    close(fds[1]);
+    rig_destroy(&r);
+    rs_tls_ctx_unref(sctx);
+}
+
+static void test_client_session_resumed(void)
+{
+    char err[256] = "";
+    struct ctx_spec ss = server_spec(), cs = client_spec("client");
+    cs.tls13 = false; /* TLS 1.2: the session is known when the handshake completes */
+    struct rs_tls_ctx *sctx = build(&ss, true, err, sizeof err);
+    struct rs_tls_ctx *cctx = build(&cs, false, err, sizeof err);
+    if (!sctx || !cctx) {
+        CHECK(!"contexts");
+        return;
+    }
+    for (int i = 0; i < 2; i++) {
+        struct rig r;
+        rig_init(&r);
+        rig_connect(&r, sctx, cctx, NULL);
+        rig_run(&r, both_handshook);
+        CHECK_EQ_INT(r.srv.err, 0);
+        CHECK_STR(r.cli.version, "TLSv1.2");
+        CHECK_EQ_INT(rs_tls_session_reused(r.cli.c), i == 1);
+        CHECK_STR(r.srv.peer, SPIFFE_CLIENT); /* the identity survives resumption */
+        rig_destroy(&r);
+    }
+    CHECK_EQ_INT(rs_tls_ctx_stat(cctx, RS_TLS_STAT_SESSION_REUSED), 1);
+    rs_tls_ctx_unref(sctx);
+    rs_tls_ctx_unref(cctx);
+}
+
+static void test_context_errors_name_fields(void)
+{
+    char err[256];
+    struct ctx_spec s = server_spec();
+    s.cert = "missing";
+    CHECK(build(&s, true, err, sizeof err) == NULL);
+    CHECK(strstr(err, "common_tls_context.tls_certificates[0].certificate_chain: cannot read") ==
+          err);
+    s = server_spec();
+    s.ca = false;
+    s.san_prefix = NULL;
+    CHECK(build(&s, true, err, sizeof err) == NULL);
+    CHECK(strstr(err, "require_client_certificate: ") == err);
+    s = server_spec();
+    s.san_regex = "(";
+    CHECK(build(&s, true, err, sizeof err) == NULL);
+    CHECK(strstr(err, "match_typed_subject_alt_names[1]: safe_regex") != NULL);
+    static char *bad_cipher[] = {"ECDHE-RSA-NOPE"};
+    s = server_spec();
+    s.ciphers = bad_cipher;
+    s.n_ciphers = 1;
+    CHECK(build(&s, true, err, sizeof err) == NULL);
+    CHECK(strstr(err, "common_tls_context.tls_params.cipher_suites: ") == err);
+    s = server_spec();
+    s.cert = NULL;
+    CHECK(build(&s, true, err, sizeof err) == NULL);
+    CHECK(strstr(err, "common_tls_context.tls_certificates: ") == err);
+}
+
+/* ---- inspector ------------------------------------------------------------------------------- */
+
+/* The ClientHello our client transport sends, as the peer's socket sees it. */
+static size_t capture_hello(uint8_t *buf, size_t cap)
+{
+    char err[256] = "";
+    struct ctx_spec cs = client_spec("client");
+    struct rs_tls_ctx *cctx = build(&cs, false, err, sizeof err);
+    if (!cctx) return 0;
+    struct rig r;
+    rig_init(&r);
+    int fds[2];
+    if (socketpair(AF_UNIX, SOCK_STREAM, 0, fds) != 0) abort();
+    r.cli.c = rs_conn_new(&r.loop, fds[1], &handler, &r.cli);
+    const char *alpn[] = {"istio-http/1.1", "istio", "h2"};
+    struct rs_tls_opts o = {
+        .sni = "outbound_.80_._.web.default.svc.cluster.local", .alpn = alpn, .n_alpn = 3};
+    CHECK_EQ_INT(rs_tls_attach(r.cli.c, cctx, &o), 0);
+    rs_conn_flush_pending(&r.loop);
+    io_uring_submit_and_wait(&r.loop.ring, 1);
+    ssize_t n = read(fds[0], buf, cap);
+    close(fds[0]);
+    rig_destroy(&r);
+    rs_tls_ctx_unref(cctx);
+    return n > 0 ? (size_t)n : 0;
+}
+
+static void test_inspector_on_real_hello(void)
+{
+    static uint8_t hello[8192];
+    size_t n = capture_hello(hello, sizeof hello);
+    CHECK(n > 100);
+    struct rs_client_hello ch;
+    CHECK_EQ_INT(rs_tls_peek_client_hello(hello, n, &ch), RS_TLS_PEEK_PARSED);
+    CHECK(ch.has_sni);
+    CHECK_STR(ch.sni, "outbound_.80_._.web.default.svc.cluster.local");
+    CHECK_EQ_INT(ch.n_alpn, 3);
+    CHECK_STR(ch.alpn[0], "istio-http/1.1");
+    CHECK_STR(ch.alpn[2], "h2");
+    CHECK_EQ_INT(ch.max_version, 0x0304);
+    CHECK_EQ_INT(ch.hello_len, n);
+    /* every shorter prefix asks for more */
+    bool ok = true;
+    for (size_t k = 0; k < n; k++)
+        ok &= rs_tls_peek_client_hello(hello, k, &ch) == RS_TLS_PEEK_NEED_MORE;
+    CHECK(ok);
+    /* the same hello split over two handshake records */
+    static uint8_t two[8192 + 5];
+    size_t body = n - 5, first = body / 3;
+    memcpy(two, hello, 5 + first);
+    two[3] = (uint8_t)(first >> 8), two[4] = (uint8_t)first;
+    two[5 + first] = 0x16, two[6 + first] = 0x03, two[7 + first] = 0x03;
+    two[8 + first] = (uint8_t)((body - first) >> 8), two[9 + first] = (uint8_t)(body - first);
+    memcpy(two + 10 + first, hello + 5 + first, body - first);
+    CHECK_EQ_INT(rs_tls_peek_client_hello(two, n + 5, &ch), RS_TLS_PEEK_PARSED);
+    CHECK_STR(ch.sni, "outbound_.80_._.web.default.svc.cluster.local");
+    /* seeds for the fuzz target, when asked */
+    const char *out = getenv("RS_TLS_WRITE_SEEDS");
+    if (out) {
+        char p[512];
+        snprintf(p, sizeof p, "%s/ringside_client_hello", out);
+        FILE *f = fopen(p, "wb");
+        if (f) fwrite(hello, 1, n, f), fclose(f);
+        snprintf(p, sizeof p, "%s/two_records", out);
+        f = fopen(p, "wb");
+        if (f) fwrite(two, 1, n + 5, f), fclose(f);
+    }
+}
+
+static void test_inspector_plaintext_and_garbage(void)
+{
+    struct rs_client_hello ch;
+    const char *get = "GET / HTTP/1.1\r\n";
+    CHECK_EQ_INT(rs_tls_peek_client_hello((const uint8_t *)get, strlen(get), &ch),
+                 RS_TLS_PEEK_NOT_TLS);
+    CHECK_EQ_INT(rs_tls_peek_client_hello((const uint8_t *)"", 0, &ch), RS_TLS_PEEK_NEED_MORE);
+    CHECK_EQ_INT(rs_tls_peek_client_hello((const uint8_t *)"\x16", 1, &ch), RS_TLS_PEEK_NEED_MORE);
+    CHECK_EQ_INT(rs_tls_peek_client_hello((const uint8_t *)"\x16\x02", 2, &ch),
+                 RS_TLS_PEEK_NOT_TLS);
+    /* a ServerHello where a ClientHello belongs */
+    const uint8_t sh[] = {0x16, 3, 3, 0, 4, 2, 0, 0, 0};
+    CHECK_EQ_INT(rs_tls_peek_client_hello(sh, sizeof sh, &ch), RS_TLS_PEEK_INVALID);
+    /* a ClientHello claiming more than the bound */
+    const uint8_t big[] = {0x16, 3, 1, 0, 4, 1, 0x01, 0x00, 0x00};
+    CHECK_EQ_INT(rs_tls_peek_client_hello(big, sizeof big, &ch), RS_TLS_PEEK_INVALID);
+    /* a complete but truncated body */
+    const uint8_t trunc[] = {0x16, 3, 1, 0, 6, 1, 0, 0, 2, 3, 3};
+    CHECK_EQ_INT(rs_tls_peek_client_hello(trunc, sizeof trunc, &ch), RS_TLS_PEEK_INVALID);
+}
+
+static void setup(void)
+{
+    make_certs();
+}
+
+static void teardown(void)
+{
+    remove_certs();
+}
+
+RUN_TESTS(TEST_CASE(setup), TEST_CASE(test_mtls_identities), TEST_CASE(test_close_notify_is_eof),
+          TEST_CASE(test_client_without_cert_refused), TEST_CASE(test_other_root_refused),
+          TEST_CASE(test_expired_refused), TEST_CASE(test_san_mismatch_refused),
+          TEST_CASE(test_san_regex_accepts), TEST_CASE(test_one_mib_integrity),
+          TEST_CASE(test_handshake_timeout), TEST_CASE(test_client_session_resumed),
+          TEST_CASE(test_context_errors_name_fields), TEST_CASE(test_inspector_on_real_hello),
+          TEST_CASE(test_inspector_plaintext_and_garbage), TEST_CASE(teardown))
