@@ -695,6 +695,30 @@ static void test_inspector_on_real_hello(void)
     }
 }
 
+/* A third party's ClientHello: the seed captured from openssl s_client (capture_client_hellos.sh).
+ */
+static void test_inspector_on_openssl_hello(void)
+{
+    char path[1024];
+    const char *src = __FILE__; /* .../tests/unit/sidecar/test_tls.c */
+    size_t root = strstr(src, "tests/unit/sidecar/") - src;
+    snprintf(path, sizeof path, "%.*stests/fuzz/corpus/fuzz_tls_inspector/openssl_tls13_sni_alpn",
+             (int)root, src);
+    static uint8_t buf[4096];
+    FILE *f = fopen(path, "rb");
+    CHECK(f != NULL);
+    if (!f) return;
+    size_t n = fread(buf, 1, sizeof buf, f);
+    fclose(f);
+    struct rs_client_hello ch;
+    CHECK_EQ_INT(rs_tls_peek_client_hello(buf, n, &ch), RS_TLS_PEEK_PARSED);
+    CHECK_STR(ch.sni, "outbound_.9080_._.reviews.default.svc.cluster.local");
+    CHECK_EQ_INT(ch.n_alpn, 3);
+    CHECK_STR(ch.alpn[0], "istio-peer-exchange");
+    CHECK_STR(ch.alpn[2], "istio-http/1.1");
+    CHECK_EQ_INT(ch.max_version, 0x0304);
+}
+
 static void test_inspector_plaintext_and_garbage(void)
 {
     struct rs_client_hello ch;
@@ -732,4 +756,5 @@ RUN_TESTS(TEST_CASE(setup), TEST_CASE(test_mtls_identities), TEST_CASE(test_clos
           TEST_CASE(test_san_regex_accepts), TEST_CASE(test_one_mib_integrity),
           TEST_CASE(test_handshake_timeout), TEST_CASE(test_client_session_resumed),
           TEST_CASE(test_context_errors_name_fields), TEST_CASE(test_inspector_on_real_hello),
+          TEST_CASE(test_inspector_on_openssl_hello),
           TEST_CASE(test_inspector_plaintext_and_garbage), TEST_CASE(teardown))
