@@ -9,7 +9,11 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <poll.h>
+#include <signal.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "envoy/extensions/transport_sockets/tls/v3/common.pb-c.h"
@@ -185,6 +189,7 @@ struct rig {
     struct rs_loop loop;
     struct side srv, cli;
     struct rs_timer deadline;
+    struct rs_timer tick; /* wakes the loop so done() also sees conditions outside it (a child) */
     bool (*done)(struct rig *r);
 };
 
@@ -212,7 +217,14 @@ static void on_drained(struct rs_conn *c)
 }
 static void on_connected(struct rs_conn *c, int err)
 {
-    (void)c, (void)err;
+    struct side *s = c->owner;
+    if (err == 0) {
+        rs_conn_read_start(c);
+        return;
+    }
+    s->err = err;
+    rs_conn_close(c);
+    s->c = NULL;
 }
 static void on_error(struct rs_conn *c, int err)
 {
@@ -251,6 +263,11 @@ static void on_deadline(struct rs_loop *loop, struct rs_timer *t)
     loop->stop = true;
 }
 
+static void on_tick(struct rs_loop *loop, struct rs_timer *t)
+{
+    rs_timer_arm(loop, t, 20);
+}
+
 static void on_turn(struct rs_loop *loop)
 {
     if (cur->done && cur->done(cur)) loop->stop = true;
@@ -261,6 +278,7 @@ static void rig_init(struct rig *r)
     memset(r, 0, sizeof *r);
     if (rs_loop_init(&r->loop, 0, 256, 256, 16384) != 0) abort();
     r->deadline.cb = on_deadline;
+    r->tick.cb = on_tick;
     cur = r;
 }
 
@@ -304,10 +322,12 @@ static void rig_run(struct rig *r, bool (*done)(struct rig *r))
     r->done = done;
     r->loop.stop = false;
     rs_timer_arm(&r->loop, &r->deadline, 10000);
+    rs_timer_arm(&r->loop, &r->tick, 20);
     /* output queued outside a loop turn (the ClientHello, test writes) goes at the end of one */
     rs_conn_flush_pending(&r->loop);
     rs_loop_run(&r->loop, on_turn);
     rs_timer_cancel(&r->loop, &r->deadline);
+    rs_timer_cancel(&r->loop, &r->tick);
 }
 
 static void rig_destroy(struct rig *r)
@@ -740,6 +760,205 @@ static void test_inspector_plaintext_and_garbage(void)
     CHECK_EQ_INT(rs_tls_peek_client_hello(trunc, sizeof trunc, &ch), RS_TLS_PEEK_INVALID);
 }
 
+/* ---- third-party peers: openssl s_server / s_client ------------------------------------------ */
+
+static char cert_path[6][600];
+
+static const char *pem(int i, const char *name, const char *ext)
+{
+    snprintf(cert_path[i], sizeof cert_path[i], "%s/%s.%s", dir, name, ext);
+    return cert_path[i];
+}
+
+static int free_port(void)
+{
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t len = sizeof a;
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    if (fd < 0 || bind(fd, (struct sockaddr *)&a, sizeof a) ||
+        getsockname(fd, (struct sockaddr *)&a, &len))
+        abort();
+    close(fd);
+    return ntohs(a.sin_port);
+}
+
+/* Polls until something accepts on port (bounded: 10 s). */
+static bool wait_listening(int port)
+{
+    for (int i = 0; i < 200; i++) {
+        struct sockaddr_in a = {.sin_family = AF_INET,
+                                .sin_port = htons((uint16_t)port),
+                                .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+        int fd = socket(AF_INET, SOCK_STREAM, 0);
+        bool ok = connect(fd, (struct sockaddr *)&a, sizeof a) == 0;
+        close(fd);
+        if (ok) return true;
+        struct timespec ts = {0, 50 * 1000 * 1000};
+        nanosleep(&ts, NULL);
+    }
+    return false;
+}
+
+static bool openssl_available(void)
+{
+    return system("openssl version >/dev/null 2>&1") == 0;
+}
+
+static bool cli_done(struct rig *r)
+{
+    return r->cli.eof || r->cli.err;
+}
+
+/* Our client (mTLS, SPIFFE SAN check on the server) against openssl s_server demanding a client
+ * certificate: the HTTP page s_server serves comes back through the transport. */
+static void test_client_against_openssl_s_server(void)
+{
+    if (!openssl_available()) {
+        printf("  skipped: no openssl CLI\n");
+        return;
+    }
+    int port = free_port();
+    pid_t pid = fork();
+    if (pid == 0) {
+        int null = open("/dev/null", O_RDWR);
+        dup2(null, 0), dup2(null, 1), dup2(null, 2);
+        char p[16];
+        snprintf(p, sizeof p, "%d", port);
+        execlp("openssl", "openssl", "s_server", "-accept", p, "-cert", pem(0, "server", "pem"),
+               "-key", pem(1, "server", "key"), "-CAfile", pem(2, "ca", "pem"), "-Verify", "1",
+               "-verify_return_error", "-www", (char *)NULL);
+        _exit(127);
+    }
+    CHECK(wait_listening(port));
+    char err[256] = "";
+    struct ctx_spec cs = client_spec("client");
+    cs.alpn = NULL, cs.n_alpn = 0;
+    struct rs_tls_ctx *cctx = build(&cs, false, err, sizeof err);
+    CHECK_STR(err, "");
+    struct rig r;
+    rig_init(&r);
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
+    r.cli.c = rs_conn_new(&r.loop, fd, &handler, &r.cli);
+    struct rs_tls_opts o = {.on_handshake = on_handshake};
+    CHECK_EQ_INT(rs_tls_attach(r.cli.c, cctx, &o), 0);
+    struct sockaddr_in a = {.sin_family = AF_INET,
+                            .sin_port = htons((uint16_t)port),
+                            .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    CHECK_EQ_INT(rs_conn_connect(r.cli.c, (struct sockaddr *)&a, sizeof a, 5000), 0);
+    const char req[] = "GET / HTTP/1.0\r\n\r\n";
+    CHECK_EQ_INT(rs_conn_write_copy(r.cli.c, req, sizeof req - 1), 0);
+    rig_run(&r, cli_done);
+    CHECK_EQ_INT(r.cli.err, 0);
+    CHECK(r.cli.eof);
+    CHECK(r.cli.n > 15 && memcmp(r.cli.got, "HTTP/1.0 200 ok", 15) == 0);
+    CHECK_STR(r.cli.peer, SPIFFE_SERVER);
+    CHECK_STR(r.cli.version, "TLSv1.3");
+    kill(pid, SIGTERM);
+    waitpid(pid, NULL, 0);
+    rig_destroy(&r);
+    rs_tls_ctx_unref(cctx);
+}
+
+/* openssl s_client with a client certificate against our server: it verifies our chain
+ * (-verify_return_error), we see its SPIFFE ID and answer with it. */
+static void on_echo_data(struct rs_conn *c, int32_t bid, const char *d, size_t n)
+{
+    on_data(c, bid, d, n);
+    struct side *s = c->owner;
+    if (!memchr(s->got, '\n', s->n)) return;
+    char reply[256];
+    int k = snprintf(reply, sizeof reply, "pong %s\n", rs_tls_peer_uri_san(c));
+    rs_conn_write_copy(c, reply, (size_t)k);
+    rs_tls_close_notify(c);
+    rs_conn_close_after_flush(c);
+    s->c = NULL;
+    s->eof = true;
+}
+static const struct rs_conn_handler echo_handler = {on_echo_data, on_eof,   on_drained,
+                                                    on_connected, on_error, on_accept};
+
+static pid_t s_client_pid;
+static int s_client_status = -1;
+
+/* Done when s_client has exited (after our reply and close_notify reached it), or on error. */
+static bool srv_done(struct rig *r)
+{
+    if (r->srv.err) return true;
+    return r->srv.eof && waitpid(s_client_pid, &s_client_status, WNOHANG) == s_client_pid;
+}
+
+static void test_server_against_openssl_s_client(void)
+{
+    if (!openssl_available()) {
+        printf("  skipped: no openssl CLI\n");
+        return;
+    }
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t len = sizeof a;
+    int l = socket(AF_INET, SOCK_STREAM, 0);
+    if (l < 0 || bind(l, (struct sockaddr *)&a, sizeof a) || listen(l, 1) ||
+        getsockname(l, (struct sockaddr *)&a, &len))
+        abort();
+    char out_path[640];
+    snprintf(out_path, sizeof out_path, "%s/s_client.out", dir);
+    int in[2];
+    if (pipe(in)) abort();
+    pid_t pid = fork();
+    if (pid == 0) {
+        int out = open(out_path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+        int null = open("/dev/null", O_WRONLY);
+        dup2(in[0], 0), dup2(out, 1), dup2(null, 2);
+        close(in[1]);
+        char p[32];
+        snprintf(p, sizeof p, "127.0.0.1:%d", ntohs(a.sin_port));
+        execlp("openssl", "openssl", "s_client", "-connect", p, "-cert", pem(3, "client", "pem"),
+               "-key", pem(4, "client", "key"), "-CAfile", pem(5, "ca", "pem"),
+               "-verify_return_error", "-alpn", "istio", "-quiet", (char *)NULL);
+        _exit(127);
+    }
+    close(in[0]);
+    char err[256] = "";
+    struct ctx_spec ss = server_spec();
+    struct rs_tls_ctx *sctx = build(&ss, true, err, sizeof err);
+    CHECK_STR(err, "");
+    struct pollfd pfd = {.fd = l, .events = POLLIN};
+    CHECK(poll(&pfd, 1, 10000) == 1);
+    int fd = accept4(l, NULL, NULL, SOCK_NONBLOCK);
+    close(l);
+    CHECK(fd >= 0);
+    struct rig r;
+    rig_init(&r);
+    r.srv.c = rs_conn_new(&r.loop, fd, &echo_handler, &r.srv);
+    struct rs_tls_opts o = {.on_handshake = on_handshake};
+    CHECK_EQ_INT(rs_tls_attach(r.srv.c, sctx, &o), 0);
+    rs_conn_read_start(r.srv.c);
+    CHECK_EQ_INT(write(in[1], "ping\n", 5), 5);
+    s_client_pid = pid;
+    s_client_status = -1;
+    rig_run(&r, srv_done);
+    CHECK_EQ_INT(r.srv.err, 0);
+    CHECK_STR(r.srv.peer, SPIFFE_CLIENT);
+    CHECK_STR(r.srv.alpn, "istio");
+    /* s_client exited once our close_notify arrived; its output is what it decrypted */
+    close(in[1]);
+    if (s_client_status == -1) {
+        kill(pid, SIGKILL);
+        waitpid(pid, NULL, 0);
+    }
+    CHECK(WIFEXITED(s_client_status) && WEXITSTATUS(s_client_status) == 0);
+    char got[512] = "";
+    FILE *f = fopen(out_path, "r");
+    if (f) {
+        size_t n = fread(got, 1, sizeof got - 1, f);
+        got[n] = 0;
+        fclose(f);
+    }
+    unlink(out_path);
+    CHECK_STR(got, "pong " SPIFFE_CLIENT "\n");
+    rig_destroy(&r);
+    rs_tls_ctx_unref(sctx);
+}
+
 static void setup(void)
 {
     make_certs();
@@ -757,4 +976,6 @@ RUN_TESTS(TEST_CASE(setup), TEST_CASE(test_mtls_identities), TEST_CASE(test_clos
           TEST_CASE(test_handshake_timeout), TEST_CASE(test_client_session_resumed),
           TEST_CASE(test_context_errors_name_fields), TEST_CASE(test_inspector_on_real_hello),
           TEST_CASE(test_inspector_on_openssl_hello),
-          TEST_CASE(test_inspector_plaintext_and_garbage), TEST_CASE(teardown))
+          TEST_CASE(test_inspector_plaintext_and_garbage),
+          TEST_CASE(test_client_against_openssl_s_server),
+          TEST_CASE(test_server_against_openssl_s_client), TEST_CASE(teardown))
