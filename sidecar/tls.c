@@ -138,8 +138,9 @@ static void established(struct tls_conn *t)
     const uint8_t *a;
     unsigned alen;
     SSL_get0_alpn_selected(t->ssl, &a, &alen);
-    memcpy(t->alpn, a, alen < sizeof t->alpn ? alen : 0);
-    t->alpn[alen < sizeof t->alpn ? alen : 0] = 0;
+    if (alen >= sizeof t->alpn) alen = 0; /* cannot be: ALPN names are at most 255 bytes */
+    if (alen) memcpy(t->alpn, a, alen);
+    t->alpn[alen] = 0;
     if (t->on_handshake) t->on_handshake(c, 0);
     /* what the protocol wrote while the handshake ran, in order */
     int err = 0;
