@@ -154,28 +154,45 @@ void rs_cluster_set_hosts(struct rs_cluster *c, struct rs_hostset *h)
 
 /* ---- clusters ------------------------------------------------------------------------------ */
 
+/* A cluster's stats, in struct rs_cluster_stats: C counter, G gauge, H histogram. */
+#define CLUSTER_STATS(C, G, H)                                                                     \
+    C(upstream_cx_total)                                                                           \
+    G(upstream_cx_active) C(upstream_cx_connect_fail) C(upstream_cx_connect_timeout)               \
+        C(upstream_cx_destroy) C(upstream_cx_destroy_local) C(upstream_cx_destroy_remote) C(       \
+            upstream_cx_rx_bytes_total) C(upstream_cx_tx_bytes_total) C(upstream_cx_none_healthy)  \
+            C(upstream_cx_idle_timeout) C(upstream_cx_overflow) C(upstream_cx_protocol_error)      \
+                C(upstream_rq_total) G(upstream_rq_active) C(upstream_rq_completed)                \
+                    C(upstream_rq_1xx) C(upstream_rq_2xx) C(upstream_rq_3xx) C(upstream_rq_4xx)    \
+                        C(upstream_rq_5xx) C(upstream_rq_timeout) C(upstream_rq_pending_total)     \
+                            G(upstream_rq_pending_active) C(upstream_rq_pending_overflow)          \
+                                C(upstream_rq_rx_reset) C(upstream_rq_tx_reset)                    \
+                                    G(membership_total) G(membership_healthy) C(update_attempt)    \
+                                        C(update_success) C(update_failure) C(lb_healthy_panic)    \
+                                            H(upstream_cx_connect_ms) H(upstream_rq_time)
+
+#define SPEC_C(f) {#f, RS_STAT_COUNTER},
+#define SPEC_G(f) {#f, RS_STAT_GAUGE},
+#define SPEC_H(f) {#f, RS_STAT_HISTOGRAM},
+#define OFF(f) offsetof(struct rs_cluster_stats, f),
+static const struct rs_stat_spec cluster_specs[] = {CLUSTER_STATS(SPEC_C, SPEC_G, SPEC_H)};
+static const size_t cluster_offs[] = {CLUSTER_STATS(OFF, OFF, OFF)};
+#undef SPEC_C
+#undef SPEC_G
+#undef SPEC_H
+#undef OFF
+#define NSPECS (sizeof cluster_specs / sizeof cluster_specs[0])
+_Static_assert(sizeof(struct rs_cluster_stats) == NSPECS * sizeof(rs_stat_id),
+               "every field of rs_cluster_stats is in CLUSTER_STATS");
+
 static void cluster_stats(struct rs_cluster *c)
 {
-    struct rs_cluster_stats *s = &c->st;
     /* Envoy's alt_stat_name replaces the name in the cluster's stats */
-    const char *n = c->stat_name ? c->stat_name : c->name;
-#define C(f) s->f = rs_cfg_stat("cluster", n, #f, RS_STAT_COUNTER)
-#define G(f) s->f = rs_cfg_stat("cluster", n, #f, RS_STAT_GAUGE)
-#define H(f) s->f = rs_cfg_stat("cluster", n, #f, RS_STAT_HISTOGRAM)
-    C(upstream_cx_total), G(upstream_cx_active), C(upstream_cx_connect_fail);
-    C(upstream_cx_connect_timeout), C(upstream_cx_destroy), C(upstream_cx_destroy_local);
-    C(upstream_cx_destroy_remote), C(upstream_cx_rx_bytes_total), C(upstream_cx_tx_bytes_total);
-    C(upstream_cx_none_healthy), C(upstream_cx_idle_timeout), C(upstream_cx_overflow);
-    C(upstream_cx_protocol_error), C(upstream_rq_total), G(upstream_rq_active);
-    C(upstream_rq_completed), C(upstream_rq_1xx), C(upstream_rq_2xx), C(upstream_rq_3xx);
-    C(upstream_rq_4xx), C(upstream_rq_5xx), C(upstream_rq_timeout), C(upstream_rq_pending_total);
-    G(upstream_rq_pending_active), C(upstream_rq_pending_overflow), C(upstream_rq_rx_reset);
-    C(upstream_rq_tx_reset), G(membership_total), G(membership_healthy), C(update_attempt);
-    C(update_success), C(update_failure), C(lb_healthy_panic);
-    H(upstream_cx_connect_ms), H(upstream_rq_time);
-#undef C
-#undef G
-#undef H
+    char prefix[512];
+    snprintf(prefix, sizeof prefix, "cluster.%s", c->stat_name ? c->stat_name : c->name);
+    rs_stat_id ids[NSPECS];
+    rs_stats_register_block(prefix, cluster_specs, NSPECS, ids);
+    for (size_t i = 0; i < NSPECS; i++)
+        memcpy((char *)&c->st + cluster_offs[i], &ids[i], sizeof ids[i]);
 }
 
 /* A Unix-socket endpoint (Istio's xds-grpc and sds-grpc clusters: ./etc/istio/proxy/XDS and

@@ -3,6 +3,7 @@
 
 #include <math.h>
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -19,6 +20,15 @@ struct entry {
     uint32_t hash_next;
 };
 
+/* A registered block (rs_stats_register_block): its prefix, specs and the ids they got. */
+struct block {
+    char *prefix;
+    const struct rs_stat_spec *specs;
+    size_t n;
+    uint32_t hash_next; /* block index + 1 */
+    rs_stat_id ids[];
+};
+
 static struct {
     pthread_mutex_t lock;
     int nshards;
@@ -28,6 +38,10 @@ static struct {
     uint32_t next_counter, next_hist;
     uint32_t *buckets; /* hash of names -> entry index + 1; at most half full */
     size_t nbuckets;
+    struct block **blocks;
+    size_t nblocks, blocks_cap;
+    uint32_t *block_buckets; /* hash of prefix and specs -> block index + 1; at most half full */
+    size_t nblock_buckets;
 } reg = {.lock = PTHREAD_MUTEX_INITIALIZER};
 
 static void *map_zeroed(size_t bytes)
@@ -70,11 +84,17 @@ struct rs_stats_shard *rs_stats_shard(int worker)
     return &reg.shards[worker + 1];
 }
 
-static uint32_t hash_name(const char *s)
+#define FNV_BASIS 2166136261u
+
+static uint32_t hash_more(uint32_t h, const char *s)
 {
-    uint32_t h = 2166136261u;
     for (; *s; s++) h = (h ^ (uint8_t)*s) * 16777619u;
     return h;
+}
+
+static uint32_t hash_name(const char *s)
+{
+    return hash_more(FNV_BASIS, s);
 }
 
 /* Doubles the bucket table and rehashes every entry; called with the lock held. */
@@ -93,22 +113,17 @@ static void grow_buckets(void)
     reg.nbuckets = nb;
 }
 
-rs_stat_id rs_stats_register(const char *name, enum rs_stat_kind kind)
+/* Finds or adds `name` (of hash h); called with the lock held. */
+static rs_stat_id register_locked(const char *name, uint32_t h, enum rs_stat_kind kind)
 {
-    if (reg.nshards == 0) rs_stats_init(0);
-    pthread_mutex_lock(&reg.lock);
-    uint32_t b = hash_name(name) & (uint32_t)(reg.nbuckets - 1);
+    uint32_t b = h & (uint32_t)(reg.nbuckets - 1);
     for (uint32_t i = reg.buckets[b]; i; i = reg.entries[i - 1].hash_next) {
         struct entry *e = &reg.entries[i - 1];
-        if (e->kind == kind && strcmp(e->name, name) == 0) {
-            pthread_mutex_unlock(&reg.lock);
-            return e->id;
-        }
+        if (e->kind == kind && strcmp(e->name, name) == 0) return e->id;
     }
-    rs_stat_id id = UINT32_MAX;
     if (kind == RS_STAT_HISTOGRAM ? reg.next_hist >= RS_HISTS_MAX
                                   : reg.next_counter >= RS_STATS_MAX)
-        goto out;
+        return UINT32_MAX;
     if (reg.n == reg.cap) {
         size_t cap = reg.cap ? reg.cap * 2 : 256;
         struct entry *ne = realloc(reg.entries, cap * sizeof *ne);
@@ -118,9 +133,9 @@ rs_stat_id rs_stats_register(const char *name, enum rs_stat_kind kind)
     }
     if (2 * (reg.n + 1) > reg.nbuckets) {
         grow_buckets();
-        b = hash_name(name) & (uint32_t)(reg.nbuckets - 1);
+        b = h & (uint32_t)(reg.nbuckets - 1);
     }
-    id = kind == RS_STAT_HISTOGRAM ? reg.next_hist++ : reg.next_counter++;
+    rs_stat_id id = kind == RS_STAT_HISTOGRAM ? reg.next_hist++ : reg.next_counter++;
     struct entry *e = &reg.entries[reg.n++];
     e->name = strdup(name);
     if (!e->name) abort();
@@ -128,9 +143,93 @@ rs_stat_id rs_stats_register(const char *name, enum rs_stat_kind kind)
     e->id = id;
     e->hash_next = reg.buckets[b];
     reg.buckets[b] = (uint32_t)reg.n;
-out:
+    return id;
+}
+
+rs_stat_id rs_stats_register(const char *name, enum rs_stat_kind kind)
+{
+    if (reg.nshards == 0) rs_stats_init(0);
+    pthread_mutex_lock(&reg.lock);
+    rs_stat_id id = register_locked(name, hash_name(name), kind);
     pthread_mutex_unlock(&reg.lock);
     return id;
+}
+
+static uint32_t block_hash(const char *prefix, const struct rs_stat_spec *specs, size_t n)
+{
+    uint32_t h = hash_name(prefix);
+    uintptr_t k = (uintptr_t)specs ^ (uintptr_t)n;
+    for (size_t i = 0; i < sizeof k; i++) h = (h ^ (uint8_t)(k >> (8 * i))) * 16777619u;
+    return h;
+}
+
+/* Remembers a block; called with the lock held. */
+static void block_add(const char *prefix, const struct rs_stat_spec *specs, size_t n,
+                      const rs_stat_id *ids, uint32_t h)
+{
+    if (2 * (reg.nblocks + 1) > reg.nblock_buckets) {
+        size_t nb = reg.nblock_buckets ? reg.nblock_buckets * 2 : 256;
+        uint32_t *bb = calloc(nb, sizeof *bb);
+        if (!bb) abort(); /* control path */
+        for (size_t i = 0; i < reg.nblocks; i++) {
+            struct block *k = reg.blocks[i];
+            uint32_t b = block_hash(k->prefix, k->specs, k->n) & (uint32_t)(nb - 1);
+            k->hash_next = bb[b];
+            bb[b] = (uint32_t)(i + 1);
+        }
+        free(reg.block_buckets);
+        reg.block_buckets = bb;
+        reg.nblock_buckets = nb;
+    }
+    if (reg.nblocks == reg.blocks_cap) {
+        size_t cap = reg.blocks_cap ? reg.blocks_cap * 2 : 256;
+        struct block **nbk = realloc(reg.blocks, cap * sizeof *nbk);
+        if (!nbk) abort();
+        reg.blocks = nbk;
+        reg.blocks_cap = cap;
+    }
+    struct block *k = malloc(sizeof *k + n * sizeof *ids);
+    if (!k || !(k->prefix = strdup(prefix))) abort();
+    k->specs = specs;
+    k->n = n;
+    memcpy(k->ids, ids, n * sizeof *ids);
+    uint32_t b = h & (uint32_t)(reg.nblock_buckets - 1);
+    k->hash_next = reg.block_buckets[b];
+    reg.block_buckets[b] = (uint32_t)(reg.nblocks + 1);
+    reg.blocks[reg.nblocks++] = k;
+}
+
+void rs_stats_register_block(const char *prefix, const struct rs_stat_spec *specs, size_t n,
+                             rs_stat_id *ids)
+{
+    if (reg.nshards == 0) rs_stats_init(0);
+    uint32_t bh = block_hash(prefix, specs, n);
+    pthread_mutex_lock(&reg.lock);
+    for (uint32_t i = reg.nblock_buckets ? reg.block_buckets[bh & (reg.nblock_buckets - 1)] : 0; i;
+         i = reg.blocks[i - 1]->hash_next) {
+        const struct block *k = reg.blocks[i - 1];
+        if (k->specs == specs && k->n == n && strcmp(k->prefix, prefix) == 0) {
+            memcpy(ids, k->ids, n * sizeof *ids);
+            pthread_mutex_unlock(&reg.lock);
+            return;
+        }
+    }
+    /* the prefix and the dot are hashed and copied once */
+    size_t plen = strlen(prefix);
+    char name[512];
+    if (plen + 2 > sizeof name) plen = sizeof name - 2;
+    memcpy(name, prefix, plen);
+    name[plen] = '.';
+    name[plen + 1] = '\0';
+    uint32_t ph = hash_more(FNV_BASIS, name);
+    bool full = false;
+    for (size_t i = 0; i < n; i++) {
+        snprintf(name + plen + 1, sizeof name - plen - 1, "%s", specs[i].leaf);
+        ids[i] = register_locked(name, hash_more(ph, name + plen + 1), specs[i].kind);
+        full |= ids[i] == UINT32_MAX;
+    }
+    if (!full) block_add(prefix, specs, n, ids, bh); /* a full registry: try again next time */
+    pthread_mutex_unlock(&reg.lock);
 }
 
 void rs_stat_set(rs_stat_id id, uint64_t v)

@@ -46,6 +46,19 @@ struct rs_stats_shard *rs_stats_shard(int worker);
  * UINT32_MAX when the registry is full. */
 rs_stat_id rs_stats_register(const char *name, enum rs_stat_kind kind);
 
+/* A stat of a block: registered as "<prefix>.<leaf>". */
+struct rs_stat_spec {
+    const char *leaf;
+    enum rs_stat_kind kind;
+};
+
+/* Registers (or finds) the n stats "<prefix>.<specs[i].leaf>" under one lock and stores their
+ * ids in ids[i] (UINT32_MAX for one that does not fit). The block is remembered by prefix and
+ * by the specs array (which must be static): registering it again, as every compile of an
+ * unchanged cluster does, is one lookup. Control path only. */
+void rs_stats_register_block(const char *prefix, const struct rs_stat_spec *specs, size_t n,
+                             rs_stat_id *ids);
+
 static inline void rs_stat_add(struct rs_stats_shard *s, rs_stat_id id, int64_t d)
 {
     if (s->shared) {

@@ -25,6 +25,34 @@ static void test_register_dedupes(void)
     CHECK_EQ_INT(found, 1);
 }
 
+/* A block registers "<prefix>.<leaf>" names: the same ids as one by one, found again by
+ * prefix, and a different prefix gets its own. */
+static void test_register_block(void)
+{
+    rs_stats_init(2);
+    static const struct rs_stat_spec specs[] = {{"upstream_rq_total", RS_STAT_COUNTER},
+                                                {"membership_total", RS_STAT_GAUGE},
+                                                {"upstream_rq_time", RS_STAT_HISTOGRAM}};
+    rs_stat_id pre = rs_stats_register("cluster.blk.membership_total", RS_STAT_GAUGE);
+    rs_stat_id ids[3], again[3], other[3];
+    rs_stats_register_block("cluster.blk", specs, 3, ids);
+    CHECK_EQ_INT(ids[1], pre); /* registered before, one by one */
+    CHECK_EQ_INT(ids[0], rs_stats_register("cluster.blk.upstream_rq_total", RS_STAT_COUNTER));
+    CHECK_EQ_INT(ids[2], rs_stats_register("cluster.blk.upstream_rq_time", RS_STAT_HISTOGRAM));
+    size_t n = rs_stats_count();
+    rs_stats_register_block("cluster.blk", specs, 3, again);
+    CHECK(memcmp(ids, again, sizeof ids) == 0);
+    CHECK_EQ_INT(rs_stats_count(), n);
+    rs_stats_register_block("cluster.blk2", specs, 3, other);
+    CHECK_EQ_INT(rs_stats_count(), n + 3);
+    CHECK(other[0] != ids[0] && other[1] != ids[1] && other[2] != ids[2]);
+    enum rs_stat_kind kind;
+    rs_stat_id id;
+    const char *name = rs_stats_name(n + 1, &kind, &id);
+    CHECK(name && strcmp(name, "cluster.blk2.membership_total") == 0);
+    CHECK(kind == RS_STAT_GAUGE && id == other[1]);
+}
+
 struct adder {
     int worker;
     rs_stat_id id;
@@ -100,6 +128,6 @@ static void test_bucket_edges(void)
     CHECK_EQ_INT(out.buckets[1], 1);
 }
 
-RUN_TESTS(TEST_CASE(test_register_dedupes), TEST_CASE(test_shards_sum),
-          TEST_CASE(test_gauge_up_and_down), TEST_CASE(test_histogram_buckets_and_quantiles),
-          TEST_CASE(test_bucket_edges))
+RUN_TESTS(TEST_CASE(test_register_dedupes), TEST_CASE(test_register_block),
+          TEST_CASE(test_shards_sum), TEST_CASE(test_gauge_up_and_down),
+          TEST_CASE(test_histogram_buckets_and_quantiles), TEST_CASE(test_bucket_edges))
