@@ -1,9 +1,12 @@
-/* The TLS transport: BoringSSL driven through two memory BIOs from the connection's completions.
- * Received ring buffers are written into the read BIO and SSL_read's plaintext goes up with
- * rs_conn_deliver; plaintext the protocol writes is SSL_write'n into the write BIO, whose records
- * leave as one heap segment per drain through rs_conn_queue_wire. Nothing here ever waits on the
- * socket: a handshake advances by one step for each batch of bytes that arrives. */
+/* The TLS transport: BoringSSL driven from the connection's completions through a BIO of our own.
+ * BoringSSL reads records straight out of the received ring buffer (the BIO points at it during
+ * on_recv) and SSL_read's plaintext goes up with rs_conn_deliver; plaintext the protocol writes is
+ * SSL_write'n into a heap buffer the BIO appends to, which leaves as one segment through
+ * rs_conn_queue_wire. So bytes are copied only where TLS must (into BoringSSL's record buffer,
+ * and the encryption itself). Nothing here ever waits on the socket: a handshake advances by one
+ * step for each batch of bytes that arrives. */
 #include <errno.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -23,7 +26,10 @@ struct tls_conn {
     struct rs_conn *c;
     struct rs_tls_ctx *ctx;
     SSL *ssl;
-    BIO *rbio, *wbio; /* owned by ssl */
+    const uint8_t *in; /* the received bytes BoringSSL reads next (during on_recv only) */
+    size_t in_n;
+    char *out; /* records BoringSSL wrote, not yet queued */
+    size_t out_n, out_cap;
     enum tls_state state;
     enum rs_tls_verify_fail vfail;
     bool eof_delivered;  /* on_eof passed up (close_notify or FIN) */
@@ -62,20 +68,67 @@ static void drop_held(struct tls_conn *t)
     t->n_held = t->cap_held = 0;
 }
 
-/* Moves every record BoringSSL produced to the connection's output queue. */
+/* Moves every record BoringSSL produced to the connection's output queue, without a copy. */
 static int flush_wire(struct tls_conn *t)
 {
-    size_t n = BIO_pending(t->wbio);
-    if (n == 0) return 0;
-    char *p = malloc(n);
-    if (!p) return -ENOMEM;
-    int got = BIO_read(t->wbio, p, (int)n);
-    if (got != (int)n) {
-        free(p);
-        return -EPROTO;
+    if (t->out_n == 0) return 0;
+    struct rs_seg seg = {.p = t->out, .len = (uint32_t)t->out_n, .bid = -1, .heap = t->out};
+    t->out = NULL;
+    t->out_n = t->out_cap = 0;
+    return rs_conn_queue_wire(t->c, &seg);
+}
+
+/* ---- the BIO between BoringSSL and the connection -------------------------------------------- */
+
+static int bio_read(BIO *b, char *buf, int len)
+{
+    struct tls_conn *t = BIO_get_data(b);
+    BIO_clear_retry_flags(b);
+    if (t->in_n == 0) {
+        BIO_set_retry_read(b); /* SSL_ERROR_WANT_READ: the next receive continues */
+        return -1;
     }
-    return rs_conn_queue_wire(t->c,
-                              &(struct rs_seg){.p = p, .len = (uint32_t)n, .bid = -1, .heap = p});
+    size_t n = (size_t)len < t->in_n ? (size_t)len : t->in_n;
+    memcpy(buf, t->in, n);
+    t->in += n;
+    t->in_n -= n;
+    return (int)n;
+}
+
+static int bio_write(BIO *b, const char *buf, int len)
+{
+    struct tls_conn *t = BIO_get_data(b);
+    BIO_clear_retry_flags(b);
+    size_t need = t->out_n + (size_t)len;
+    if (need > t->out_cap) {
+        size_t cap = t->out_cap ? t->out_cap * 2 : 4096;
+        while (cap < need) cap *= 2;
+        char *p = realloc(t->out, cap);
+        if (!p) return -1; /* a hard error: the connection fails */
+        t->out = p;
+        t->out_cap = cap;
+    }
+    memcpy(t->out + t->out_n, buf, (size_t)len);
+    t->out_n = need;
+    return len;
+}
+
+static long bio_ctrl(BIO *b, int cmd, long num, void *ptr)
+{
+    (void)b, (void)num, (void)ptr;
+    return cmd == BIO_CTRL_FLUSH ? 1 : 0; /* records are queued by flush_wire, after each step */
+}
+
+static BIO_METHOD *bio_method;
+static pthread_once_t bio_once = PTHREAD_ONCE_INIT;
+
+static void bio_method_init(void)
+{
+    bio_method = BIO_meth_new(BIO_TYPE_SOURCE_SINK | BIO_get_new_index(), "ringside");
+    if (!bio_method) return;
+    BIO_meth_set_read(bio_method, bio_read);
+    BIO_meth_set_write(bio_method, bio_write);
+    BIO_meth_set_ctrl(bio_method, bio_ctrl);
 }
 
 /* Reports the end of a handshake or the connection's TLS failure, once. */
@@ -208,18 +261,19 @@ static void tls_on_recv(struct rs_conn *c, int32_t bid, const char *data, size_t
     (void)bid;
     struct tls_conn *t = c->tp_state;
     if (t->state == TLS_FAILED || t->eof_delivered) return;
-    /* a memory BIO copies: TLS decrypts out of its own buffer anyway */
-    if (BIO_write(t->rbio, data, (int)len) != (int)len) {
-        rs_tls_ctx_count(t->ctx, RS_TLS_STAT_CONNECTION_ERROR);
-        fail(t, -ENOMEM);
-        return;
+    /* BoringSSL keeps a partial record in its own buffer, so everything is consumed here
+     * unless the connection ends first (close_notify, failure, close) */
+    t->in = (const uint8_t *)data;
+    t->in_n = len;
+    if (t->state == TLS_OPEN || handshake(t) == 0) {
+        read_plain(t);
+        if (t->state == TLS_OPEN && flush_wire(t) != 0) { /* key updates, tickets, alerts */
+            rs_tls_ctx_count(t->ctx, RS_TLS_STAT_CONNECTION_ERROR);
+            fail(t, -ENOMEM);
+        }
     }
-    if (t->state == TLS_HANDSHAKE && handshake(t) != 0) return;
-    read_plain(t);
-    if (t->state == TLS_OPEN && flush_wire(t) != 0) { /* key updates, tickets, alerts */
-        rs_tls_ctx_count(t->ctx, RS_TLS_STAT_CONNECTION_ERROR);
-        fail(t, -ENOMEM);
-    }
+    t->in = NULL;
+    t->in_n = 0;
 }
 
 static int tls_write(struct rs_conn *c, struct rs_seg *seg)
@@ -270,6 +324,7 @@ static void tls_destroy(struct rs_conn *c)
     rs_timer_cancel(c->loop, &t->timer);
     drop_held(t);
     SSL_free(t->ssl);
+    free(t->out);
     free(t->peer_uri_san);
     rs_tls_ctx_unref(t->ctx);
     free(t);
@@ -339,12 +394,17 @@ int rs_tls_attach(struct rs_conn *c, struct rs_tls_ctx *ctx, const struct rs_tls
     t->ctx = rs_tls_ctx_ref(ctx);
     t->timer.cb = on_timeout;
     t->on_handshake = opts ? opts->on_handshake : NULL;
+    pthread_once(&bio_once, bio_method_init);
     t->ssl = SSL_new(ctx->ssl);
-    t->rbio = BIO_new(BIO_s_mem());
-    t->wbio = BIO_new(BIO_s_mem());
+    BIO *bio = bio_method ? BIO_new(bio_method) : NULL;
     int err = -ENOMEM;
-    if (!t->ssl || !t->rbio || !t->wbio) goto fail;
-    SSL_set_bio(t->ssl, t->rbio, t->wbio); /* ssl owns both from here */
+    if (!t->ssl || !bio) {
+        BIO_free(bio);
+        goto fail;
+    }
+    BIO_set_data(bio, t);
+    BIO_set_init(bio, 1);
+    SSL_set_bio(t->ssl, bio, bio); /* ssl owns it from here, for both directions */
     SSL_set_app_data(t->ssl, t);
     if (ctx->server) {
         SSL_set_accept_state(t->ssl);
@@ -372,12 +432,8 @@ int rs_tls_attach(struct rs_conn *c, struct rs_tls_ctx *ctx, const struct rs_tls
     return 0;
 fail:
     rs_timer_cancel(c->loop, &t->timer);
-    if (t->ssl) {
-        SSL_free(t->ssl);
-    } else {
-        BIO_free(t->rbio);
-        BIO_free(t->wbio);
-    }
+    SSL_free(t->ssl);
+    free(t->out);
     rs_tls_ctx_unref(t->ctx);
     free(t);
     return err;

@@ -66,7 +66,8 @@ static void parse_alpn(struct cur e, struct rs_client_hello *out)
     struct cur list = sub(&e, take(&e, 2));
     while (!list.bad && list.n) {
         struct cur name = sub(&list, take(&list, 1));
-        if (list.bad || name.n == 0) continue;
+        /* an empty name is a protocol error; one with a NUL could never match a configured name */
+        if (list.bad || name.n == 0 || memchr(name.p, 0, name.n)) continue;
         if (out->n_alpn == RS_TLS_MAX_ALPN || name.n > RS_TLS_ALPN_NAME_MAX) {
             out->alpn_truncated = true;
             continue;
