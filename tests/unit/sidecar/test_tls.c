@@ -45,6 +45,14 @@ static void make_certs(void)
     struct test_cert client = test_cert_make("client", &ca, "URI:" SPIFFE_CLIENT, -1, 30);
     struct test_cert stranger = test_cert_make("client", &ca2, "URI:" SPIFFE_CLIENT, -1, 30);
     struct test_cert expired = test_cert_make("client", &ca, "URI:" SPIFFE_CLIENT, -10, -1);
+    struct test_cert server_rsa =
+        test_cert_make_key("server", &ca, "URI:" SPIFFE_SERVER, -1, 30, test_rsa_key(2048));
+    struct test_cert weak_rsa =
+        test_cert_make_key("server", &ca, "URI:" SPIFFE_SERVER, -1, 30, test_rsa_key(1024));
+    test_cert_write(&server_rsa, dir, "server_rsa");
+    test_cert_write(&weak_rsa, dir, "weak_rsa");
+    test_cert_free(&server_rsa);
+    test_cert_free(&weak_rsa);
     test_cert_write(&ca, dir, "ca");
     test_cert_write(&server, dir, "server");
     test_cert_write(&client, dir, "client");
@@ -56,7 +64,8 @@ static void make_certs(void)
 
 static void remove_certs(void)
 {
-    const char *names[] = {"ca", "server", "client", "stranger", "expired"};
+    const char *names[] = {"ca",      "server",     "client",  "stranger",
+                           "expired", "server_rsa", "weak_rsa"};
     char p[600];
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
         snprintf(p, sizeof p, "%s/%s.pem", dir, names[i]);
@@ -71,6 +80,7 @@ static void remove_certs(void)
 struct ctx_spec {
     const char *cert; /* "client" → dir/client.pem + .key; NULL: none */
     bool ca;          /* trusted_ca = dir/ca.pem */
+    bool inline_cert; /* certificate and key as inline_bytes rather than filenames */
     bool require_client_cert;
     const char *san_exact, *san_prefix, *san_regex; /* URI SAN matchers */
     char **alpn;
@@ -98,6 +108,18 @@ static struct rs_tls_ctx *build(const struct ctx_spec *s, bool server, char *err
     DataSource chain = file_source(chain_path, sizeof chain_path, s->cert ? s->cert : "", "pem");
     DataSource key = file_source(key_path, sizeof key_path, s->cert ? s->cert : "", "key");
     DataSource ca = file_source(ca_path, sizeof ca_path, "ca", "pem");
+    static char inl[2][8192];
+    if (s->inline_cert) {
+        DataSource *ds[2] = {&chain, &key};
+        for (int i = 0; i < 2; i++) {
+            FILE *f = fopen(ds[i]->filename, "r");
+            size_t n = f ? fread(inl[i], 1, sizeof inl[i], f) : 0;
+            if (f) fclose(f);
+            ds[i]->specifier_case = ENVOY__CONFIG__CORE__V3__DATA_SOURCE__SPECIFIER_INLINE_BYTES;
+            ds[i]->inline_bytes.data = (uint8_t *)inl[i];
+            ds[i]->inline_bytes.len = n;
+        }
+    }
     Envoy__Extensions__TransportSockets__Tls__V3__TlsCertificate cert =
         ENVOY__EXTENSIONS__TRANSPORT_SOCKETS__TLS__V3__TLS_CERTIFICATE__INIT;
     cert.certificate_chain = &chain;
@@ -383,6 +405,11 @@ static bool got_replies(struct rig *r)
     return (r->srv.n >= 4 && r->cli.n >= 4) || r->srv.err || r->cli.err;
 }
 
+static bool got_replies_or_srv(struct rig *r)
+{
+    return r->srv.n >= 4 || r->srv.err || r->cli.err;
+}
+
 static void test_mtls_identities(void)
 {
     char err[256] = "";
@@ -593,11 +620,19 @@ static void test_handshake_timeout(void)
     rs_tls_ctx_unref(sctx);
 }
 
-static void test_client_session_resumed(void)
+static bool cli_got_byte(struct rig *r)
+{
+    return r->cli.n >= 1 || r->srv.err || r->cli.err;
+}
+
+/* A second connection from the same client context resumes the first one's session: in TLS 1.2
+ * from the handshake itself, in TLS 1.3 from the ticket that arrives after it (the server's byte
+ * follows the ticket, so once the client has it the ticket is stored). */
+static void resumed(bool tls13)
 {
     char err[256] = "";
     struct ctx_spec ss = server_spec(), cs = client_spec("client");
-    cs.tls13 = false; /* TLS 1.2: the session is known when the handshake completes */
+    cs.tls13 = tls13;
     struct rs_tls_ctx *sctx = build(&ss, true, err, sizeof err);
     struct rs_tls_ctx *cctx = build(&cs, false, err, sizeof err);
     if (!sctx || !cctx) {
@@ -608,14 +643,107 @@ static void test_client_session_resumed(void)
         struct rig r;
         rig_init(&r);
         rig_connect(&r, sctx, cctx, NULL);
-        rig_run(&r, both_handshook);
+        CHECK_EQ_INT(rs_conn_write_copy(r.srv.c, "x", 1), 0);
+        rig_run(&r, cli_got_byte);
         CHECK_EQ_INT(r.srv.err, 0);
-        CHECK_STR(r.cli.version, "TLSv1.2");
+        CHECK_EQ_INT(r.cli.n, 1);
+        CHECK_STR(r.cli.version, tls13 ? "TLSv1.3" : "TLSv1.2");
         CHECK_EQ_INT(rs_tls_session_reused(r.cli.c), i == 1);
         CHECK_STR(r.srv.peer, SPIFFE_CLIENT); /* the identity survives resumption */
         rig_destroy(&r);
     }
     CHECK_EQ_INT(rs_tls_ctx_stat(cctx, RS_TLS_STAT_SESSION_REUSED), 1);
+    CHECK_EQ_INT(rs_tls_ctx_stat(sctx, RS_TLS_STAT_SESSION_REUSED), 1);
+    rs_tls_ctx_unref(sctx);
+    rs_tls_ctx_unref(cctx);
+}
+
+static void test_client_session_resumed_tls12(void)
+{
+    resumed(false);
+}
+
+static void test_client_session_resumed_tls13(void)
+{
+    resumed(true);
+}
+
+/* Bytes that are not TLS to a TLS server: a clean, counted error, nothing delivered. */
+static void test_plaintext_to_tls_server(void)
+{
+    char err[256] = "";
+    struct ctx_spec ss = server_spec();
+    struct rs_tls_ctx *sctx = build(&ss, true, err, sizeof err);
+    if (!sctx) {
+        CHECK(!"context");
+        return;
+    }
+    struct rig r;
+    rig_init(&r);
+    rig_connect(&r, sctx, NULL, NULL);
+    const char req[] = "GET / HTTP/1.1\r\nHost: x\r\n\r\n";
+    CHECK_EQ_INT(rs_conn_write_copy(r.cli.c, req, sizeof req - 1), 0);
+    rig_run(&r, srv_failed);
+    CHECK_EQ_INT(r.srv.err, -EPROTO);
+    CHECK_EQ_INT(r.srv.n, 0);
+    CHECK_EQ_INT(rs_tls_ctx_stat(sctx, RS_TLS_STAT_CONNECTION_ERROR), 1);
+    rig_destroy(&r);
+    rs_tls_ctx_unref(sctx);
+}
+
+/* Rotation: the owner drops its context (a new one replaces it) while a connection using it is
+ * still in its handshake; the connection's own reference carries it through. */
+static void test_connection_keeps_its_context(void)
+{
+    char err[256] = "";
+    struct ctx_spec ss = server_spec(), cs = client_spec("client");
+    struct rs_tls_ctx *sctx = build(&ss, true, err, sizeof err);
+    struct rs_tls_ctx *cctx = build(&cs, false, err, sizeof err);
+    if (!sctx || !cctx) {
+        CHECK(!"contexts");
+        return;
+    }
+    struct rig r;
+    rig_init(&r);
+    rig_connect(&r, sctx, cctx, NULL);
+    rs_tls_ctx_unref(sctx);
+    rs_tls_ctx_unref(cctx);
+    CHECK_EQ_INT(rs_conn_write_copy(r.cli.c, "ping", 4), 0);
+    rig_run(&r, got_replies_or_srv);
+    CHECK_EQ_INT(r.srv.err, 0);
+    CHECK(r.srv.n == 4 && memcmp(r.srv.got, "ping", 4) == 0);
+    CHECK_STR(r.srv.peer, SPIFFE_CLIENT);
+    rig_destroy(&r); /* frees the contexts (ASan: no leak, no use after free) */
+}
+
+/* An RSA server certificate given inline, a TLS 1.2 client limited to ECDHE-RSA with AES-256. */
+static void test_rsa_inline_tls12_cipher(void)
+{
+    char err[256] = "";
+    static char *ciphers[] = {"ECDHE-RSA-AES256-GCM-SHA384"};
+    struct ctx_spec ss = server_spec(), cs = client_spec("client");
+    ss.cert = "server_rsa";
+    ss.inline_cert = true;
+    cs.tls13 = false;
+    cs.ciphers = ciphers;
+    cs.n_ciphers = 1;
+    struct rs_tls_ctx *sctx = build(&ss, true, err, sizeof err);
+    CHECK_STR(err, "");
+    struct rs_tls_ctx *cctx = build(&cs, false, err, sizeof err);
+    CHECK_STR(err, "");
+    if (!sctx || !cctx) return;
+    struct rig r;
+    rig_init(&r);
+    rig_connect(&r, sctx, cctx, NULL);
+    CHECK_EQ_INT(rs_conn_write_copy(r.cli.c, "ping", 4), 0);
+    CHECK_EQ_INT(rs_conn_write_copy(r.srv.c, "pong", 4), 0);
+    rig_run(&r, got_replies);
+    CHECK_EQ_INT(r.srv.err, 0);
+    CHECK_EQ_INT(r.cli.err, 0);
+    CHECK_STR(r.cli.version, "TLSv1.2");
+    CHECK_STR(r.cli.peer, SPIFFE_SERVER);
+    CHECK(r.srv.n == 4 && r.cli.n == 4);
+    rig_destroy(&r);
     rs_tls_ctx_unref(sctx);
     rs_tls_ctx_unref(cctx);
 }
@@ -643,6 +771,11 @@ static void test_context_errors_name_fields(void)
     s.n_ciphers = 1;
     CHECK(build(&s, true, err, sizeof err) == NULL);
     CHECK(strstr(err, "common_tls_context.tls_params.cipher_suites: ") == err);
+    s = server_spec();
+    s.cert = "weak_rsa";
+    CHECK(build(&s, true, err, sizeof err) == NULL);
+    CHECK_STR(err, "common_tls_context.tls_certificates[0].private_key: RSA key of 1024 bits (2048 "
+                   "or more required)");
     s = server_spec();
     s.cert = NULL;
     CHECK(build(&s, true, err, sizeof err) == NULL);
@@ -976,7 +1109,9 @@ RUN_TESTS(TEST_CASE(setup), TEST_CASE(test_mtls_identities), TEST_CASE(test_clos
           TEST_CASE(test_client_without_cert_refused), TEST_CASE(test_other_root_refused),
           TEST_CASE(test_expired_refused), TEST_CASE(test_san_mismatch_refused),
           TEST_CASE(test_san_regex_accepts), TEST_CASE(test_one_mib_integrity),
-          TEST_CASE(test_handshake_timeout), TEST_CASE(test_client_session_resumed),
+          TEST_CASE(test_handshake_timeout), TEST_CASE(test_client_session_resumed_tls12),
+          TEST_CASE(test_client_session_resumed_tls13), TEST_CASE(test_plaintext_to_tls_server),
+          TEST_CASE(test_connection_keeps_its_context), TEST_CASE(test_rsa_inline_tls12_cipher),
           TEST_CASE(test_context_errors_name_fields), TEST_CASE(test_inspector_on_real_hello),
           TEST_CASE(test_inspector_on_openssl_hello),
           TEST_CASE(test_inspector_plaintext_and_garbage),

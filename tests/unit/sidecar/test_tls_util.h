@@ -7,6 +7,7 @@
 #include <openssl/ec_key.h>
 #include <openssl/evp.h>
 #include <openssl/pem.h>
+#include <openssl/rsa.h>
 #include <openssl/x509v3.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -25,6 +26,18 @@ static EVP_PKEY *test_key(void)
     return k;
 }
 
+static EVP_PKEY *test_rsa_key(unsigned bits)
+{
+    RSA *rsa = RSA_new();
+    BIGNUM *e = BN_new();
+    EVP_PKEY *k = EVP_PKEY_new();
+    if (!rsa || !e || !k || !BN_set_word(e, RSA_F4) ||
+        !RSA_generate_key_ex(rsa, (int)bits, e, NULL) || !EVP_PKEY_assign_RSA(k, rsa))
+        abort();
+    BN_free(e);
+    return k;
+}
+
 static void add_ext(X509 *x, X509 *issuer, int nid, const char *value)
 {
     X509V3_CTX v3;
@@ -36,11 +49,12 @@ static void add_ext(X509 *x, X509 *issuer, int nid, const char *value)
 
 /* A certificate for cn valid from days_from to days_to (relative to now), signed by ca (NULL:
  * self-signed CA). san: "URI:spiffe://...,DNS:..." or NULL. */
-static struct test_cert test_cert_make(const char *cn, const struct test_cert *ca, const char *san,
-                                       long days_from, long days_to)
+static struct test_cert test_cert_make_key(const char *cn, const struct test_cert *ca,
+                                           const char *san, long days_from, long days_to,
+                                           EVP_PKEY *key)
 {
     static long serial = 1;
-    struct test_cert c = {X509_new(), test_key()};
+    struct test_cert c = {X509_new(), key};
     X509 *x = c.x;
     X509_set_version(x, 2);
     ASN1_INTEGER_set(X509_get_serialNumber(x), serial++);
@@ -62,6 +76,12 @@ static struct test_cert test_cert_make(const char *cn, const struct test_cert *c
     if (san) add_ext(x, issuer, NID_subject_alt_name, san);
     if (!X509_sign(x, ca ? ca->key : c.key, EVP_sha256())) abort();
     return c;
+}
+
+static struct test_cert test_cert_make(const char *cn, const struct test_cert *ca, const char *san,
+                                       long days_from, long days_to)
+{
+    return test_cert_make_key(cn, ca, san, days_from, days_to, test_key());
 }
 
 static void test_cert_free(struct test_cert *c)
