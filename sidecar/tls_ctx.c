@@ -704,7 +704,10 @@ static void finish(struct rs_tls_ctx *ctx)
 {
     int mode = SSL_VERIFY_NONE;
     if (ctx->verify) mode = SSL_VERIFY_PEER;
-    if (ctx->require_peer_cert) mode |= SSL_VERIFY_FAIL_IF_NO_PEER_CERT;
+    /* Envoy: a client certificate is optional unless required, or SAN matchers are configured
+     * (they could never match a certificate that is absent) */
+    if (ctx->require_peer_cert || (ctx->server && ctx->n_san))
+        mode |= SSL_VERIFY_FAIL_IF_NO_PEER_CERT;
     SSL_CTX_set_verify(ctx->ssl, mode, ctx->verify ? on_verify : NULL);
     if (ctx->server && ctx->alpn) SSL_CTX_set_alpn_select_cb(ctx->ssl, on_alpn_select, ctx);
     if (!ctx->server && ctx->alpn) SSL_CTX_set_alpn_protos(ctx->ssl, ctx->alpn, ctx->alpn_len);

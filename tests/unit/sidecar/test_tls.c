@@ -501,6 +501,15 @@ static void test_client_without_cert_refused(void)
     refused(server_spec(), client_spec(NULL), RS_TLS_STAT_FAIL_VERIFY_NO_CERT);
 }
 
+/* Envoy's rule: SAN matchers make the client certificate mandatory even without
+ * require_client_certificate. */
+static void test_san_matchers_require_client_cert(void)
+{
+    struct ctx_spec ss = server_spec();
+    ss.require_client_cert = false;
+    refused(ss, client_spec(NULL), RS_TLS_STAT_FAIL_VERIFY_NO_CERT);
+}
+
 static void test_other_root_refused(void)
 {
     refused(server_spec(), client_spec("stranger"), RS_TLS_STAT_FAIL_VERIFY_ERROR);
@@ -1106,7 +1115,8 @@ static void teardown(void)
 }
 
 RUN_TESTS(TEST_CASE(setup), TEST_CASE(test_mtls_identities), TEST_CASE(test_close_notify_is_eof),
-          TEST_CASE(test_client_without_cert_refused), TEST_CASE(test_other_root_refused),
+          TEST_CASE(test_client_without_cert_refused),
+          TEST_CASE(test_san_matchers_require_client_cert), TEST_CASE(test_other_root_refused),
           TEST_CASE(test_expired_refused), TEST_CASE(test_san_mismatch_refused),
           TEST_CASE(test_san_regex_accepts), TEST_CASE(test_one_mib_integrity),
           TEST_CASE(test_handshake_timeout), TEST_CASE(test_client_session_resumed_tls12),
