@@ -66,8 +66,12 @@ struct rs_tls_opts {
  * the handshake; bytes it writes before the handshake completes are held and encrypted after.
  * A failed handshake, a TLS protocol error or a timeout reports c->h->on_error(c, err) with
  * -EPROTO (handshake or record error), -EACCES (peer certificate refused: untrusted, expired,
- * missing, SAN mismatch) or -ETIMEDOUT, after which the protocol closes the connection as for any
- * error. A close_notify from the peer arrives as on_eof. Returns 0, or -ENOMEM / -EINVAL. */
+ * missing, SAN mismatch), -ECONNRESET (the peer closed mid-handshake) or -ETIMEDOUT, after which
+ * the protocol closes the connection as for any error (rs_conn_close_after_flush lets the alert
+ * saying why reach the peer; rs_conn_close drops it). In TLS 1.3 a client's handshake ends before
+ * the server has judged its certificate: a refusal then reaches the client as -EPROTO after
+ * on_handshake(0). A close_notify from the peer arrives as on_eof. Returns 0, or -ENOMEM /
+ * -EINVAL (an SNI or ALPN option BoringSSL refuses). */
 int rs_tls_attach(struct rs_conn *c, struct rs_tls_ctx *ctx, const struct rs_tls_opts *opts);
 
 /* Queues a close_notify alert (call before rs_conn_shutdown_write / rs_conn_close_after_flush so
