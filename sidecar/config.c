@@ -1012,6 +1012,18 @@ void rs_cfg_listener_free(struct rs_listener *l)
     free(l->name);
 }
 
+static int64_t snapshots_live; /* atomic; signed: tests free snapshots they built by hand */
+
+void rs_cfg_snapshot_born(void)
+{
+    __atomic_add_fetch(&snapshots_live, 1, __ATOMIC_RELAXED);
+}
+
+int64_t rs_cfg_snapshots_live(void)
+{
+    return __atomic_load_n(&snapshots_live, __ATOMIC_ACQUIRE);
+}
+
 static void snapshot_free(struct rs_snapshot *s)
 {
     for (uint32_t i = 0; i < s->nlisteners; i++) rs_cfg_listener_free(&s->listeners[i]);
@@ -1029,6 +1041,7 @@ static void snapshot_free(struct rs_snapshot *s)
     rs_skipped_free(&s->skipped);
     if (s->xds && s->xds_release) s->xds_release(s->xds);
     free(s);
+    __atomic_sub_fetch(&snapshots_live, 1, __ATOMIC_RELEASE);
 }
 
 void rs_cfg_snapshot_free(struct rs_snapshot *s)
@@ -1107,6 +1120,7 @@ struct rs_snapshot *rs_config_compile(Envoy__Config__Bootstrap__V3__Bootstrap *b
 {
     struct rs_snapshot *s = xcalloc(1, sizeof *s);
     s->refs = 1;
+    rs_cfg_snapshot_born();
     s->bootstrap = bs;
     struct cctx cx = {.snap = s, .serve = serve, .err = err, .errlen = errlen};
     err[0] = '\0';

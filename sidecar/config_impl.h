@@ -116,6 +116,11 @@ int rs_cfg_ip_port(const char *ip, uint32_t port, struct sockaddr_storage *ss, s
 int rs_cfg_listener(struct cctx *cx, struct rs_listener *l, const Listener *pl);
 int rs_cfg_bootstrap_head(struct cctx *cx, const Envoy__Config__Bootstrap__V3__Bootstrap *bs);
 void rs_cfg_snapshot_free(struct rs_snapshot *s);
+/* How many compiled snapshots are alive (any thread): the xDS thread gives memory back to the
+ * system once the snapshot an update replaced is gone. */
+int64_t rs_cfg_snapshots_live(void);
+/* Counts a new snapshot (both compilers call it; snapshot_free counts it gone). */
+void rs_cfg_snapshot_born(void);
 void rs_cfg_listener_free(struct rs_listener *l);
 /* Whether a TransportSocket is TLS (-1 with an error when it is neither TLS nor raw_buffer). */
 int rs_cfg_transport_is_tls(struct cctx *cx, const Envoy__Config__Core__V3__TransportSocket *ts,

@@ -385,6 +385,7 @@ struct rs_snapshot *rs_config_compile_xds(const Envoy__Config__Bootstrap__V3__Bo
 {
     struct rs_snapshot *s = xcalloc(1, sizeof *s);
     s->refs = 1;
+    rs_cfg_snapshot_born();
     s->bootstrap = (Envoy__Config__Bootstrap__V3__Bootstrap *)bs;
     s->bootstrap_borrowed = true;
     struct rs_xds_input none = {0};

@@ -13,6 +13,7 @@
 
 #include "envoy/config/bootstrap/v3/bootstrap.pb-c.h"
 #include "sidecar/config.h"
+#include "sidecar/config_impl.h"
 #include "sidecar/log.h"
 #include "sidecar/server.h"
 #include "sidecar/stats.h"
@@ -40,6 +41,12 @@ struct rs_xds {
     bool live;         /* the server was set LIVE */
     int serving_cache; /* atomic */
     xds_timer *tick, *cache_timer, *mirror_soon;
+    /* Giving memory back: right after an update (what compiling left), then each time a
+     * replaced snapshot is freed (by the last worker to move over), watched every 25 ms for 1 s:
+     * the live snapshot count last seen, and the checks left. */
+    bool trim_now;
+    int64_t trim_live_seen;
+    unsigned trim_waits;
     rs_stat_id connected_state, rq_total, rq_nack, rx_bytes, rx_malformed, reconnects,
         cache_write_fail, from_cache, apply_failed;
     struct type_stat_ids t[XDS_NTYPES];
@@ -154,11 +161,19 @@ static void go_live(struct rs_xds *x, const char *why)
 
 static void after_apply(xds_loop *loop, void *arg)
 {
-    (void)loop;
     struct rs_xds *x = arg;
     x->mirror_soon = NULL;
     mirror_stats(x);
-    malloc_trim(0);
+    /* a replaced snapshot (its routes, clusters and the xDS state it holds) is freed by the
+     * last worker to move over: trim again when the live count drops */
+    int64_t live = rs_cfg_snapshots_live();
+    if (x->trim_now || live < x->trim_live_seen) malloc_trim(0);
+    x->trim_now = false;
+    x->trim_live_seen = live;
+    if (x->trim_waits > 0) {
+        x->trim_waits--;
+        x->mirror_soon = xds_loop_timer(loop, 25, after_apply, x);
+    }
 }
 
 /* Envoy's initialization: clusters and listeners fetched (or their initial fetch timed out) and
@@ -226,7 +241,9 @@ static int apply(void *arg, struct xds_state *cand, int changed, char *err, size
         if (initialized(cand)) go_live(x, "listeners and their routes received");
     }
     /* the client counts the update once apply returns: mirror on the next loop turn; and give
-     * back what compiling the previous configuration left in this thread's malloc arena */
+     * back what compiling left, then what the replaced configuration held once it is freed */
+    x->trim_now = true;
+    x->trim_waits = 40;
     if (!x->mirror_soon) x->mirror_soon = xds_loop_timer(x->loop, 0, after_apply, x);
     return 0;
 }
