@@ -130,7 +130,11 @@ static bool eds_in_place(const struct rs_snapshot *cur, const struct xds_state *
     const struct xds_type_table *eds = st->types[XDS_EDS];
     for (size_t i = 0; i < eds->n; i++) {
         const char *name = eds->res[i]->name;
-        bool found = false;
+        /* usually the assignment is named after its cluster (no service_name): one lookup */
+        int k = rs_config_cluster_index(cur, name);
+        const struct rs_cluster *kc = k >= 0 ? cur->clusters[k] : NULL;
+        bool found =
+            kc && kc->type == RS_CLUSTER_EDS && kc->eds_name && strcmp(kc->eds_name, name) == 0;
         for (uint32_t c = 0; c < cur->nclusters && !found; c++)
             found = cur->clusters[c]->type == RS_CLUSTER_EDS && cur->clusters[c]->eds_name &&
                     strcmp(cur->clusters[c]->eds_name, name) == 0;
