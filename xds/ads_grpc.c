@@ -116,8 +116,17 @@ static void on_headers(xds_grpc_call *call, const struct xds_grpc_md *md, size_t
     xds_ads_stream_up(user);
 }
 
+/* Envoy counts the stream as connected once it is established, not when the server first
+ * answers: a resumed delta stream may get nothing for a long time. */
+static void on_ready(xds_grpc_call *call, void *user)
+{
+    (void)call;
+    xds_ads_stream_up(user);
+}
+
 static const struct xds_grpc_call_cbs call_cbs = {
     .on_headers = on_headers,
+    .on_ready = on_ready,
     .on_message = on_message,
     .on_close = on_close,
 };

@@ -136,6 +136,10 @@ struct xds_grpc_call_cbs {
      * INTERNAL for a compressed or malformed message. Called exactly once unless the user
      * cancelled; the call is freed when it returns. Required. */
     void (*on_close)(xds_grpc_call *call, int status, const char *message, void *user);
+    /* The connection the call runs on is established: the server's HTTP/2 SETTINGS arrived
+     * (before any response: a server may have nothing to send yet). Once per call, on a later
+     * loop turn than call_start; may be NULL. */
+    void (*on_ready)(xds_grpc_call *call, void *user);
 };
 
 /* A client for one target. It owns at most one HTTP/2 connection, opened when a call starts

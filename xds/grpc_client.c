@@ -32,8 +32,10 @@ struct xds_grpc_call {
     char *grpc_message;
     bool user_done; /* on_close delivered or the user cancelled */
     bool half_closed;
-    bool in_trailers; /* a second HEADERS frame: trailers */
-    int local_status; /* set when we failed the call ourselves (oversize, bad framing) */
+    bool in_trailers;       /* a second HEADERS frame: trailers */
+    bool ready_sent;        /* on_ready delivered */
+    xds_timer *ready_timer; /* on_ready for a call started on an established connection */
+    int local_status;       /* set when we failed the call ourselves (oversize, bad framing) */
     char local_msg[160];
     struct xds_grpc_call *prev, *next;
 };
@@ -42,6 +44,7 @@ struct cconn {
     struct grpc_conn c; /* first: the shared connection */
     xds_grpc_client *client;
     xds_grpc_call *calls;
+    bool ready; /* the server's SETTINGS arrived */
     xds_timer *connect_timer, *ka_timer, *ka_deadline;
     struct addrinfo *ai, *ai_next; /* addresses of this attempt */
     struct cconn *prev, *next;
@@ -62,6 +65,7 @@ struct xds_grpc_client {
 static void call_free(xds_grpc_call *call)
 {
     struct cconn *cc = call->conn;
+    xds_loop_timer_cancel(call->client->loop, call->ready_timer);
     if (call->prev)
         call->prev->next = call->next;
     else
@@ -177,9 +181,28 @@ static int on_header(nghttp2_session *s, const nghttp2_frame *f, const uint8_t *
 
 static void ka_ack(struct cconn *cc);
 
+static void call_ready(xds_grpc_call *call)
+{
+    if (call->ready_sent || call->user_done) return;
+    call->ready_sent = true;
+    if (call->cbs.on_ready) call->cbs.on_ready(call, call->user);
+}
+
+static void on_ready_timer(xds_loop *loop, void *arg)
+{
+    (void)loop;
+    xds_grpc_call *call = arg;
+    call->ready_timer = NULL;
+    call_ready(call);
+}
+
 static int on_frame_recv(nghttp2_session *s, const nghttp2_frame *f, void *user)
 {
     struct cconn *cc = user;
+    if (f->hd.type == NGHTTP2_SETTINGS && !(f->hd.flags & NGHTTP2_FLAG_ACK) && !cc->ready) {
+        cc->ready = true;
+        for (xds_grpc_call *call = cc->calls; call; call = call->next) call_ready(call);
+    }
     if (f->hd.type == NGHTTP2_PING && (f->hd.flags & NGHTTP2_FLAG_ACK)) ka_ack(cc);
     /* After GOAWAY new calls need a new connection; this one finishes what it carries. */
     if (f->hd.type == NGHTTP2_GOAWAY && cc->client->current == cc) cc->client->current = NULL;
@@ -528,6 +551,7 @@ xds_grpc_call *xds_grpc_call_start(xds_grpc_client *c, const char *method,
         return call;
     }
     grpc_conn_kick(&cc->c);
+    if (cc->ready) call->ready_timer = xds_loop_timer(c->loop, 0, on_ready_timer, call);
     return call;
 }
 

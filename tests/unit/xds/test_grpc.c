@@ -88,7 +88,8 @@ static void rec_close(xds_grpc_call *c, int status, const char *msg, void *u)
     snprintf(r->message, sizeof r->message, "%s", msg);
 }
 
-static const struct xds_grpc_call_cbs rec_cbs = {rec_headers, rec_message, rec_close};
+static const struct xds_grpc_call_cbs rec_cbs = {
+    .on_headers = rec_headers, .on_message = rec_message, .on_close = rec_close};
 
 static bool rec_closed(void *u)
 {

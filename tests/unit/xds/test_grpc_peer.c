@@ -198,7 +198,7 @@ static void cli_close(xds_grpc_call *call, int status, const char *msg, void *us
     xds_loop_stop(loop);
 }
 
-static const struct xds_grpc_call_cbs cli_cbs = {NULL, cli_message, cli_close};
+static const struct xds_grpc_call_cbs cli_cbs = {.on_message = cli_message, .on_close = cli_close};
 
 static int run_client(const char *target, const char *type_url, const char *node_id,
                       struct client *c)
