@@ -105,6 +105,10 @@ static void on_close(xds_grpc_call *call, int status, const char *message, void 
     (void)call;
     xds_ads *a = user;
     a->call = NULL;
+    /* a response over the size limit (or malformed framing) ends the call in the gRPC layer,
+     * before the client sees it: count it as the malformed response it is */
+    if (status == XDS_GRPC_RESOURCE_EXHAUSTED || status == XDS_GRPC_INTERNAL)
+        atomic_fetch_add_explicit(&a->stats.rx_malformed, 1, memory_order_relaxed);
     xds_ads_warn("xds: stream to %s closed: %s %s", a->cfg.target, xds_grpc_status_name(status),
                  message ? message : "");
     stream_ended(a);
