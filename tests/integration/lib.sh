@@ -26,7 +26,10 @@ if grep -q '^RS_SANITIZE:BOOL=ON' "$RS_BUILD/CMakeCache.txt" 2>/dev/null; then R
 export ASAN_OPTIONS=${ASAN_OPTIONS:-abort_on_error=0:detect_leaks=1}
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1}
 
-log() { printf '[%s] %s\n' "$TEST_NAME" "$*"; }
+# Messages go to the test's own stdout (fd 8) even from inside a redirected command, so a fail
+# called within wait_for's condition is still seen.
+exec 8>&1
+log() { printf '[%s] %s\n' "$TEST_NAME" "$*" >&8; }
 
 skip() {
     log "SKIP: $*"
