@@ -23,11 +23,10 @@
  * idle. A loop turn that queues more submissions than this submits early (rs_loop_sqe), and CQEs
  * past the queue's size are held by the kernel (IORING_FEAT_NODROP) until the next wait. */
 #define RING_ENTRIES 1024
-/* The provided-buffer ring is FIFO: a returned buffer goes to the tail, so any sustained stream
- * cycles through every buffer and the whole ring becomes resident. Its size is therefore each
- * worker's RSS floor under load (4096 x 16 KiB made that 64 MiB per worker). 1024 buffers (16 MiB)
- * still cover 16 connections at the 1 MiB per_connection_buffer_limit; past that, recv waits for
- * buffers to return (ENOBUFS is parked in conn.c) instead of growing memory. */
+/* 1,024 buffers of 16 KiB bound what a worker can hold in flight (16 connections at the 1 MiB
+ * per_connection_buffer_limit); only as many as recent loop turns used are published to the
+ * kernel, free ones are reused most recently used first and idle ones' pages are given back
+ * (loop.h), so this is a ceiling, not the resident size. */
 #define RING_BUFS 1024
 #define RING_BUF_SIZE (16 * 1024)
 
