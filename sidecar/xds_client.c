@@ -42,7 +42,7 @@ struct rs_xds {
     int serving_cache; /* atomic */
     xds_timer *tick, *cache_timer, *mirror_soon;
     /* Giving memory back: right after an update (what compiling left), then each time a
-     * replaced snapshot is freed (by the last worker to move over), watched every 25 ms for 1 s:
+     * replaced snapshot is freed (by the last worker to move over), watched every 5 ms for 1 s:
      * the live snapshot count last seen, and the checks left. */
     bool trim_now;
     int64_t trim_live_seen;
@@ -167,7 +167,7 @@ static void after_apply(xds_loop *loop, void *arg)
 {
     struct rs_xds *x = arg;
     x->mirror_soon = NULL;
-    mirror_stats(x);
+    if (x->trim_now) mirror_stats(x);
     /* a replaced snapshot (its routes, clusters and the xDS state it holds) is freed by the
      * last worker to move over: trim again when the live count drops */
     int64_t live = rs_cfg_snapshots_live();
@@ -176,7 +176,7 @@ static void after_apply(xds_loop *loop, void *arg)
     x->trim_live_seen = live;
     if (x->trim_waits > 0) {
         x->trim_waits--;
-        x->mirror_soon = xds_loop_timer(loop, 25, after_apply, x);
+        x->mirror_soon = xds_loop_timer(loop, 5, after_apply, x);
     }
 }
 
@@ -247,7 +247,7 @@ static int apply(void *arg, struct xds_state *cand, int changed, char *err, size
     /* the client counts the update once apply returns: mirror on the next loop turn; and give
      * back what compiling left, then what the replaced configuration held once it is freed */
     x->trim_now = true;
-    x->trim_waits = 40;
+    x->trim_waits = 200;
     if (!x->mirror_soon) x->mirror_soon = xds_loop_timer(x->loop, 0, after_apply, x);
     return 0;
 }
