@@ -24,11 +24,15 @@ static void open_stream(xds_grpc_stream *gs, struct cp_ads *ads, int delta)
 
 static void on_open_sotw(xds_grpc_stream *gs, void *arg)
 {
-    open_stream(gs, arg, 0);
+    open_stream(gs, arg, CP_ADS_SOTW);
 }
 static void on_open_delta(xds_grpc_stream *gs, void *arg)
 {
-    open_stream(gs, arg, 1);
+    open_stream(gs, arg, CP_ADS_DELTA);
+}
+static void on_open_sds(xds_grpc_stream *gs, void *arg)
+{
+    open_stream(gs, arg, CP_ADS_SDS);
 }
 
 static void on_message(xds_grpc_stream *gs, const uint8_t *msg, size_t len, void *arg)
@@ -65,4 +69,13 @@ int cp_ads_grpc_register(xds_grpc_server *srv, struct cp_ads *ads)
     int rc = xds_grpc_server_register(srv, CP_ADS_SOTW_METHOD, &sotw, ads);
     if (rc == 0) rc = xds_grpc_server_register(srv, CP_ADS_DELTA_METHOD, &delta, ads);
     return rc;
+}
+
+int cp_sds_grpc_register(xds_grpc_server *srv, struct cp_ads *ads)
+{
+    const struct xds_grpc_handler sds = {.on_open = on_open_sds,
+                                         .on_message = on_message,
+                                         .on_half_close = on_half_close,
+                                         .on_cancel = on_cancel};
+    return xds_grpc_server_register(srv, CP_SDS_METHOD, &sds, ads);
 }

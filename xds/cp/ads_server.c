@@ -44,6 +44,7 @@ struct cp_ads_stream {
     struct cp_ads *ads;
     struct cp_ads_stream *prev, *next;
     int delta;
+    int sds_only; /* SecretDiscoveryService: secrets only */
     char peer[64];
     char *node_id; /* NULL until the first request */
     struct cp_node node;
@@ -56,6 +57,7 @@ struct cp_ads_stream {
 
 struct cp_ads {
     struct cp_mesh *mesh;
+    struct cp_sds *sds; /* NULL: no CA, SDS answers are empty */
     struct cp_ads_stream *streams;
     uint64_t nonce_seq;
     uint64_t mesh_version;
@@ -344,6 +346,14 @@ static void push(struct cp_ads_stream *s, enum cp_type t, int force)
 
 /* ---- requests -------------------------------------------------------------------------------- */
 
+static void fill_secrets(struct cp_ads_stream *s, struct cp_resources *res)
+{
+    if (!s->ads->sds) return;
+    const struct cp_mesh *m = mesh_of(s->ads);
+    const struct cp_workload *w = s->node.ip[0] ? cp_mesh_workload_by_ip(m, s->node.ip) : NULL;
+    cp_sds_fill(s->ads->sds, m, w, res);
+}
+
 static void regenerate(struct cp_ads_stream *s)
 {
     char err[512];
@@ -353,6 +363,7 @@ static void regenerate(struct cp_ads_stream *s)
                s->node_id, err);
         return;
     }
+    fill_secrets(s, res);
     cp_resources_free(s->res);
     s->res = res;
 }
@@ -392,7 +403,10 @@ static int take_node(struct cp_ads_stream *s, const Node *node)
     if (!s->node_id) abort();
     const struct cp_workload *w =
         s->node.ip[0] ? cp_mesh_workload_by_ip(mesh_of(s->ads), s->node.ip) : NULL;
-    cp_log(CP_LOG_INFO, "ADS %s stream from %s: node %s (%s%s%s%s)", s->delta ? "delta" : "sotw",
+    cp_log(CP_LOG_INFO, "ADS %s stream from %s: node %s (%s%s%s%s)",
+           s->sds_only ? "sds"
+           : s->delta  ? "delta"
+                       : "sotw",
            s->peer, s->node_id, w ? "workload " : "", w ? w->name : "no workload",
            node->user_agent_name && node->user_agent_name[0] ? ", " : "",
            node->user_agent_name ? node->user_agent_name : "");
@@ -403,7 +417,9 @@ static int take_node(struct cp_ads_stream *s, const Node *node)
 /* A type URL the stream may subscribe to, or -1 (logged and counted). */
 static int request_type(struct cp_ads_stream *s, const char *url)
 {
-    int t = cp_type_from_url(url ? url : "");
+    /* Istio's agent takes an SDS request without a type on its secrets-only socket. */
+    int t = s->sds_only && (!url || !*url) ? CP_SDS : cp_type_from_url(url ? url : "");
+    if (s->sds_only && t >= 0 && t != CP_SDS) t = -1;
     if (t < 0) {
         s->ads->stats.unknown_types++;
         cp_log(CP_LOG_WARN, "node %s asked for type \"%s\", which ringside-cp does not serve",
@@ -553,7 +569,8 @@ struct cp_ads_stream *cp_ads_stream_open(struct cp_ads *ads, int delta, const ch
     struct cp_ads_stream *s = calloc(1, sizeof *s);
     if (!s) abort();
     s->ads = ads;
-    s->delta = delta;
+    s->delta = delta == CP_ADS_DELTA;
+    s->sds_only = delta == CP_ADS_SDS;
     snprintf(s->peer, sizeof s->peer, "%s", peer ? peer : "?");
     s->io = io;
     s->ctx = ctx;
@@ -595,5 +612,22 @@ void cp_ads_set_mesh(struct cp_ads *ads, struct cp_mesh *mesh)
         static const enum cp_type order[] = {CP_CDS, CP_EDS, CP_LDS, CP_RDS, CP_SDS};
         for (size_t i = 0; i < CP_NTYPES; i++)
             if (s->subs[order[i]].active) push(s, order[i], 0);
+    }
+}
+
+void cp_ads_set_sds(struct cp_ads *ads, struct cp_sds *sds)
+{
+    ads->sds = sds;
+}
+
+void cp_ads_tick(struct cp_ads *ads)
+{
+    if (!ads->sds || cp_sds_rotate(ads->sds, mesh_of(ads)) == 0) return;
+    for (struct cp_ads_stream *s = ads->streams; s; s = s->next) {
+        if (!s->node_id || !s->res) continue;
+        fill_secrets(s, s->res);
+        /* Only what changed goes out: a stream whose workload kept its certificate sends nothing
+         * (SotW compares the set's version, delta each resource's). */
+        if (s->subs[CP_SDS].active) push(s, CP_SDS, 0);
     }
 }

@@ -9,6 +9,7 @@
 #include <stdint.h>
 
 #include "xds/cp/mesh.h"
+#include "xds/cp/sds.h"
 
 struct cp_ads;
 struct cp_ads_stream;
@@ -41,8 +42,20 @@ void cp_ads_set_mesh(struct cp_ads *ads, struct cp_mesh *mesh);
 
 const struct cp_ads_stats *cp_ads_stats(const struct cp_ads *ads);
 
-/* A new stream: delta = 0 for StreamAggregatedResources, 1 for DeltaAggregatedResources. peer is
- * for logs. io and ctx stay valid until cp_ads_stream_close. */
+/* What a stream speaks: StreamAggregatedResources, DeltaAggregatedResources, or SDS alone
+ * (SecretDiscoveryService/StreamSecrets, state of the world; other types are ignored). */
+enum cp_ads_mode { CP_ADS_SOTW = 0, CP_ADS_DELTA = 1, CP_ADS_SDS = 2 };
+
+/* Serves SDS secrets from sds (borrowed; NULL: SDS answers stay empty). Call before streams open.
+ */
+void cp_ads_set_sds(struct cp_ads *ads, struct cp_sds *sds);
+
+/* Rotates the certificates that are due and pushes the new secrets to the streams subscribed to
+ * them. Called periodically by the owner of the loop. */
+void cp_ads_tick(struct cp_ads *ads);
+
+/* A new stream: delta is an enum cp_ads_mode (0 SotW, 1 delta, 2 SDS only). peer is for logs.
+ * io and ctx stay valid until cp_ads_stream_close. */
 struct cp_ads_stream *cp_ads_stream_open(struct cp_ads *ads, int delta, const char *peer,
                                          const struct cp_ads_io *io, void *ctx);
 

@@ -642,20 +642,36 @@ static int cmp_resource(const void *a, const void *b)
     return strcmp(((const struct cp_resource *)a)->name, ((const struct cp_resource *)b)->name);
 }
 
+static void finish_type(struct cp_resources *r, int t)
+{
+    if (r->n[t]) qsort(r->v[t], r->n[t], sizeof *r->v[t], cmp_resource);
+    /* The type's version: a hash over names and versions, so it changes with any of them. */
+    size_t len = 0;
+    for (size_t i = 0; i < r->n[t]; i++) len += strlen(r->v[t][i].name) + 18;
+    char *buf = malloc(len + 1), *p = buf;
+    if (!buf) abort();
+    for (size_t i = 0; i < r->n[t]; i++)
+        p += sprintf(p, "%s %s\n", r->v[t][i].name, r->v[t][i].version);
+    cp_hash_hex(buf, (size_t)(p - buf), r->version[t]);
+    free(buf);
+}
+
 static void finish(struct cp_resources *r)
 {
-    for (int t = 0; t < CP_NTYPES; t++) {
-        if (r->n[t]) qsort(r->v[t], r->n[t], sizeof *r->v[t], cmp_resource);
-        /* The type's version: a hash over names and versions, so it changes with any of them. */
-        size_t len = 0;
-        for (size_t i = 0; i < r->n[t]; i++) len += strlen(r->v[t][i].name) + 18;
-        char *buf = malloc(len + 1), *p = buf;
-        if (!buf) abort();
-        for (size_t i = 0; i < r->n[t]; i++)
-            p += sprintf(p, "%s %s\n", r->v[t][i].name, r->v[t][i].version);
-        cp_hash_hex(buf, (size_t)(p - buf), r->version[t]);
-        free(buf);
+    for (int t = 0; t < CP_NTYPES; t++) finish_type(r, t);
+}
+
+void cp_resources_set(struct cp_resources *r, enum cp_type t, struct cp_resource *v, size_t n)
+{
+    for (size_t i = 0; i < r->n[t]; i++) {
+        free(r->v[t][i].name);
+        free(r->v[t][i].bytes);
     }
+    free(r->v[t]);
+    r->v[t] = v;
+    r->n[t] = n;
+    for (size_t i = 0; i < n; i++) cp_hash_hex(v[i].bytes, v[i].len, v[i].version);
+    finish_type(r, t);
 }
 
 struct cp_resources *cp_generate(const struct cp_mesh *m, const struct cp_node *node, char *err,

@@ -55,6 +55,11 @@ void cp_resources_free(struct cp_resources *r);
 const struct cp_resource *cp_resources_find(const struct cp_resources *r, enum cp_type t,
                                             const char *name);
 
+/* Replaces r's resources of type t with v[0..n) (taken over: malloc'd array, names and bytes),
+ * computing each version and the type's version. For resources made outside the generator
+ * (SDS secrets). */
+void cp_resources_set(struct cp_resources *r, enum cp_type t, struct cp_resource *v, size_t n);
+
 /* FNV-1a 64 of bytes as 16 hex digits. */
 void cp_hash_hex(const void *data, size_t len, char out[17]);
 

@@ -645,9 +645,26 @@ static void default_routes(struct cp_mesh *m)
     }
 }
 
+/* A SPIFFE trust domain: lower-case letters, digits, '.', '-', '_' (SPIFFE ID spec 2.1). */
+static int trust_domain_value(struct parser *p, const struct xds_node *n, const char **out)
+{
+    if (scalar(p, n, out) < 0) return -1;
+    const char *s = *out;
+    if (!*s || strlen(s) > 255 || strspn(s, "abcdefghijklmnopqrstuvwxyz0123456789.-_") != strlen(s))
+        return fail(p, n, "must be lower-case letters, digits, '.', '-' or '_' (got \"%s\")", s);
+    return 0;
+}
+
 static int options_value(struct parser *p, const struct xds_node *n, struct cp_options *o)
 {
-    static const char *const keys[] = {"bind", "capture", "tls_mode_label", "connect_timeout",
+    static const char *const keys[] = {"bind",
+                                       "capture",
+                                       "tls_mode_label",
+                                       "connect_timeout",
+                                       "trust_domain",
+                                       "cert_ttl",
+                                       "ca_dir",
+                                       "mtls",
                                        NULL};
     if (expect_map(p, n, keys) < 0) return -1;
     const char *bind = "any";
@@ -676,6 +693,16 @@ static int options_value(struct parser *p, const struct xds_node *n, struct cp_o
     }
     FIELD(p, n, "tls_mode_label", bool_value(p, v, &o->tls_mode_label));
     FIELD(p, n, "connect_timeout", duration_value(p, v, &o->connect_timeout_ms));
+    FIELD(p, n, "trust_domain", trust_domain_value(p, v, &o->trust_domain));
+    FIELD(p, n, "cert_ttl", duration_value(p, v, &o->cert_ttl_ms));
+    if (o->cert_ttl_ms < 1000) {
+        size_t mark = path_push(p, ".cert_ttl");
+        fail(p, get(n, "cert_ttl"), "must be at least 1s (certificates count whole seconds)");
+        path_pop(p, mark);
+        return -1;
+    }
+    FIELD(p, n, "ca_dir", scalar(p, v, &o->ca_dir));
+    FIELD(p, n, "mtls", bool_value(p, v, &o->mtls));
     return 0;
 }
 
@@ -689,6 +716,8 @@ static int parse_root(struct parser *p, const struct xds_node *root)
         return fail(p, NULL, "empty file");
     if (expect_map(p, root, keys) < 0) return -1;
     m->options.connect_timeout_ms = 10000; /* Istio's default connect timeout */
+    m->options.trust_domain = "cluster.local";
+    m->options.cert_ttl_ms = 3600000; /* short-lived, rotated at 2/3 */
     FIELD(p, root, "options", options_value(p, v, &m->options));
     const struct xds_node *services =
         list_field(p, root, "services", sizeof *m->services, (void **)&m->services, &m->n_services);

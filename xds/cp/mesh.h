@@ -113,6 +113,10 @@ struct cp_options {
     int capture;        /* 1: iptables capture as in Istio (service listeners not bound) */
     int tls_mode_label; /* endpoint metadata envoy.transport_socket_match {tlsMode: istio} */
     uint64_t connect_timeout_ms;
+    const char *trust_domain; /* SPIFFE trust domain of workload identities ("cluster.local") */
+    uint64_t cert_ttl_ms;     /* workload certificate validity (1h; at least 1s) */
+    const char *ca_dir;       /* the CA's directory as written (relative: to the mesh file's) */
+    int mtls;                 /* Istio's auto-mTLS shapes in generated clusters and listeners */
 };
 
 struct cp_mesh {
