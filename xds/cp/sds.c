@@ -99,7 +99,7 @@ static int issue(struct cp_sds *sds, struct ident *id, const char *spiffe, uint6
     int rotation = id->cert.cert_pem != NULL;
     cp_ca_cert_clear(&id->cert);
     id->cert = c;
-    snprintf(id->spiffe, sizeof id->spiffe, "%s", spiffe);
+    if (spiffe != id->spiffe) snprintf(id->spiffe, sizeof id->spiffe, "%s", spiffe);
     /* Istio's agent renews at 50-80% of the lifetime (SECRET_GRACE_PERIOD_RATIO); 2/3 leaves a
      * third of it for a push that is slow to land. */
     uint64_t period = sds->rotate_every_ms ? sds->rotate_every_ms : ttl_ms * 2 / 3;
