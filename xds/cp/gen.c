@@ -26,6 +26,10 @@
 #define ORIGINAL_DST_TYPE                                                                          \
     TYPE_PREFIX "envoy.extensions.filters.listener.original_dst.v3.OriginalDst"
 #define HTTP_OPTIONS_TYPE TYPE_PREFIX "envoy.extensions.upstreams.http.v3.HttpProtocolOptions"
+#define UPSTREAM_TLS_TYPE TYPE_PREFIX "envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext"
+#define DOWNSTREAM_TLS_TYPE                                                                        \
+    TYPE_PREFIX "envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext"
+#define RAW_BUFFER_TYPE TYPE_PREFIX "envoy.extensions.transport_sockets.raw_buffer.v3.RawBuffer"
 
 #define OUTBOUND_CAPTURE_PORT 15001
 #define INBOUND_CAPTURE_PORT 15006
@@ -195,6 +199,86 @@ static json_t *lb_policy(enum cp_lb lb)
                                                  : "ROUND_ROBIN");
 }
 
+/* ---- auto-mTLS (options.mtls) ------------------------------------------------------------- */
+
+/* An SDS reference over ADS, as the secrets ringside-cp serves: `default` and `ROOTCA`. */
+static json_t *sds_secret(const char *name)
+{
+    return json_pack("{s:s,s:o}", "name", name, "sds_config", ads_source());
+}
+
+/* The CommonTlsContext of both directions: our certificate, the mesh root, and (outbound) the
+ * SPIFFE IDs the peer may present. */
+static json_t *common_tls(json_t *alpn, json_t *sans)
+{
+    json_t *dvc = json_object();
+    if (sans) json_object_set_new(dvc, "match_typed_subject_alt_names", sans);
+    return json_pack("{s:o,s:[o],s:{s:o,s:o}}", "alpn_protocols", alpn,
+                     "tls_certificate_sds_secret_configs", sds_secret("default"),
+                     "combined_validation_context", "default_validation_context", dvc,
+                     "validation_context_sds_secret_config", sds_secret("ROOTCA"));
+}
+
+/* The identities of the workloads backing svc, as Istio's cluster SAN list (any of them). */
+static json_t *service_sans(const struct gen *g, const struct cp_service *svc)
+{
+    json_t *sans = json_array();
+    size_t si = (size_t)(svc - g->m->services);
+    for (size_t i = 0; i < g->m->n_workloads; i++) {
+        const struct cp_workload *w = &g->m->workloads[i];
+        if (!backs(w, si)) continue;
+        char id[512];
+        snprintf(id, sizeof id, "spiffe://%s/ns/%s/sa/%s", g->m->options.trust_domain, w->ns,
+                 w->service_account);
+        int dup = 0;
+        size_t k;
+        json_t *e;
+        json_array_foreach(sans, k, e)
+        {
+            dup |=
+                strcmp(json_string_value(json_object_get(json_object_get(e, "matcher"), "exact")),
+                       id) == 0;
+        }
+        if (!dup)
+            json_array_append_new(
+                sans, json_pack("{s:s,s:{s:s}}", "san_type", "URI", "matcher", "exact", id));
+    }
+    if (json_array_size(sans) == 0) {
+        json_decref(sans);
+        return NULL;
+    }
+    return sans;
+}
+
+/* Istio's auto-mTLS: endpoints labelled tlsMode=istio get mutual TLS with SNI
+ * outbound_.<port>_.<subset>_.<host>, the others plaintext. */
+static json_t *transport_socket_matches(const struct gen *g, const struct cp_service *svc,
+                                        const struct cp_port *port, const char *subset)
+{
+    json_t *alpn = port->proto == CP_PROTO_GRPC
+                       ? json_pack("[s,s,s]", "istio-peer-exchange", "istio", "h2")
+                       : json_pack("[s,s]", "istio-peer-exchange", "istio");
+    char sni[600];
+    snprintf(sni, sizeof sni, "outbound_.%u_.%s_.%s", port->port, subset ? subset : "", svc->host);
+    json_t *tls = json_pack("{s:s,s:o,s:s}", "@type", UPSTREAM_TLS_TYPE, "common_tls_context",
+                            common_tls(alpn, service_sans(g, svc)), "sni", sni);
+    return json_pack("[{s:s,s:{s:s},s:{s:s,s:o}},{s:s,s:{},s:{s:s,s:{s:s}}}]", "name",
+                     "tlsMode-istio", "match", "tlsMode", "istio", "transport_socket", "name",
+                     "envoy.transport_sockets.tls", "typed_config", tls, "name", "tlsMode-disabled",
+                     "match", "transport_socket", "name", "envoy.transport_sockets.raw_buffer",
+                     "typed_config", "@type", RAW_BUFFER_TYPE);
+}
+
+/* Inbound chains require a client certificate from the mesh root (Istio's STRICT shape). */
+static json_t *downstream_tls(enum cp_proto proto)
+{
+    json_t *alpn = proto == CP_PROTO_TCP ? json_pack("[s,s]", "istio-peer-exchange", "istio")
+                                         : json_pack("[s,s]", "h2", "http/1.1");
+    return json_pack("{s:s,s:{s:s,s:o,s:b}}", "name", "envoy.transport_sockets.tls", "typed_config",
+                     "@type", DOWNSTREAM_TLS_TYPE, "common_tls_context", common_tls(alpn, NULL),
+                     "require_client_certificate", 1);
+}
+
 static void outbound_cluster(struct gen *g, const struct cp_service *svc,
                              const struct cp_port *port, const char *subset)
 {
@@ -226,6 +310,9 @@ static void outbound_cluster(struct gen *g, const struct cp_service *svc,
         }
         json_object_set_new(c, "outlier_detection", od);
     }
+    if (g->m->options.mtls)
+        json_object_set_new(c, "transport_socket_matches",
+                            transport_socket_matches(g, svc, port, subset));
     if (port->proto == CP_PROTO_GRPC) /* gRPC needs HTTP/2 upstream, as istiod marks it */
         json_object_set_new(c, "typed_extension_protocol_options",
                             json_pack("{s:{s:s,s:{s:{}}}}",
@@ -256,7 +343,7 @@ static void load_assignment(struct gen *g, size_t si, const struct cp_port *port
             json_pack("{s:{s:o},s:I,s:s}", "endpoint", "address",
                       socket_address(w->address, target_port(w, port)), "load_balancing_weight",
                       (json_int_t)w->weight, "health_status", "HEALTHY");
-        if (g->m->options.tls_mode_label)
+        if (g->m->options.tls_mode_label || g->m->options.mtls)
             json_object_set_new(ep, "metadata",
                                 json_pack("{s:{s:{s:s}}}", "filter_metadata",
                                           "envoy.transport_socket_match", "tlsMode", "istio"));
@@ -561,9 +648,11 @@ static void virtual_inbound(struct gen *g, const struct inbound_port *ports, siz
                                    "cluster", cluster, "timeout", "0s", "validate_clusters", 0);
             filter = hcm_filter(cluster, rc, "route_config");
         }
-        json_array_append_new(chains, json_pack("{s:s,s:{s:I},s:[o]}", "name", chain,
-                                                "filter_chain_match", "destination_port",
-                                                (json_int_t)ports[i].port, "filters", filter));
+        json_t *fc = json_pack("{s:s,s:{s:I},s:[o]}", "name", chain, "filter_chain_match",
+                               "destination_port", (json_int_t)ports[i].port, "filters", filter);
+        if (g->m->options.mtls)
+            json_object_set_new(fc, "transport_socket", downstream_tls(ports[i].proto));
+        json_array_append_new(chains, fc);
     }
     json_array_append_new(chains, json_pack("{s:s,s:[o]}", "name", "InboundPassthroughFilterChain",
                                             "filters", tcp_proxy_filter("PassthroughCluster")));

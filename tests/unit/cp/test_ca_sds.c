@@ -11,6 +11,8 @@
 #include "envoy/extensions/transport_sockets/tls/v3/secret.pb-c.h"
 #include "envoy/service/discovery/v3/discovery.pb-c.h"
 #include "test.h"
+#include "xds/pbjson.h"
+#include "xds/registry.h"
 #include "xds/cp/ads_server.h"
 #include "xds/cp/ca.h"
 #include "xds/cp/gen.h"
@@ -282,5 +284,80 @@ static void test_sds_only_stream(void)
     drop_ca(ca);
 }
 
-RUN_TESTS(TEST_CASE(test_sds_over_ads_and_rotation), TEST_CASE(test_rotate_every_and_unknown_node),
+/* Resource name of type t as Envoy JSON text (malloc'd), or NULL. */
+static char *resource_json(const struct cp_resources *r, enum cp_type t, const char *name)
+{
+    const struct cp_resource *res = cp_resources_find(r, t, name);
+    if (!res) return NULL;
+    const ProtobufCMessageDescriptor *d = xds_registry_find(cp_type_url(t));
+    ProtobufCMessage *m = protobuf_c_message_unpack(d, NULL, res->len, res->bytes);
+    json_t *j = m ? xds_to_json(m) : NULL;
+    char *text = j ? json_dumps(j, JSON_COMPACT) : NULL;
+    json_decref(j);
+    protobuf_c_message_free_unpacked(m, NULL);
+    return text;
+}
+
+static void test_mtls_shapes(void)
+{
+    static const char *yaml = "options: {mtls: true, trust_domain: td.test}\n"
+                              "services:\n  - name: reviews\n    ports: [{port: 9080}]\n"
+                              "workloads:\n  - {name: pp, address: 10.0.0.1}\n"
+                              "  - {name: r1, address: 10.0.0.2, service_account: rev, "
+                              "services: [reviews]}\n";
+    char err[512];
+    struct cp_node node;
+    CHECK(cp_node_parse("sidecar~10.0.0.2~r1.default~default.svc.cluster.local", &node) == 0);
+    struct cp_mesh *m = mesh_text(yaml);
+    struct cp_resources *r = m ? cp_generate(m, &node, err, sizeof err) : NULL;
+    CHECK(r != NULL);
+    if (!r) return;
+    char *c = resource_json(r, CP_CDS, "outbound|9080||reviews.default.svc.cluster.local");
+    CHECK(c && strstr(c, "\"name\":\"tlsMode-istio\",\"match\":{\"tlsMode\":\"istio\"}"));
+    CHECK(c && strstr(c, "\"sni\":\"outbound_.9080_._.reviews.default.svc.cluster.local\""));
+    CHECK(c && strstr(c, "\"exact\":\"spiffe://td.test/ns/default/sa/rev\""));
+    CHECK(c && strstr(c, "\"name\":\"ROOTCA\""));
+    CHECK(c && strstr(c, "\"name\":\"tlsMode-disabled\",\"match\":{}"));
+    free(c);
+    char *e = resource_json(r, CP_EDS, "outbound|9080||reviews.default.svc.cluster.local");
+    CHECK(e && strstr(e, "\"envoy.transport_socket_match\":{\"tlsMode\":\"istio\"}"));
+    free(e);
+    char *l = resource_json(r, CP_LDS, "virtualInbound");
+    CHECK(l && strstr(l, "DownstreamTlsContext"));
+    CHECK(l && strstr(l, "\"requireClientCertificate\":true"));
+    free(l);
+    cp_resources_free(r);
+    cp_mesh_free(m);
+    /* Off by default: no TLS anywhere. */
+    m = mesh_text(mesh_yaml);
+    r = m ? cp_generate(m, &node, err, sizeof err) : NULL;
+    c = r ? resource_json(r, CP_CDS, "outbound|9080||reviews.default.svc.cluster.local") : NULL;
+    CHECK(c && !strstr(c, "tlsMode"));
+    free(c);
+    l = r ? resource_json(r, CP_LDS, "virtualInbound") : NULL;
+    CHECK(l && !strstr(l, "TlsContext"));
+    free(l);
+    cp_resources_free(r);
+    cp_mesh_free(m);
+}
+
+static void test_mesh_ca_options(void)
+{
+    char err[512];
+    const char *bad_ttl = "options: {cert_ttl: 500ms}\n";
+    CHECK(cp_mesh_parse(bad_ttl, strlen(bad_ttl), "m.yaml", err, sizeof err) == NULL);
+    CHECK_STR(err, "m.yaml:1: options.cert_ttl: must be at least 1s (certificates count whole "
+                   "seconds)");
+    const char *bad_td = "options: {trust_domain: Cluster/Local}\n";
+    CHECK(cp_mesh_parse(bad_td, strlen(bad_td), "m.yaml", err, sizeof err) == NULL);
+    CHECK(strstr(err, "options.trust_domain: must be lower-case") != NULL);
+    const char *ok = "options: {cert_ttl: 10s, ca_dir: ca, mtls: false}\n";
+    struct cp_mesh *m = cp_mesh_parse(ok, strlen(ok), "m.yaml", err, sizeof err);
+    CHECK(m && m->options.cert_ttl_ms == 10000 && strcmp(m->options.ca_dir, "ca") == 0);
+    CHECK(m && strcmp(m->options.trust_domain, "cluster.local") == 0);
+    cp_mesh_free(m);
+}
+
+RUN_TESTS(TEST_CASE(test_mtls_shapes), TEST_CASE(test_mesh_ca_options),
+          TEST_CASE(test_sds_over_ads_and_rotation), TEST_CASE(test_rotate_every_and_unknown_node),
           TEST_CASE(test_sds_only_stream))
