@@ -73,12 +73,13 @@ EOF
 # Upstreams inside the namespace: the reviews backend on 127.0.0.1, and an outside service on
 # 10.99.0.2 (reached only through the passthrough; it runs as 1337 so its replies are not
 # captured either).
-nsx "$UPSTREAM" --port 19080 --id reviews >"$TMP/up-reviews.out" 2>&1 &
+# (ip netns exec and setpriv exec, so $! is the process itself and cleanup stops it)
+ip netns exec "$NS" "$UPSTREAM" --port 19080 --id reviews >"$TMP/up-reviews.out" 2>&1 &
 PIDS+=($!)
-nsx setpriv --reuid=1337 --regid=1337 --clear-groups "$UPSTREAM" --port 8000 --id outside \
+ip netns exec "$NS" setpriv --reuid=1337 --regid=1337 --clear-groups "$UPSTREAM" --port 8000 --id outside \
     --bind 10.99.0.2 >"$TMP/up-outside.out" 2>&1 &
 PIDS+=($!)
-nsx setpriv --reuid=1337 --regid=1337 --clear-groups "$RINGSIDE" -c "$TMP/bootstrap.yaml" \
+ip netns exec "$NS" setpriv --reuid=1337 --regid=1337 --clear-groups "$RINGSIDE" -c "$TMP/bootstrap.yaml" \
     --concurrency 2 --drain-time-s 2 >"$TMP/ringside.out" 2>"$TMP/ringside.err" &
 RS_PID=$!
 PIDS+=($RS_PID)
