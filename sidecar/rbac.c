@@ -464,39 +464,13 @@ static int principal_fn(struct cctx *c, const void *msg, struct node *n)
     return compile_principal(c, msg, n);
 }
 
-/* The name of the oneof field set, for the error path; NULL when none is. */
-static const char *permission_field(Envoy__Config__Rbac__V3__Permission__RuleCase rc)
+/* The name of the oneof member set (a oneof case is its field number), for the error path; NULL
+ * when none is. */
+static const char *oneof_field(const ProtobufCMessage *m, unsigned number)
 {
-    switch (rc) {
-    case ENVOY__CONFIG__RBAC__V3__PERMISSION__RULE_ANY:
-        return "any";
-    case ENVOY__CONFIG__RBAC__V3__PERMISSION__RULE_AND_RULES:
-        return "and_rules";
-    case ENVOY__CONFIG__RBAC__V3__PERMISSION__RULE_OR_RULES:
-        return "or_rules";
-    case ENVOY__CONFIG__RBAC__V3__PERMISSION__RULE_NOT_RULE:
-        return "not_rule";
-    case ENVOY__CONFIG__RBAC__V3__PERMISSION__RULE_HEADER:
-        return "header";
-    case ENVOY__CONFIG__RBAC__V3__PERMISSION__RULE_URL_PATH:
-        return "url_path";
-    case ENVOY__CONFIG__RBAC__V3__PERMISSION__RULE_DESTINATION_IP:
-        return "destination_ip";
-    case ENVOY__CONFIG__RBAC__V3__PERMISSION__RULE_DESTINATION_PORT:
-        return "destination_port";
-    case ENVOY__CONFIG__RBAC__V3__PERMISSION__RULE_DESTINATION_PORT_RANGE:
-        return "destination_port_range";
-    case ENVOY__CONFIG__RBAC__V3__PERMISSION__RULE_METADATA:
-        return "metadata";
-    case ENVOY__CONFIG__RBAC__V3__PERMISSION__RULE_REQUESTED_SERVER_NAME:
-        return "requested_server_name";
-    case ENVOY__CONFIG__RBAC__V3__PERMISSION__RULE_MATCHER:
-        return "matcher";
-    case ENVOY__CONFIG__RBAC__V3__PERMISSION__RULE_URI_TEMPLATE:
-        return "uri_template";
-    default:
-        return NULL;
-    }
+    const ProtobufCFieldDescriptor *f =
+        number ? protobuf_c_message_descriptor_get_field(m->descriptor, number) : NULL;
+    return f ? f->name : NULL;
 }
 
 /* Compiles p's rule; the error path already ends with the rule's field name. */
@@ -545,7 +519,7 @@ static int compile_permission_rule(struct cctx *c, const Permission *p, struct n
 
 static int compile_permission(struct cctx *c, const Permission *p, struct node *n)
 {
-    const char *field = permission_field(p->rule_case);
+    const char *field = oneof_field(&p->base, p->rule_case);
     if (!field)
         return cfail(c, "a rule is required (any, and_rules, or_rules, not_rule, header, url_path, "
                         "destination_ip, destination_port, destination_port_range, "
@@ -572,38 +546,6 @@ static int compile_authenticated(struct cctx *c,
     int rc = compile_strmatch_node(c, a->principal_name, N_AUTHENTICATED, n);
     ppop(c, m);
     return rc;
-}
-
-static const char *principal_field(Envoy__Config__Rbac__V3__Principal__IdentifierCase ic)
-{
-    switch (ic) {
-    case ENVOY__CONFIG__RBAC__V3__PRINCIPAL__IDENTIFIER_ANY:
-        return "any";
-    case ENVOY__CONFIG__RBAC__V3__PRINCIPAL__IDENTIFIER_AND_IDS:
-        return "and_ids";
-    case ENVOY__CONFIG__RBAC__V3__PRINCIPAL__IDENTIFIER_OR_IDS:
-        return "or_ids";
-    case ENVOY__CONFIG__RBAC__V3__PRINCIPAL__IDENTIFIER_NOT_ID:
-        return "not_id";
-    case ENVOY__CONFIG__RBAC__V3__PRINCIPAL__IDENTIFIER_AUTHENTICATED:
-        return "authenticated";
-    case ENVOY__CONFIG__RBAC__V3__PRINCIPAL__IDENTIFIER_SOURCE_IP:
-        return "source_ip";
-    case ENVOY__CONFIG__RBAC__V3__PRINCIPAL__IDENTIFIER_DIRECT_REMOTE_IP:
-        return "direct_remote_ip";
-    case ENVOY__CONFIG__RBAC__V3__PRINCIPAL__IDENTIFIER_REMOTE_IP:
-        return "remote_ip";
-    case ENVOY__CONFIG__RBAC__V3__PRINCIPAL__IDENTIFIER_HEADER:
-        return "header";
-    case ENVOY__CONFIG__RBAC__V3__PRINCIPAL__IDENTIFIER_URL_PATH:
-        return "url_path";
-    case ENVOY__CONFIG__RBAC__V3__PRINCIPAL__IDENTIFIER_METADATA:
-        return "metadata";
-    case ENVOY__CONFIG__RBAC__V3__PRINCIPAL__IDENTIFIER_FILTER_STATE:
-        return "filter_state";
-    default:
-        return NULL;
-    }
 }
 
 static int compile_principal_id(struct cctx *c, const Principal *p, struct node *n)
@@ -643,7 +585,7 @@ static int compile_principal_id(struct cctx *c, const Principal *p, struct node 
 
 static int compile_principal(struct cctx *c, const Principal *p, struct node *n)
 {
-    const char *field = principal_field(p->identifier_case);
+    const char *field = oneof_field(&p->base, p->identifier_case);
     if (!field)
         return cfail(c, "an identifier is required (any, and_ids, or_ids, not_id, authenticated, "
                         "source_ip, direct_remote_ip, remote_ip, header, url_path)");
