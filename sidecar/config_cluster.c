@@ -155,20 +155,20 @@ void rs_cluster_set_hosts(struct rs_cluster *c, struct rs_hostset *h)
 /* ---- clusters ------------------------------------------------------------------------------ */
 
 /* A cluster's stats, in struct rs_cluster_stats: C counter, G gauge, H histogram. */
+/* clang-format off */
 #define CLUSTER_STATS(C, G, H)                                                                     \
-    C(upstream_cx_total)                                                                           \
-    G(upstream_cx_active) C(upstream_cx_connect_fail) C(upstream_cx_connect_timeout)               \
-        C(upstream_cx_destroy) C(upstream_cx_destroy_local) C(upstream_cx_destroy_remote) C(       \
-            upstream_cx_rx_bytes_total) C(upstream_cx_tx_bytes_total) C(upstream_cx_none_healthy)  \
-            C(upstream_cx_idle_timeout) C(upstream_cx_overflow) C(upstream_cx_protocol_error)      \
-                C(upstream_rq_total) G(upstream_rq_active) C(upstream_rq_completed)                \
-                    C(upstream_rq_1xx) C(upstream_rq_2xx) C(upstream_rq_3xx) C(upstream_rq_4xx)    \
-                        C(upstream_rq_5xx) C(upstream_rq_timeout) C(upstream_rq_pending_total)     \
-                            G(upstream_rq_pending_active) C(upstream_rq_pending_overflow)          \
-                                C(upstream_rq_rx_reset) C(upstream_rq_tx_reset)                    \
-                                    G(membership_total) G(membership_healthy) C(update_attempt)    \
-                                        C(update_success) C(update_failure) C(lb_healthy_panic)    \
-                                            H(upstream_cx_connect_ms) H(upstream_rq_time)
+    C(upstream_cx_total) G(upstream_cx_active) C(upstream_cx_connect_fail)                         \
+    C(upstream_cx_connect_timeout) C(upstream_cx_destroy) C(upstream_cx_destroy_local)             \
+    C(upstream_cx_destroy_remote) C(upstream_cx_rx_bytes_total) C(upstream_cx_tx_bytes_total)      \
+    C(upstream_cx_none_healthy) C(upstream_cx_idle_timeout) C(upstream_cx_overflow)                \
+    C(upstream_cx_protocol_error) C(upstream_rq_total) G(upstream_rq_active)                       \
+    C(upstream_rq_completed) C(upstream_rq_1xx) C(upstream_rq_2xx) C(upstream_rq_3xx)              \
+    C(upstream_rq_4xx) C(upstream_rq_5xx) C(upstream_rq_timeout) C(upstream_rq_pending_total)      \
+    G(upstream_rq_pending_active) C(upstream_rq_pending_overflow) C(upstream_rq_rx_reset)          \
+    C(upstream_rq_tx_reset) G(membership_total) G(membership_healthy) C(update_attempt)            \
+    C(update_success) C(update_failure) C(lb_healthy_panic) H(upstream_cx_connect_ms)              \
+    H(upstream_rq_time)
+/* clang-format on */
 
 #define SPEC_C(f) {#f, RS_STAT_COUNTER},
 #define SPEC_G(f) {#f, RS_STAT_GAUGE},
