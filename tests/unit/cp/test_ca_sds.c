@@ -257,6 +257,54 @@ static void test_rotate_every_and_unknown_node(void)
     drop_ca(ca);
 }
 
+/* Delta: each secret has its own version; a rotation sends `default` alone, with a new one. */
+static void test_delta_rotation(void)
+{
+    struct cp_ca *ca = new_ca();
+    CHECK(ca != NULL);
+    if (!ca) return;
+    struct cp_sds *sds = cp_sds_new(ca, 1000);
+    cp_sds_set_clock(sds, fake_clock);
+    struct cp_ads *ads = cp_ads_new(mesh_text(mesh_yaml));
+    cp_ads_set_sds(ads, sds);
+    struct fake f = {0};
+    struct cp_ads_stream *s = cp_ads_stream_open(ads, CP_ADS_DELTA, "test", &fake_io, &f);
+    Envoy__Service__Discovery__V3__DeltaDiscoveryRequest rq =
+        ENVOY__SERVICE__DISCOVERY__V3__DELTA_DISCOVERY_REQUEST__INIT;
+    Node node;
+    envoy__config__core__v3__node__init(&node);
+    node.id = NODE_ID;
+    rq.node = &node;
+    rq.type_url = (char *)cp_type_url(CP_SDS);
+    char *both[] = {CP_SDS_DEFAULT, CP_SDS_ROOTCA};
+    rq.resource_names_subscribe = both;
+    rq.n_resource_names_subscribe = 2;
+    uint8_t buf[1024];
+    cp_ads_stream_request(s, buf, protobuf_c_message_pack(&rq.base, buf));
+    CHECK_EQ_INT(f.n_sent, 1);
+    Envoy__Service__Discovery__V3__DeltaDiscoveryResponse *r =
+        envoy__service__discovery__v3__delta_discovery_response__unpack(NULL, f.last_len, f.last);
+    CHECK(r && r->n_resources == 2);
+    char v0[32] = "";
+    for (size_t i = 0; r && i < r->n_resources; i++)
+        if (strcmp(r->resources[i]->name, CP_SDS_DEFAULT) == 0)
+            snprintf(v0, sizeof v0, "%s", r->resources[i]->version);
+    envoy__service__discovery__v3__delta_discovery_response__free_unpacked(r, NULL);
+    fake_now += 1000;
+    cp_ads_tick(ads);
+    CHECK_EQ_INT(f.n_sent, 2);
+    r = envoy__service__discovery__v3__delta_discovery_response__unpack(NULL, f.last_len, f.last);
+    CHECK(r && r->n_resources == 1 && r->n_removed_resources == 0);
+    CHECK(r && r->n_resources == 1 && strcmp(r->resources[0]->name, CP_SDS_DEFAULT) == 0);
+    CHECK(r && r->n_resources == 1 && v0[0] && strcmp(r->resources[0]->version, v0) != 0);
+    envoy__service__discovery__v3__delta_discovery_response__free_unpacked(r, NULL);
+    cp_ads_stream_close(s);
+    cp_ads_free(ads);
+    cp_sds_free(sds);
+    free(f.last);
+    drop_ca(ca);
+}
+
 static void test_sds_only_stream(void)
 {
     struct cp_ca *ca = new_ca();
@@ -360,4 +408,4 @@ static void test_mesh_ca_options(void)
 
 RUN_TESTS(TEST_CASE(test_mtls_shapes), TEST_CASE(test_mesh_ca_options),
           TEST_CASE(test_sds_over_ads_and_rotation), TEST_CASE(test_rotate_every_and_unknown_node),
-          TEST_CASE(test_sds_only_stream))
+          TEST_CASE(test_sds_only_stream), TEST_CASE(test_delta_rotation))
