@@ -32,6 +32,7 @@
 #include "sidecar/dns.h"
 #include "sidecar/log.h"
 #include "sidecar/router.h"
+#include "sidecar/tls.h"
 #include "envoy/extensions/upstreams/http/v3/http_protocol_options.pb-c.h"
 #include "xds/any.h"
 
@@ -126,10 +127,32 @@ rs_stat_id rs_cfg_stat(const char *prefix, const char *name, const char *leaf,
     return rs_stats_register(full, kind);
 }
 
+/* Istio's contexts take their certificates from SDS: such a context is built once the secrets
+ * are resolved (the mutual-TLS work); until then it validates, and a host that selects it is
+ * refused (RS_TLS_SDS_NOT_YET). */
+static bool tls_uses_sds(const Envoy__Extensions__TransportSockets__Tls__V3__UpstreamTlsContext *u)
+{
+    const Envoy__Extensions__TransportSockets__Tls__V3__CommonTlsContext *c = u->common_tls_context;
+    return c &&
+           (c->n_tls_certificate_sds_secret_configs ||
+            c->validation_context_type_case ==
+                ENVOY__EXTENSIONS__TRANSPORT_SOCKETS__TLS__V3__COMMON_TLS_CONTEXT__VALIDATION_CONTEXT_TYPE_VALIDATION_CONTEXT_SDS_SECRET_CONFIG ||
+            (c->validation_context_type_case ==
+                 ENVOY__EXTENSIONS__TRANSPORT_SOCKETS__TLS__V3__COMMON_TLS_CONTEXT__VALIDATION_CONTEXT_TYPE_COMBINED_VALIDATION_CONTEXT &&
+             c->combined_validation_context->validation_context_sds_secret_config));
+}
+
 int rs_cfg_transport_is_tls(struct cctx *cx, const Envoy__Config__Core__V3__TransportSocket *ts,
                             const char *field, bool *tls)
 {
+    return rs_cfg_transport_client(cx, ts, field, tls, NULL);
+}
+
+int rs_cfg_transport_client(struct cctx *cx, const Envoy__Config__Core__V3__TransportSocket *ts,
+                            const char *field, bool *tls, struct rs_tls_ctx **ctx)
+{
     *tls = false;
+    if (ctx) *ctx = NULL;
     if (!ts) return 0;
     size_t old = path_push(cx, "%s", field);
     int ret = 0;
@@ -150,6 +173,16 @@ int rs_cfg_transport_is_tls(struct cctx *cx, const Envoy__Config__Core__V3__Tran
                &envoy__extensions__transport_sockets__tls__v3__upstream_tls_context__descriptor ||
            m->descriptor ==
                &envoy__extensions__transport_sockets__tls__v3__downstream_tls_context__descriptor;
+    if (ctx &&
+        m->descriptor ==
+            &envoy__extensions__transport_sockets__tls__v3__upstream_tls_context__descriptor &&
+        !tls_uses_sds((const void *)m)) {
+        /* an upstream TLS context: built now (certificates read, validation set up), shared by
+         * every connection of the cluster; its errors name the field */
+        char e[512];
+        *ctx = rs_tls_ctx_client((const void *)m, e, sizeof e);
+        if (!*ctx) ret = fail(cx, "typed_config", "%s", e);
+    }
     protobuf_c_message_free_unpacked(m, NULL);
     if (!raw && !*tls) ret = fail(cx, "typed_config", "unsupported transport socket %s", ts->name);
 out:

@@ -21,6 +21,7 @@
 struct rs_route_table;
 struct rs_access_log;
 struct rs_upstream; /* a pooled upstream HTTP connection (hcm.c) */
+struct rs_tls_ctx;  /* sidecar/tls.h */
 struct rs_dns;
 struct Envoy__Config__Bootstrap__V3__Bootstrap;
 
@@ -117,7 +118,8 @@ struct rs_ts_match {
     char *name;
     char **keys, **values;
     uint32_t nkv;
-    bool tls; /* TLS transport socket (refused for a host in serve mode until mTLS lands) */
+    bool tls;                   /* TLS transport socket */
+    struct rs_tls_ctx *tls_ctx; /* its client context (UpstreamTlsContext), or NULL */
 };
 
 /* A cluster as one worker sees it: its cached host set and its idle upstream connections. Only
@@ -174,7 +176,8 @@ struct rs_cluster {
     enum rs_lb_policy lb_policy;
     struct rs_ts_match *ts_matches;
     uint32_t n_ts_matches;
-    bool tls;           /* its transport_socket is TLS */
+    bool tls;                   /* its transport_socket is TLS */
+    struct rs_tls_ctx *tls_ctx; /* that transport socket's client context, or NULL */
     bool control_plane; /* a static cluster of the control-plane clients (xds-grpc, sds-grpc) */
     /* upstream_bind_config.source_address (Istio's inbound passthrough: 127.0.0.6): the data path
      * binds upstream sockets to it before connecting; addrlen 0 = none */
@@ -368,6 +371,10 @@ int rs_config_update_dns(const struct rs_snapshot *prev, struct rs_snapshot *nex
 /* The current host set of a cluster, referenced: release with rs_hostset_unref. */
 struct rs_hostset *rs_cluster_hosts(struct rs_cluster *c);
 void rs_hostset_unref(struct rs_hostset *h);
+
+/* The TLS client context a connection to host ep of cluster c uses (transport_socket_matches on
+ * the host's metadata, else the cluster's transport_socket), or NULL for plaintext. */
+struct rs_tls_ctx *rs_cluster_host_tls(const struct rs_cluster *c, const struct rs_endpoint *ep);
 
 /* Builds a host set with its weighted round-robin order (weights default to 1). */
 struct rs_hostset *rs_hostset_new(const struct rs_endpoint *eps, uint32_t n);

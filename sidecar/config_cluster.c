@@ -9,6 +9,7 @@
 
 #include "envoy/extensions/upstreams/http/v3/http_protocol_options.pb-c.h"
 #include "sidecar/config_impl.h"
+#include "sidecar/tls.h"
 #include "sidecar/dns.h"
 #include "sidecar/log.h"
 #include "xds/any.h"
@@ -446,7 +447,8 @@ static int cluster_filters(struct cctx *cx, const Cluster *pc)
  * serves. A STATIC/DNS cluster uses transport_socket (or an entry with an empty match). */
 static int cluster_transport(struct cctx *cx, struct rs_cluster *c, const Cluster *pc)
 {
-    if (rs_cfg_transport_is_tls(cx, pc->transport_socket, "transport_socket", &c->tls)) return -1;
+    if (rs_cfg_transport_client(cx, pc->transport_socket, "transport_socket", &c->tls, &c->tls_ctx))
+        return -1;
     c->n_ts_matches = (uint32_t)pc->n_transport_socket_matches;
     c->ts_matches = xcalloc(c->n_ts_matches, sizeof *c->ts_matches);
     for (uint32_t i = 0; i < c->n_ts_matches; i++) {
@@ -456,7 +458,8 @@ static int cluster_transport(struct cctx *cx, struct rs_cluster *c, const Cluste
         size_t old = path_push(cx, "transport_socket_matches[%u]", i);
         t->name = xstrdup(m->name);
         if (!m->transport_socket) return fail(cx, "transport_socket", "is required");
-        if (rs_cfg_transport_is_tls(cx, m->transport_socket, "transport_socket", &t->tls))
+        if (rs_cfg_transport_client(cx, m->transport_socket, "transport_socket", &t->tls,
+                                    &t->tls_ctx))
             return -1;
         size_t n = m->match ? m->match->n_fields : 0;
         t->keys = xcalloc(n, sizeof *t->keys);
@@ -472,28 +475,30 @@ static int cluster_transport(struct cctx *cx, struct rs_cluster *c, const Cluste
         }
         path_pop(cx, old);
     }
-    if (c->type == RS_CLUSTER_EDS || c->type == RS_CLUSTER_ORIGINAL_DST) {
-        /* ORIGINAL_DST hosts have no metadata: the entry with an empty match, else the
-         * cluster's transport socket (EDS hosts are decided per host) */
-        if (c->type == RS_CLUSTER_ORIGINAL_DST && cx->serve) {
-            bool tls = c->tls;
-            for (uint32_t i = 0; i < c->n_ts_matches; i++)
-                if (c->ts_matches[i].nkv == 0) {
-                    tls = c->ts_matches[i].tls;
-                    break;
-                }
-            if (tls) return fail(cx, "transport_socket.typed_config", "%s", RS_TLS_NOT_YET);
-        }
-        return 0;
+    /* STATIC / DNS / ORIGINAL_DST hosts have no metadata: what they select is known now */
+    if (c->type != RS_CLUSTER_EDS && cx->serve) {
+        bool tls = c->tls;
+        struct rs_tls_ctx *ctx = c->tls_ctx;
+        for (uint32_t i = 0; i < c->n_ts_matches; i++)
+            if (c->ts_matches[i].nkv == 0) {
+                tls = c->ts_matches[i].tls;
+                ctx = c->ts_matches[i].tls_ctx;
+                break;
+            }
+        if (tls && !ctx) return fail(cx, "transport_socket.typed_config", "%s", RS_TLS_SDS_NOT_YET);
     }
-    bool tls = c->tls;
-    for (uint32_t i = 0; i < c->n_ts_matches; i++)
-        if (c->ts_matches[i].nkv == 0) {
-            tls = c->ts_matches[i].tls;
-            break;
-        }
-    if (tls && cx->serve) return fail(cx, "transport_socket.typed_config", "%s", RS_TLS_NOT_YET);
     return 0;
+}
+
+struct rs_tls_ctx *rs_cluster_host_tls(const struct rs_cluster *c, const struct rs_endpoint *ep)
+{
+    if (ep && ep->ts_match >= 0 && (uint32_t)ep->ts_match < c->n_ts_matches)
+        return c->ts_matches[ep->ts_match].tls_ctx;
+    /* no metadata to match (static hosts, original destinations): an entry with an empty
+     * match, else the cluster's transport socket */
+    for (uint32_t i = 0; i < c->n_ts_matches; i++)
+        if (c->ts_matches[i].nkv == 0) return c->ts_matches[i].tls_ctx;
+    return c->tls_ctx;
 }
 
 static uint32_t u32v(const Google__Protobuf__UInt32Value *v, uint32_t dflt)
@@ -735,8 +740,10 @@ static void cluster_free(struct rs_cluster *c)
         free(t->keys);
         free(t->values);
         free(t->name);
+        rs_tls_ctx_unref(t->tls_ctx);
     }
     free(c->ts_matches);
+    rs_tls_ctx_unref(c->tls_ctx);
     free(c->eds_name);
     free(c->cla_bytes);
     free(c->def);

@@ -101,6 +101,8 @@ static inline void *xmemdup(const void *p, size_t n)
 
 #define RS_TLS_NOT_YET                                                                             \
     "TLS transport socket not implemented yet (it comes with the mutual-TLS work)"
+#define RS_TLS_SDS_NOT_YET                                                                         \
+    "a TLS context with SDS secrets is not served yet (SDS comes with the mutual-TLS work)"
 
 /* config.c */
 rs_stat_id rs_cfg_stat(const char *prefix, const char *name, const char *leaf,
@@ -123,6 +125,10 @@ int64_t rs_cfg_snapshots_live(void);
 void rs_cfg_snapshot_born(void);
 void rs_cfg_listener_free(struct rs_listener *l);
 /* Whether a TransportSocket is TLS (-1 with an error when it is neither TLS nor raw_buffer). */
+/* The same, and for an UpstreamTlsContext its client context in *ctx (NULL otherwise). */
+struct rs_tls_ctx;
+int rs_cfg_transport_client(struct cctx *cx, const Envoy__Config__Core__V3__TransportSocket *ts,
+                            const char *field, bool *tls, struct rs_tls_ctx **ctx);
 int rs_cfg_transport_is_tls(struct cctx *cx, const Envoy__Config__Core__V3__TransportSocket *ts,
                             const char *field, bool *tls);
 

@@ -137,13 +137,11 @@ static int eds_endpoint(struct cctx *cx, struct rs_cluster *c,
     int m = ts_match(c, lbe->metadata);
     e->ts_match = (int8_t)(m > 127 ? 127 : m);
     bool tls = m >= 0 ? c->ts_matches[m].tls : c->tls;
-    if (tls && cx->serve)
-        return fail(cx, "metadata",
-                    "host %s selects %s%s%s: TLS transport socket not implemented "
-                    "yet (it comes with the mutual-TLS work)",
-                    e->name,
+    struct rs_tls_ctx *ctx = m >= 0 ? c->ts_matches[m].tls_ctx : c->tls_ctx;
+    if (tls && !ctx && cx->serve)
+        return fail(cx, "metadata", "host %s selects %s%s%s: %s", e->name,
                     m >= 0 ? "transport_socket_matches \"" : "the cluster's transport_socket",
-                    m >= 0 ? c->ts_matches[m].name : "", m >= 0 ? "\"" : "");
+                    m >= 0 ? c->ts_matches[m].name : "", m >= 0 ? "\"" : "", RS_TLS_SDS_NOT_YET);
     return 0;
 }
 

@@ -23,6 +23,7 @@
 #include "sidecar/path.h"
 #include "sidecar/router.h"
 #include "sidecar/server.h"
+#include "sidecar/tls.h"
 
 struct rs_upstream {
     struct rs_upstream *next; /* idle list */
@@ -889,6 +890,16 @@ static struct rs_upstream *up_acquire(struct hsess *s, struct rs_cluster *cl,
     struct rs_h1_limits lim = {.max_header_bytes = 60 * 1024, .max_headers = 100};
     rs_h1_init(&u->parser, RS_H1_RESPONSE, &lim, &resp_cb, u);
     rs_stat_inc(w->stats, cl->st.upstream_cx_total);
+    struct rs_tls_ctx *tls = rs_cluster_host_tls(cl, ep);
+    if (tls) {
+        /* TLS from the cluster's transport socket: the ClientHello leaves when the connect
+         * completes; the request written meanwhile is held and encrypted after the handshake */
+        struct rs_tls_opts o = {.handshake_timeout_ms = cl->connect_timeout_ms};
+        if (rs_tls_attach(u->c, tls, &o) != 0) {
+            up_destroy(u);
+            return NULL;
+        }
+    }
     rs_conn_connect(u->c, (const struct sockaddr *)&ep->addr, ep->addrlen, cl->connect_timeout_ms);
     return u;
 }

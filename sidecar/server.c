@@ -401,6 +401,7 @@ const struct rs_endpoint *rs_worker_pick_host_for(struct rs_worker *w, struct rs
     scratch->addrlen = original_dst->ss_family == AF_INET6 ? sizeof(struct sockaddr_in6)
                                                            : sizeof(struct sockaddr_in);
     scratch->weight = 1;
+    scratch->ts_match = -1;
     rs_addr_str((const struct sockaddr *)original_dst, scratch->name, sizeof scratch->name);
     return scratch;
 }

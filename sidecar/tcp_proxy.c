@@ -10,6 +10,7 @@
 
 #include "sidecar/log.h"
 #include "sidecar/server.h"
+#include "sidecar/tls.h"
 
 struct tcp_session {
     struct rs_session link;
@@ -22,6 +23,7 @@ struct tcp_session {
     struct rs_host_ref href;
     bool has_host, connected, down_eof, up_eof;
     bool redirected; /* local is the original destination (SO_ORIGINAL_DST) */
+    bool shutdown_after_handshake;
     uint32_t attempts, flags;
     uint64_t start_us, start_ms, last_active_ms;
     struct rs_timer idle;
@@ -98,7 +100,9 @@ static void relay(struct tcp_session *s, struct rs_conn *from, struct rs_conn *t
                   const char *data, size_t len)
 {
     s->last_active_ms = s->w->loop.now_ms;
-    if (rs_conn_write_buf(to, bid, data, len) != 0) {
+    /* bid < 0: plaintext a TLS transport delivered from its own buffer, valid only now */
+    int rc = bid >= 0 ? rs_conn_write_buf(to, bid, data, len) : rs_conn_write_copy(to, data, len);
+    if (rc != 0) {
         session_end(s);
         return;
     }
@@ -129,7 +133,23 @@ static void half_close(struct tcp_session *s, bool from_down)
         session_end(s);
         return;
     }
-    rs_conn_shutdown_write(from_down ? s->up : s->down);
+    struct rs_conn *to = from_down ? s->up : s->down;
+    if (rs_tls_is_tls(to) && !rs_tls_handshake_done(to)) {
+        s->shutdown_after_handshake = true; /* the bytes it holds go first (up_handshake) */
+        return;
+    }
+    rs_tls_close_notify(to);
+    rs_conn_shutdown_write(to);
+}
+
+/* The upstream TLS handshake ended: a half-close that arrived meanwhile follows the held bytes. */
+static void up_handshake(struct rs_conn *c, int err)
+{
+    struct tcp_session *s = c->owner;
+    if (err || !s->shutdown_after_handshake) return;
+    s->shutdown_after_handshake = false;
+    rs_tls_close_notify(c);
+    rs_conn_shutdown_write(c);
 }
 
 static void down_eof(struct rs_conn *c)
@@ -222,6 +242,12 @@ static bool try_connect(struct tcp_session *s)
                         s->cluster->st.upstream_cx_tx_bytes_total);
     rs_stat_inc(s->w->stats, s->cluster->st.upstream_cx_total);
     s->last_active_ms = s->w->loop.now_ms;
+    struct rs_tls_ctx *tls = rs_cluster_host_tls(s->cluster, ep);
+    if (tls) {
+        struct rs_tls_opts o = {.handshake_timeout_ms = s->cluster->connect_timeout_ms,
+                                .on_handshake = up_handshake};
+        if (rs_tls_attach(s->up, tls, &o) != 0) return false;
+    }
     rs_conn_connect(s->up, (const struct sockaddr *)&ep->addr, ep->addrlen,
                     s->cluster->connect_timeout_ms);
     return true;

@@ -167,7 +167,7 @@ static void test_refusals_name_the_field(void)
                  true, "\"not-an-ip\" is not an IP address");
 }
 
-static void test_tls_validates_but_is_not_served(void)
+static void test_upstream_tls_is_served_sds_is_not(void)
 {
     const char *yaml =
         "static_resources:\n"
@@ -189,7 +189,17 @@ static void test_tls_validates_but_is_not_served(void)
         CHECK_STR(s->clusters[0]->dns[0].hostname, "api.internal.svc");
     }
     rs_snapshot_unref(s);
-    expect_error(yaml, true, "static_resources.clusters[0].transport_socket.typed_config: TLS");
+    s = compile(yaml, true, err, sizeof err); /* served: the context is built */
+    CHECK(s != NULL && s->clusters[0]->tls_ctx != NULL);
+    rs_snapshot_unref(s);
+    char sds[2048];
+    snprintf(sds, sizeof sds,
+             "%.*s, common_tls_context: { tls_certificate_sds_secret_configs: [ "
+             "{ name: default } ] } }\n",
+             (int)(strlen(yaml) - 3), yaml);
+    expect_error(sds, true,
+                 "static_resources.clusters[0].transport_socket.typed_config: a TLS context with "
+                 "SDS secrets is not served yet");
 }
 
 static void test_weighted_round_robin_order(void)
@@ -247,5 +257,5 @@ static void test_stats_names_follow_envoy(void)
 }
 
 RUN_TESTS(TEST_CASE(test_serves_tcp_and_http), TEST_CASE(test_refusals_name_the_field),
-          TEST_CASE(test_tls_validates_but_is_not_served),
+          TEST_CASE(test_upstream_tls_is_served_sds_is_not),
           TEST_CASE(test_weighted_round_robin_order), TEST_CASE(test_stats_names_follow_envoy))

@@ -288,15 +288,17 @@ static void test_refusals_name_resource_and_field(void)
                                     "true }\n")) == 0);
     expect_nack(bs, &t, "Cluster \"c\": common_lb_config.close_connections_on_host_set_change");
     tin_remove(&t, RS_XDS_CDS, "c");
-    /* a TLS-only cluster */
+    /* a TLS-only cluster whose certificates come from SDS (Istio's shape) */
     CHECK(tin_yaml(&t, RS_XDS_CDS,
                    "name: s\ntype: STATIC\n"
                    "transport_socket: { name: tls, typed_config: { \"@type\": "
                    "type.googleapis.com/"
-                   "envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext } }\n") == 0);
+                   "envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext, "
+                   "common_tls_context: { tls_certificate_sds_secret_configs: [ { name: default, "
+                   "sds_config: { ads: {} } } ] } } }\n") == 0);
     expect_nack(bs, &t,
-                "Cluster \"s\": transport_socket.typed_config: TLS transport socket not "
-                "implemented yet");
+                "Cluster \"s\": transport_socket.typed_config: a TLS context with SDS secrets "
+                "is not served yet");
     tin_remove(&t, RS_XDS_CDS, "s");
     /* duplicate listener names across static and dynamic are refused too; a listener filter
      * Ringside does not know is refused by name */

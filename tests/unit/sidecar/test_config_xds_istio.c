@@ -200,8 +200,8 @@ static void test_istiod_refusals(void)
                            "not implemented yet"},
         {"eds-tls.json", "ClusterLoadAssignment \"outbound|9080||reviews.default.svc.cluster."
                          "local\": endpoints[0].lb_endpoints[0].metadata: host 10.244.1.11:9080 "
-                         "selects transport_socket_matches \"tlsMode-istio\": TLS transport "
-                         "socket not implemented yet"},
+                         "selects transport_socket_matches \"tlsMode-istio\": a TLS context "
+                         "with SDS secrets is not served yet"},
     };
     xds_bootstrap *bs = bootstrap();
     if (!bs) {

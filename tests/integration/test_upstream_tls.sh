@@ -1,0 +1,157 @@
+#!/usr/bin/env bash
+# Upstream mutual TLS (envoy.transport_sockets.tls with an UpstreamTlsContext) against a
+# third-party server: NGINX terminating TLS and requiring a client certificate. Ringside presents
+# a SPIFFE workload certificate, verifies NGINX's against the mesh root and its URI SAN; HTTP
+# through the connection manager and bytes through tcp_proxy. Refusals: a SAN Ringside does not
+# expect, a server certificate from another root, no client certificate.
+. "$(dirname "$0")/lib.sh"
+need openssl
+need nginx
+
+read -r P_ADMIN P_HTTP P_TCP P_BADSAN P_BADCA P_NOCERT P_NGX P_NGX2 <<<"$(free_ports 8)"
+C=$TMP/certs
+mkdir -p "$C"
+ec() { openssl ecparam -name prime256v1 -genkey -noout -out "$1" 2>/dev/null; }
+# ca NAME: a self-signed root
+ca() {
+    ec "$C/$1.key"
+    openssl req -x509 -new -key "$C/$1.key" -subj "/O=$1" -days 2 -out "$C/$1.pem" \
+        -addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign 2>/dev/null
+}
+# leaf NAME CA SPIFFE_ID
+leaf() {
+    ec "$C/$1.key"
+    openssl req -new -key "$C/$1.key" -subj "/O=mesh" -out "$C/$1.csr" 2>/dev/null
+    printf 'subjectAltName=critical,URI:%s,DNS:localhost\nextendedKeyUsage=serverAuth,clientAuth\n' "$3" >"$C/$1.ext"
+    openssl x509 -req -in "$C/$1.csr" -CA "$C/$2.pem" -CAkey "$C/$2.key" -CAcreateserial -days 1 \
+        -extfile "$C/$1.ext" -out "$C/$1.pem" 2>/dev/null
+}
+ca root
+ca other
+leaf server root spiffe://cluster.local/ns/default/sa/reviews
+leaf client root spiffe://cluster.local/ns/default/sa/productpage
+leaf imposter other spiffe://cluster.local/ns/default/sa/reviews
+
+# NGINX: TLS with a required client certificate from the mesh root, telling who called.
+mkdir -p "$TMP/ngx/tmp"
+cat >"$TMP/ngx/nginx.conf" <<EOF
+daemon off;
+master_process off;
+worker_processes 1;
+pid nginx.pid;
+error_log error.log info;
+events { worker_connections 256; }
+http {
+    access_log off;
+    client_body_temp_path tmp;
+    proxy_temp_path tmp;
+    fastcgi_temp_path tmp;
+    uwsgi_temp_path tmp;
+    scgi_temp_path tmp;
+    server {
+        listen 127.0.0.1:$P_NGX ssl;
+        ssl_certificate $C/server.pem;
+        ssl_certificate_key $C/server.key;
+        ssl_client_certificate $C/root.pem;
+        ssl_verify_client on;
+        location / { return 200 "verify=\$ssl_client_verify proto=\$ssl_protocol\n"; }
+    }
+    server {
+        listen 127.0.0.1:$P_NGX2 ssl;
+        ssl_certificate $C/imposter.pem;
+        ssl_certificate_key $C/imposter.key;
+        location / { return 200 "imposter\n"; }
+    }
+}
+EOF
+nginx -p "$TMP/ngx" -c "$TMP/ngx/nginx.conf" -e "$TMP/ngx/error.log" >"$TMP/nginx.out" 2>"$TMP/nginx.err" &
+PIDS+=($!)
+wait_for_port "$P_NGX"
+
+# tls_cluster NAME PORT SAN [with_client_cert]
+tls_cluster() {
+    cat <<EOF
+  - name: $1
+    connect_timeout: 2s
+    type: STATIC
+    load_assignment:
+      cluster_name: $1
+      endpoints:
+      - lb_endpoints:
+        - endpoint: { address: { socket_address: { address: 127.0.0.1, port_value: $2 } } }
+    transport_socket:
+      name: envoy.transport_sockets.tls
+      typed_config:
+        "@type": type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext
+        sni: outbound_.9080_._.reviews.default.svc.cluster.local
+        common_tls_context:
+          alpn_protocols: ["http/1.1"]
+          validation_context:
+            trusted_ca: { filename: $C/root.pem }
+            match_typed_subject_alt_names:
+            - san_type: URI
+              matcher: { exact: "$3" }
+EOF
+    if [ "${4:-1}" = 1 ]; then
+        cat <<EOF
+          tls_certificates:
+          - certificate_chain: { filename: $C/client.pem }
+            private_key: { filename: $C/client.key }
+EOF
+    fi
+}
+route_to() { # NAME PORT CLUSTER
+    yaml_hcm "$1" "$2" "$1"
+    yaml_router
+    cat <<EOF
+          route_config:
+            virtual_hosts:
+            - name: all
+              domains: ["*"]
+              routes:
+              - match: { prefix: "/" }
+                route: { cluster: $3 }
+EOF
+}
+SAN=spiffe://cluster.local/ns/default/sa/reviews
+cat >"$TMP/bootstrap.yaml" <<EOF
+$(yaml_admin $P_ADMIN)
+static_resources:
+  listeners:
+$(route_to http $P_HTTP reviews)
+$(route_to badsan $P_BADSAN wrong_san)
+$(route_to badca $P_BADCA imposter)
+$(route_to nocert $P_NOCERT no_client_cert)
+  - name: tcp
+    address: { socket_address: { address: 127.0.0.1, port_value: $P_TCP } }
+    filter_chains:
+    - filters:
+      - name: envoy.filters.network.tcp_proxy
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy
+          stat_prefix: tcp
+          cluster: reviews_tcp
+  clusters:
+$(tls_cluster reviews $P_NGX $SAN)
+$(tls_cluster reviews_tcp $P_NGX $SAN)
+$(tls_cluster wrong_san $P_NGX spiffe://cluster.local/ns/default/sa/ratings)
+$(tls_cluster imposter $P_NGX2 $SAN)
+$(tls_cluster no_client_cert $P_NGX $SAN 0)
+EOF
+start_ringside "$TMP/bootstrap.yaml"
+
+body=$(curl -s --max-time 5 "http://127.0.0.1:$P_HTTP/")
+assert_match "$body" "^verify=SUCCESS proto=TLSv1\.[23]$" "HTTP over mutual TLS: NGINX verified Ringside's client certificate"
+for i in 1 2 3 4 5; do curl -s -o /dev/null --max-time 5 "http://127.0.0.1:$P_HTTP/"; done
+assert_le "$(stat_value cluster.reviews.upstream_cx_total)" 2 "six requests on pooled TLS connections (one per worker at most)"
+
+# tcp_proxy: plaintext in, TLS out (the client speaks HTTP/1.1 through it)
+out=$(raw "$P_TCP" 'GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n')
+assert_contains "$out" "verify=SUCCESS" "tcp_proxy originates TLS with the client certificate"
+
+assert_eq "$(status "http://127.0.0.1:$P_BADSAN/")" "503" "a server certificate without the expected SPIFFE ID is refused"
+assert_eq "$(status "http://127.0.0.1:$P_BADCA/")" "503" "a server certificate from another root is refused"
+assert_eq "$(status "http://127.0.0.1:$P_NOCERT/")" "400" "without a client certificate NGINX refuses the request"
+body=$(curl -s --max-time 5 "http://127.0.0.1:$P_BADSAN/")
+assert_contains "$body" "upstream connect error or disconnect/reset before headers" "the refusal is answered as Envoy does"
+assert_ge "$(stat_value cluster.wrong_san.upstream_rq_5xx)" 1 "and counted on the cluster"
