@@ -3,9 +3,7 @@
  * when one of its permissions and one of its principals match; policies are tried in name order.
  * Also the network and HTTP filter configurations around two engines (rules, shadow rules). */
 #include "sidecar/rbac.h"
-
-#define PCRE2_CODE_UNIT_WIDTH 8
-#include <pcre2.h>
+#include "sidecar/strmatch.h"
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -37,16 +35,6 @@ typedef Envoy__Config__Core__V3__CidrRange CidrRange;
 
 /* ---- compiled form ------------------------------------------------------------------------- */
 
-enum sm_kind { SM_EXACT, SM_PREFIX, SM_SUFFIX, SM_CONTAINS, SM_REGEX };
-
-struct strmatch {
-    uint8_t kind;
-    bool icase; /* pattern stored lower-cased */
-    uint32_t len;
-    const char *s;
-    const pcre2_code *re;
-};
-
 enum pseudo { PS_NONE, PS_METHOD, PS_PATH, PS_AUTHORITY };
 enum hm_kind { HM_STRING, HM_PRESENT, HM_RANGE };
 
@@ -56,7 +44,7 @@ struct hdrmatch {
     uint8_t pseudo, kind;
     bool invert, missing_as_empty, present;
     int64_t start, end;
-    struct strmatch sm;
+    struct rs_strmatch sm;
 };
 
 struct cidr {
@@ -89,7 +77,7 @@ struct node {
     union {
         const struct node *kids; /* N_AND, N_OR: n of them; N_NOT: one */
         const struct hdrmatch *h;
-        const struct strmatch *sm; /* N_URL_PATH, N_SNI, N_AUTHENTICATED */
+        const struct rs_strmatch *sm; /* N_URL_PATH, N_SNI, N_AUTHENTICATED */
         const struct cidr *ip;
         struct {
             int32_t lo, hi; /* [lo, hi) */
@@ -144,10 +132,7 @@ static void *arena_alloc(struct rs_rbac *r, size_t size)
 
 #define ANEW(r, type, n) ((type *)arena_alloc((r), sizeof(type) * (size_t)(n)))
 
-static unsigned char lc(unsigned char ch)
-{
-    return (ch >= 'A' && ch <= 'Z') ? (unsigned char)(ch + 32) : ch;
-}
+#define lc rs_lc
 
 static const char *arena_str(struct rs_rbac *r, const char *s, size_t n, bool lower)
 {
@@ -223,22 +208,14 @@ static const char *S(const char *s)
 static int compile_regex(struct cctx *c, const RegexMatcher *rm, const pcre2_code **out)
 {
     if (!rm) return cfail(c, "required");
-    const char *pat = S(rm->regex);
-    int ec;
-    PCRE2_SIZE off;
-    pcre2_code *re = pcre2_compile((PCRE2_SPTR)pat, strlen(pat),
-                                   PCRE2_DOLLAR_ENDONLY | PCRE2_NEVER_BACKSLASH_C | PCRE2_ANCHORED |
-                                       PCRE2_ENDANCHORED,
-                                   &ec, &off, NULL);
+    char err[300];
+    pcre2_code *re = rs_regex_compile(S(rm->regex), true, err, sizeof err);
     if (!re) {
-        PCRE2_UCHAR msg[256];
-        pcre2_get_error_message(ec, msg, sizeof msg);
         size_t m = ppush(c, "regex");
-        cfail(c, "%s at offset %zu", (const char *)msg, (size_t)off);
+        cfail(c, "%s", err);
         ppop(c, m);
         return -1;
     }
-    (void)pcre2_jit_compile(re, PCRE2_JIT_COMPLETE); /* falls back to the interpreter */
     struct re_node *n = ANEW(c->r, struct re_node, 1);
     n->re = re;
     n->next = c->r->regexes;
@@ -247,40 +224,40 @@ static int compile_regex(struct cctx *c, const RegexMatcher *rm, const pcre2_cod
     return 0;
 }
 
-static int plain_strmatch(struct cctx *c, enum sm_kind kind, const char *s, bool icase,
-                          struct strmatch *out)
+static int plain_strmatch(struct cctx *c, enum rs_sm_kind kind, const char *s, bool icase,
+                          struct rs_strmatch *out)
 {
     out->kind = (uint8_t)kind;
     out->icase = icase;
     out->len = (uint32_t)strlen(S(s));
     /* Envoy's validation: prefix, suffix and contains have min_len 1. */
-    if (kind != SM_EXACT && !out->len) return cfail(c, "must not be empty");
+    if (kind != RS_SM_EXACT && !out->len) return cfail(c, "must not be empty");
     out->s = arena_str(c->r, S(s), out->len, icase);
     return 0;
 }
 
-static int compile_strmatch(struct cctx *c, const StringMatcher *sm, struct strmatch *out)
+static int compile_strmatch(struct cctx *c, const StringMatcher *sm, struct rs_strmatch *out)
 {
     if (!sm) return cfail(c, "required");
     const char *field;
-    enum sm_kind kind;
+    enum rs_sm_kind kind;
     const char *s;
     switch (sm->match_pattern_case) {
     case ENVOY__TYPE__MATCHER__V3__STRING_MATCHER__MATCH_PATTERN_EXACT:
-        field = "exact", kind = SM_EXACT, s = sm->exact;
+        field = "exact", kind = RS_SM_EXACT, s = sm->exact;
         break;
     case ENVOY__TYPE__MATCHER__V3__STRING_MATCHER__MATCH_PATTERN_PREFIX:
-        field = "prefix", kind = SM_PREFIX, s = sm->prefix;
+        field = "prefix", kind = RS_SM_PREFIX, s = sm->prefix;
         break;
     case ENVOY__TYPE__MATCHER__V3__STRING_MATCHER__MATCH_PATTERN_SUFFIX:
-        field = "suffix", kind = SM_SUFFIX, s = sm->suffix;
+        field = "suffix", kind = RS_SM_SUFFIX, s = sm->suffix;
         break;
     case ENVOY__TYPE__MATCHER__V3__STRING_MATCHER__MATCH_PATTERN_CONTAINS:
-        field = "contains", kind = SM_CONTAINS, s = sm->contains;
+        field = "contains", kind = RS_SM_CONTAINS, s = sm->contains;
         break;
     case ENVOY__TYPE__MATCHER__V3__STRING_MATCHER__MATCH_PATTERN_SAFE_REGEX: {
         /* ignore_case has no effect on safe_regex (StringMatcher docs). */
-        out->kind = SM_REGEX;
+        out->kind = RS_SM_REGEX;
         size_t m = ppush(c, "safe_regex");
         int rc = compile_regex(c, sm->safe_regex, &out->re);
         ppop(c, m);
@@ -308,22 +285,22 @@ static int compile_hdr_spec(struct cctx *c, const HeaderMatcher *hm, struct hdrm
     switch (hm->header_match_specifier_case) {
     case ENVOY__CONFIG__ROUTE__V3__HEADER_MATCHER__HEADER_MATCH_SPECIFIER_EXACT_MATCH:
         m = ppush(c, "exact_match");
-        rc = plain_strmatch(c, SM_EXACT, hm->exact_match, false, &h->sm);
+        rc = plain_strmatch(c, RS_SM_EXACT, hm->exact_match, false, &h->sm);
         break;
     case ENVOY__CONFIG__ROUTE__V3__HEADER_MATCHER__HEADER_MATCH_SPECIFIER_PREFIX_MATCH:
         m = ppush(c, "prefix_match");
-        rc = plain_strmatch(c, SM_PREFIX, hm->prefix_match, false, &h->sm);
+        rc = plain_strmatch(c, RS_SM_PREFIX, hm->prefix_match, false, &h->sm);
         break;
     case ENVOY__CONFIG__ROUTE__V3__HEADER_MATCHER__HEADER_MATCH_SPECIFIER_SUFFIX_MATCH:
         m = ppush(c, "suffix_match");
-        rc = plain_strmatch(c, SM_SUFFIX, hm->suffix_match, false, &h->sm);
+        rc = plain_strmatch(c, RS_SM_SUFFIX, hm->suffix_match, false, &h->sm);
         break;
     case ENVOY__CONFIG__ROUTE__V3__HEADER_MATCHER__HEADER_MATCH_SPECIFIER_CONTAINS_MATCH:
         m = ppush(c, "contains_match");
-        rc = plain_strmatch(c, SM_CONTAINS, hm->contains_match, false, &h->sm);
+        rc = plain_strmatch(c, RS_SM_CONTAINS, hm->contains_match, false, &h->sm);
         break;
     case ENVOY__CONFIG__ROUTE__V3__HEADER_MATCHER__HEADER_MATCH_SPECIFIER_SAFE_REGEX_MATCH:
-        h->sm.kind = SM_REGEX;
+        h->sm.kind = RS_SM_REGEX;
         m = ppush(c, "safe_regex_match");
         rc = compile_regex(c, hm->safe_regex_match, &h->sm.re);
         break;
@@ -374,7 +351,7 @@ static int compile_url_path(struct cctx *c, const PathMatcher *pm, struct node *
 {
     if (pm->rule_case != ENVOY__TYPE__MATCHER__V3__PATH_MATCHER__RULE_PATH)
         return ffail(c, "path", "required");
-    struct strmatch *sm = ANEW(c->r, struct strmatch, 1);
+    struct rs_strmatch *sm = ANEW(c->r, struct rs_strmatch, 1);
     size_t m = ppush(c, "path");
     int rc = compile_strmatch(c, pm->path, sm);
     ppop(c, m);
@@ -415,7 +392,7 @@ static int compile_cidr(struct cctx *c, const CidrRange *cr, enum node_kind kind
 static int compile_strmatch_node(struct cctx *c, const StringMatcher *sm, enum node_kind kind,
                                  struct node *n)
 {
-    struct strmatch *m = ANEW(c->r, struct strmatch, 1);
+    struct rs_strmatch *m = ANEW(c->r, struct rs_strmatch, 1);
     n->kind = (uint8_t)kind;
     n->sm = m;
     return compile_strmatch(c, sm, m);
@@ -729,12 +706,9 @@ size_t rs_rbac_policy_count(const struct rs_rbac *r)
 
 /* ---- evaluation ------------------------------------------------------------------------------ */
 
-static _Thread_local pcre2_match_data *tl_md;
-
 void rs_rbac_thread_cleanup(void)
 {
-    pcre2_match_data_free(tl_md);
-    tl_md = NULL;
+    rs_strmatch_thread_cleanup();
 }
 
 struct ectx {
@@ -742,44 +716,12 @@ struct ectx {
     bool failed; /* a regex could not decide: the whole evaluation fails closed */
 };
 
-static bool re_full(struct ectx *e, const pcre2_code *re, const char *s, size_t n)
+static bool str_match(struct ectx *e, const struct rs_strmatch *m, const char *v, size_t n)
 {
-    if (!tl_md) {
-        tl_md = pcre2_match_data_create(1, NULL);
-        if (!tl_md) abort();
-    }
-    int rc = pcre2_match(re, (PCRE2_SPTR)s, n, 0, 0, tl_md, NULL);
-    if (rc < 0 && rc != PCRE2_ERROR_NOMATCH) e->failed = true;
-    return rc >= 0;
+    return rs_strmatch(m, v, n, &e->failed);
 }
 
-static bool eq(const char *v, const char *pat, size_t n, bool icase)
-{
-    if (!icase) return memcmp(v, pat, n) == 0;
-    for (size_t i = 0; i < n; i++)
-        if (lc((unsigned char)v[i]) != (unsigned char)pat[i]) return false;
-    return true;
-}
-
-static bool str_match(struct ectx *e, const struct strmatch *m, const char *v, size_t n)
-{
-    switch (m->kind) {
-    case SM_EXACT:
-        return n == m->len && eq(v, m->s, n, m->icase);
-    case SM_PREFIX:
-        return n >= m->len && eq(v, m->s, m->len, m->icase);
-    case SM_SUFFIX:
-        return n >= m->len && eq(v + n - m->len, m->s, m->len, m->icase);
-    case SM_CONTAINS:
-        for (size_t i = 0; i + m->len <= n; i++)
-            if (eq(v + i, m->s, m->len, m->icase)) return true;
-        return false;
-    default:
-        return re_full(e, m->re, v, n);
-    }
-}
-
-static bool str_match_z(struct ectx *e, const struct strmatch *m, const char *v)
+static bool str_match_z(struct ectx *e, const struct rs_strmatch *m, const char *v)
 {
     return str_match(e, m, v ? v : "", v ? strlen(v) : 0);
 }
@@ -803,24 +745,6 @@ static bool header_value(const struct hdrmatch *h, const struct rs_rbac_input *i
     }
 }
 
-/* Envoy's absl::SimpleAtoi on an int64 header value, as HeaderMatcher.range_match reads it. */
-static bool parse_int64(const char *s, size_t n, int64_t *out)
-{
-    size_t i = 0;
-    bool neg = false;
-    if (i < n && (s[i] == '+' || s[i] == '-')) neg = s[i++] == '-';
-    if (i == n) return false;
-    uint64_t v = 0, lim = neg ? (uint64_t)INT64_MAX + 1 : (uint64_t)INT64_MAX;
-    for (; i < n; i++) {
-        if (s[i] < '0' || s[i] > '9') return false;
-        unsigned d = (unsigned)(s[i] - '0');
-        if (v > (lim - d) / 10) return false;
-        v = v * 10 + d;
-    }
-    *out = neg ? (int64_t)(0 - v) : (int64_t)v;
-    return true;
-}
-
 /* Envoy's HeaderUtility::matchHeaders: presence compared first for present_match; otherwise a
  * missing header matches nothing, inverted or not, unless treat_missing_header_as_empty. */
 static bool header_match(struct ectx *e, const struct hdrmatch *h)
@@ -836,7 +760,7 @@ static bool header_match(struct ectx *e, const struct hdrmatch *h)
     bool m;
     if (h->kind == HM_RANGE) {
         int64_t x;
-        m = parse_int64(v, n, &x) && x >= h->start && x < h->end;
+        m = rs_parse_int64(v, n, &x) && x >= h->start && x < h->end;
     } else {
         m = str_match(e, &h->sm, v, n);
     }
@@ -844,7 +768,7 @@ static bool header_match(struct ectx *e, const struct hdrmatch *h)
 }
 
 /* Envoy's PathMatcher: the :path without query and fragment; no :path, no match. */
-static bool url_path_match(struct ectx *e, const struct strmatch *m)
+static bool url_path_match(struct ectx *e, const struct rs_strmatch *m)
 {
     const struct rs_rbac_input *in = e->in;
     if (!in->http || !in->path) return false;

@@ -173,17 +173,9 @@ static int compile_regex(struct cctx *c, const RegexMatcher *rm, bool full, cons
 {
     if (!rm) return cfail(c, "regex", "required");
     const char *pat = S(rm->regex);
-    uint32_t opts = PCRE2_DOLLAR_ENDONLY | PCRE2_NEVER_BACKSLASH_C;
-    if (full) opts |= PCRE2_ANCHORED | PCRE2_ENDANCHORED;
-    int ec;
-    PCRE2_SIZE off;
-    pcre2_code *re = pcre2_compile((PCRE2_SPTR)pat, strlen(pat), opts, &ec, &off, NULL);
-    if (!re) {
-        PCRE2_UCHAR msg[256];
-        pcre2_get_error_message(ec, msg, sizeof msg);
-        return cfail(c, "regex", "%s at offset %zu", (const char *)msg, (size_t)off);
-    }
-    (void)pcre2_jit_compile(re, PCRE2_JIT_COMPLETE); /* falls back to the interpreter */
+    char err[300];
+    pcre2_code *re = rs_regex_compile(pat, full, err, sizeof err);
+    if (!re) return cfail(c, "regex", "%s", err);
     struct re_node *n = ANEW(c->t, struct re_node, 1);
     n->re = re;
     n->next = c->t->regexes;
@@ -194,26 +186,26 @@ static int compile_regex(struct cctx *c, const RegexMatcher *rm, bool full, cons
 
 /* ---- string matchers ------------------------------------------------------------------------- */
 
-static int compile_strmatch(struct cctx *c, const StringMatcher *sm, struct strmatch *out)
+static int compile_strmatch(struct cctx *c, const StringMatcher *sm, struct rs_strmatch *out)
 {
     const char *s = NULL;
     out->icase = sm->ignore_case;
     switch (sm->match_pattern_case) {
     case ENVOY__TYPE__MATCHER__V3__STRING_MATCHER__MATCH_PATTERN_EXACT:
-        out->kind = SM_EXACT, s = S(sm->exact);
+        out->kind = RS_SM_EXACT, s = S(sm->exact);
         break;
     case ENVOY__TYPE__MATCHER__V3__STRING_MATCHER__MATCH_PATTERN_PREFIX:
-        out->kind = SM_PREFIX, s = S(sm->prefix);
+        out->kind = RS_SM_PREFIX, s = S(sm->prefix);
         break;
     case ENVOY__TYPE__MATCHER__V3__STRING_MATCHER__MATCH_PATTERN_SUFFIX:
-        out->kind = SM_SUFFIX, s = S(sm->suffix);
+        out->kind = RS_SM_SUFFIX, s = S(sm->suffix);
         break;
     case ENVOY__TYPE__MATCHER__V3__STRING_MATCHER__MATCH_PATTERN_CONTAINS:
-        out->kind = SM_CONTAINS, s = S(sm->contains);
+        out->kind = RS_SM_CONTAINS, s = S(sm->contains);
         break;
     case ENVOY__TYPE__MATCHER__V3__STRING_MATCHER__MATCH_PATTERN_SAFE_REGEX: {
         /* ignore_case has no effect on safe_regex (StringMatcher docs). */
-        out->kind = SM_REGEX;
+        out->kind = RS_SM_REGEX;
         size_t m = ppush(c, "safe_regex");
         int rc = compile_regex(c, sm->safe_regex, true, &out->re);
         ppop(c, m);
@@ -224,18 +216,19 @@ static int compile_strmatch(struct cctx *c, const StringMatcher *sm, struct strm
     default:
         return cfail(c, NULL, "one of exact, prefix, suffix, contains, safe_regex is required");
     }
-    if (out->kind != SM_EXACT && !*s)
+    if (out->kind != RS_SM_EXACT && !*s)
         return cfail(c, NULL, "empty prefix/suffix/contains pattern (use present_match)");
     out->len = (uint32_t)strlen(s);
     out->s = out->icase ? arena_strlower(c->t, s, out->len) : arena_strndup(c->t, s, out->len);
     return 0;
 }
 
-static int plain_strmatch(struct cctx *c, enum sm_kind kind, const char *s, struct strmatch *out)
+static int plain_strmatch(struct cctx *c, enum rs_sm_kind kind, const char *s,
+                          struct rs_strmatch *out)
 {
     out->kind = (uint8_t)kind;
     out->len = (uint32_t)strlen(S(s));
-    if (kind != SM_EXACT && !out->len)
+    if (kind != RS_SM_EXACT && !out->len)
         return cfail(c, NULL, "empty prefix/suffix/contains pattern (use present_match)");
     out->s = arena_strndup(c->t, S(s), out->len);
     return 0;
@@ -249,15 +242,15 @@ static int compile_hdrmatch_spec(struct cctx *c, const HeaderMatcher *hm, struct
     h->kind = HM_STRING;
     switch (hm->header_match_specifier_case) {
     case ENVOY__CONFIG__ROUTE__V3__HEADER_MATCHER__HEADER_MATCH_SPECIFIER_EXACT_MATCH:
-        return plain_strmatch(c, SM_EXACT, hm->exact_match, &h->sm);
+        return plain_strmatch(c, RS_SM_EXACT, hm->exact_match, &h->sm);
     case ENVOY__CONFIG__ROUTE__V3__HEADER_MATCHER__HEADER_MATCH_SPECIFIER_PREFIX_MATCH:
-        return plain_strmatch(c, SM_PREFIX, hm->prefix_match, &h->sm);
+        return plain_strmatch(c, RS_SM_PREFIX, hm->prefix_match, &h->sm);
     case ENVOY__CONFIG__ROUTE__V3__HEADER_MATCHER__HEADER_MATCH_SPECIFIER_SUFFIX_MATCH:
-        return plain_strmatch(c, SM_SUFFIX, hm->suffix_match, &h->sm);
+        return plain_strmatch(c, RS_SM_SUFFIX, hm->suffix_match, &h->sm);
     case ENVOY__CONFIG__ROUTE__V3__HEADER_MATCHER__HEADER_MATCH_SPECIFIER_CONTAINS_MATCH:
-        return plain_strmatch(c, SM_CONTAINS, hm->contains_match, &h->sm);
+        return plain_strmatch(c, RS_SM_CONTAINS, hm->contains_match, &h->sm);
     case ENVOY__CONFIG__ROUTE__V3__HEADER_MATCHER__HEADER_MATCH_SPECIFIER_SAFE_REGEX_MATCH: {
-        h->sm.kind = SM_REGEX;
+        h->sm.kind = RS_SM_REGEX;
         size_t m = ppush(c, "safe_regex_match");
         int rc = compile_regex(c, hm->safe_regex_match, true, &h->sm.re);
         ppop(c, m);

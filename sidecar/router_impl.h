@@ -3,23 +3,18 @@
 #ifndef RS_ROUTER_IMPL_H
 #define RS_ROUTER_IMPL_H
 
-#define PCRE2_CODE_UNIT_WIDTH 8
-#include <pcre2.h>
-
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
 #include "sidecar/router.h"
+#include "sidecar/strmatch.h"
 
 #define HOST_BUF 1024     /* longest Host we lower-case for lookup */
 #define QP_NAME_BUF 256   /* longest decoded query parameter name compared */
 #define QP_VALUE_BUF 2048 /* longest decoded query parameter value compared */
 
-static inline unsigned char lc(unsigned char ch)
-{
-    return (ch >= 'A' && ch <= 'Z') ? (unsigned char)(ch + 32) : ch;
-}
+#define lc rs_lc
 
 /* ---- arena ------------------------------------------------------------------------------- */
 
@@ -76,16 +71,6 @@ struct rs_route_table {
 
 /* ---- private matcher types ----------------------------------------------------------------- */
 
-enum sm_kind { SM_EXACT, SM_PREFIX, SM_SUFFIX, SM_CONTAINS, SM_REGEX };
-
-struct strmatch {
-    uint8_t kind;
-    bool icase; /* pattern stored lower-cased */
-    const char *s;
-    uint32_t len;
-    const pcre2_code *re;
-};
-
 enum pseudo { PS_NONE, PS_METHOD, PS_PATH, PS_AUTHORITY };
 enum hm_kind { HM_STRING, HM_PRESENT, HM_RANGE };
 
@@ -95,7 +80,7 @@ struct hdrmatch {
     uint8_t pseudo, kind;
     bool invert, missing_as_empty, present;
     int64_t start, end;
-    struct strmatch sm;
+    struct rs_strmatch sm;
 };
 
 enum qm_kind { QM_PRESENT, QM_STRING };
@@ -105,7 +90,7 @@ struct qpmatch {
     uint32_t name_len;
     uint8_t kind;
     bool present;
-    struct strmatch sm;
+    struct rs_strmatch sm;
 };
 
 enum path_kind { PK_PREFIX, PK_PATH, PK_REGEX, PK_SEPARATED };

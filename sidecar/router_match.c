@@ -8,67 +8,27 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* ---- regex at match time --------------------------------------------------------------------- */
-
-static _Thread_local pcre2_match_data *tl_md;
-
-static pcre2_match_data *match_data(void)
-{
-    if (!tl_md) {
-        tl_md = pcre2_match_data_create(32, NULL);
-        if (!tl_md) abort();
-    }
-    return tl_md;
-}
-
 void rs_router_thread_cleanup(void)
 {
-    pcre2_match_data_free(tl_md);
-    tl_md = NULL;
+    rs_strmatch_thread_cleanup();
 }
 
 static bool re_full(const pcre2_code *re, const char *s, size_t n)
 {
-    return pcre2_match(re, (PCRE2_SPTR)s, n, 0, 0, match_data(), NULL) >= 0;
+    return rs_regex_match(re, s, n) > 0;
 }
 
-/* ---- string matchers --------------------------------------------------------------------------
- */
-
-static bool eq_icase(const char *a, const char *lower, size_t n)
+static bool eq(const char *a, const char *lower, size_t n, bool icase)
 {
+    if (!icase) return memcmp(a, lower, n) == 0;
     for (size_t i = 0; i < n; i++)
         if (lc((unsigned char)a[i]) != (unsigned char)lower[i]) return false;
     return true;
 }
 
-static bool eq(const char *a, const char *b, size_t n, bool icase)
+static bool str_match(const struct rs_strmatch *m, const char *v, size_t n)
 {
-    return icase ? eq_icase(a, b, n) : memcmp(a, b, n) == 0;
-}
-
-static bool contains(const char *v, size_t n, const char *s, size_t len, bool icase)
-{
-    if (!icase) return memmem(v, n, s, len) != NULL;
-    for (size_t i = 0; i + len <= n; i++)
-        if (eq_icase(v + i, s, len)) return true;
-    return false;
-}
-
-static bool str_match(const struct strmatch *m, const char *v, size_t n)
-{
-    switch (m->kind) {
-    case SM_EXACT:
-        return n == m->len && eq(v, m->s, n, m->icase);
-    case SM_PREFIX:
-        return n >= m->len && eq(v, m->s, m->len, m->icase);
-    case SM_SUFFIX:
-        return n >= m->len && eq(v + n - m->len, m->s, m->len, m->icase);
-    case SM_CONTAINS:
-        return contains(v, n, m->s, m->len, m->icase);
-    default:
-        return re_full(m->re, v, n);
-    }
+    return rs_strmatch(m, v, n, NULL);
 }
 
 /* ---- matching ----------------------------------------------------------------------------------
@@ -150,23 +110,6 @@ static bool path_match(const struct rs_route_match *m, const struct req_view *v)
     }
 }
 
-static bool parse_int64(const char *s, size_t n, int64_t *out)
-{
-    size_t i = 0;
-    bool neg = false;
-    if (i < n && (s[i] == '+' || s[i] == '-')) neg = s[i++] == '-';
-    if (i == n) return false;
-    uint64_t v = 0, lim = neg ? (uint64_t)INT64_MAX + 1 : (uint64_t)INT64_MAX;
-    for (; i < n; i++) {
-        if (s[i] < '0' || s[i] > '9') return false;
-        unsigned d = (unsigned)(s[i] - '0');
-        if (v > (lim - d) / 10) return false;
-        v = v * 10 + d;
-    }
-    *out = neg ? (int64_t)(0 - v) : (int64_t)v;
-    return true;
-}
-
 static bool header_value(const struct hdrmatch *h, const struct rs_route_request *r, const char **v,
                          size_t *n)
 {
@@ -200,7 +143,7 @@ static bool header_match(const struct hdrmatch *h, const struct rs_route_request
     bool m;
     if (h->kind == HM_RANGE) {
         int64_t x;
-        m = parse_int64(v, n, &x) && x >= h->start && x < h->end;
+        m = rs_parse_int64(v, n, &x) && x >= h->start && x < h->end;
     } else {
         m = str_match(&h->sm, v, n);
     }
@@ -317,8 +260,8 @@ static ssize_t rewrite_regex(const struct rs_route *r, const char *path, size_t 
     PCRE2_SIZE olen = outcap;
     int rc = pcre2_substitute(r->regex_rewrite, (PCRE2_SPTR)path, noq, 0,
                               PCRE2_SUBSTITUTE_GLOBAL | PCRE2_SUBSTITUTE_OVERFLOW_LENGTH,
-                              match_data(), NULL, (PCRE2_SPTR)r->regex_subst, r->regex_subst_len,
-                              (PCRE2_UCHAR *)out, &olen);
+                              rs_regex_match_data(), NULL, (PCRE2_SPTR)r->regex_subst,
+                              r->regex_subst_len, (PCRE2_UCHAR *)out, &olen);
     if (rc == PCRE2_ERROR_NOMEMORY) return -ENOSPC;
     if (rc < 0) return -EINVAL;
     return (ssize_t)olen;
