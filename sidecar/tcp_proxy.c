@@ -100,9 +100,7 @@ static void relay(struct tcp_session *s, struct rs_conn *from, struct rs_conn *t
                   const char *data, size_t len)
 {
     s->last_active_ms = s->w->loop.now_ms;
-    /* bid < 0: plaintext a TLS transport delivered from its own buffer, valid only now */
-    int rc = bid >= 0 ? rs_conn_write_buf(to, bid, data, len) : rs_conn_write_copy(to, data, len);
-    if (rc != 0) {
+    if (rs_conn_write_buf(to, bid, data, len) != 0) { /* copies a TLS transport's bid < 0 */
         session_end(s);
         return;
     }
