@@ -95,3 +95,11 @@ answers() {
     [[ $(curl -s -o /dev/null -w '%{http_code} %{size_download}' --max-time 1 \
         "http://127.0.0.1:$1/") == "200 $2" ]]
 }
+
+# answers_mtls PORT BYTES: the same over mutual TLS, as the mTLS systems' client-side hop would
+# ask (client certificate, the server's name and root checked).
+answers_mtls() {
+    [[ $(curl -s -o /dev/null -w '%{http_code} %{size_download}' --max-time 1 \
+        --cacert "$MTLS_DIR/root.pem" --cert "$MTLS_DIR/client.pem" --key "$MTLS_DIR/client.key" \
+        --resolve "$MTLS_SERVER_DNS:$1:127.0.0.1" "https://$MTLS_SERVER_DNS:$1/") == "200 $2" ]]
+}

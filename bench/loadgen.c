@@ -54,6 +54,9 @@
  *   max 1.003 s: the stall is in the figures, as an open loop must show it. */
 #include "bench/hdr.h"
 
+#include <openssl/ssl.h>
+#include <openssl/x509v3.h>
+
 #include <arpa/inet.h>
 #include <ctype.h>
 #include <errno.h>
@@ -85,11 +88,11 @@
 #define CONNECT_BACKOFF_NS 1000000 /* closed loop: pause after a failed connect, not a hot spin */
 #define BULK_DEFAULT_PATH "/bytes/16777216"
 
-enum err { ERR_CONNECT, ERR_STATUS, ERR_RESET, ERR_TIMEOUT, ERR_PROTOCOL, ERR_KINDS };
-static const char *const err_names[ERR_KINDS] = {"connect", "status", "reset", "timeout",
-                                                 "protocol"};
+enum err { ERR_CONNECT, ERR_STATUS, ERR_RESET, ERR_TIMEOUT, ERR_PROTOCOL, ERR_TLS, ERR_KINDS };
+static const char *const err_names[ERR_KINDS] = {"connect", "status",   "reset",
+                                                 "timeout", "protocol", "tls"};
 
-enum conn_state { CS_DOWN, CS_CONNECTING, CS_OPEN };
+enum conn_state { CS_DOWN, CS_CONNECTING, CS_HANDSHAKE, CS_OPEN };
 /* Where the response parser is; it resumes from here when more bytes arrive. */
 enum parse_state {
     P_HEAD,
@@ -105,6 +108,7 @@ enum parse_result { PARSE_MORE, PARSE_DONE, PARSE_ERROR };
 /* One connection slot: a keep-alive connection, or with --new-conn one connection after another. */
 struct slot {
     int fd;
+    SSL *ssl;     /* https: this connection's TLS client, NULL otherwise */
     uint32_t gen; /* bumped per socket: a stale epoll event for a closed one is dropped */
     uint32_t events;
     uint32_t heap_i;
@@ -129,7 +133,8 @@ struct stats {
     struct rs_hdr lat; /* µs, complete responses in the window */
     uint64_t responses, status[6], errors[ERR_KINDS];
     uint64_t bytes_in, bytes_out, connects;
-    uint64_t late, max_lag_ns; /* --rate: sends we made late (not held back by the server) */
+    uint64_t handshakes, resumed; /* https: TLS handshakes completed (resumed: of those) */
+    uint64_t late, max_lag_ns;    /* --rate: sends we made late (not held back by the server) */
 };
 
 struct worker {
@@ -139,6 +144,7 @@ struct worker {
     uint32_t *heap, heap_len;
     uint64_t armed;  /* when the timerfd fires, NEVER if disarmed */
     int first_errno; /* of the first failed connect, for the report */
+    char first_tls_error[160];
     pthread_t tid;
     struct stats st;
 };
@@ -152,9 +158,13 @@ static struct {
     bool max, new_conn, bulk, json;
     char headers[8192];
     size_t headers_len;
-} opt = {.conns = 10, .threads = 1, .duration_s = 10, .warmup_s = 0, .timeout_s = 5};
+    bool tls; /* https:// */
+    const char *cert, *key, *ca, *sni, *alpn, *san, *curves;
+} opt = {
+    .conns = 10, .threads = 1, .duration_s = 10, .warmup_s = 0, .timeout_s = 5, .curves = "X25519"};
 
-static char *req; /* the request every slot sends */
+static SSL_CTX *tls_ctx; /* https: shared by every connection, no session cache */
+static char *req;        /* the request every slot sends */
 static size_t req_len;
 static uint64_t t0, t_warm, t_end, t_hard; /* start, measuring from, until, hard deadline */
 static double interval_ns;                 /* --rate: between two sends of one connection */
@@ -257,6 +267,13 @@ static void set_events(struct worker *w, struct slot *s, uint32_t ev)
 
 static void close_slot(struct worker *w, struct slot *s)
 {
+    if (s->ssl) {
+        /* a client that is done says so (close_notify), as curl and the proxies do */
+        if (s->cs == CS_OPEN) (void)SSL_shutdown(s->ssl);
+        SSL_free(s->ssl);
+        ERR_clear_error();
+        s->ssl = NULL;
+    }
     if (s->fd >= 0) {
         epoll_ctl(w->ep, EPOLL_CTL_DEL, s->fd, NULL);
         close(s->fd);
@@ -321,11 +338,121 @@ static void note_connect_error(struct worker *w, int err)
     if (!w->first_errno) w->first_errno = err;
 }
 
+/* --- transport: TCP, or TLS over it for https ------------------------------------------- */
+
+/* What an SSL_read/SSL_write result r <= 0 means, as send/recv would say it: -1 with errno
+ * EAGAIN when it waits for the socket, 0 at the end of the stream (close_notify, or a TCP close
+ * without one: a close-delimited body may end so), -1 with errno set otherwise. */
+static ssize_t tls_result(struct slot *s, int r)
+{
+    switch (SSL_get_error(s->ssl, r)) {
+    case SSL_ERROR_WANT_READ:
+    case SSL_ERROR_WANT_WRITE:
+        errno = EAGAIN;
+        return -1;
+    case SSL_ERROR_ZERO_RETURN:
+        return 0;
+    case SSL_ERROR_SYSCALL:
+        if (!errno) return 0;
+        return -1;
+    default:
+        ERR_clear_error();
+        errno = EPROTO;
+        return -1;
+    }
+}
+
+static ssize_t io_send(struct slot *s, const char *p, size_t n)
+{
+    if (!s->ssl) return send(s->fd, p, n, MSG_NOSIGNAL);
+    errno = 0;
+    int r = SSL_write(s->ssl, p, (int)n);
+    return r > 0 ? r : tls_result(s, r);
+}
+
+static ssize_t io_recv(struct slot *s, char *p, size_t n)
+{
+    if (!s->ssl) return recv(s->fd, p, n, 0);
+    errno = 0;
+    int r = SSL_read(s->ssl, p, (int)(n > INT32_MAX ? INT32_MAX : n));
+    return r > 0 ? r : tls_result(s, r);
+}
+
+/* Decrypted bytes BoringSSL holds that the socket's readiness will not announce again. */
+static bool io_pending(const struct slot *s)
+{
+    return s->ssl && SSL_pending(s->ssl) > 0;
+}
+
+/* --san: the server's leaf carries this URI SAN (its SPIFFE identity). */
+static bool peer_san_ok(struct slot *s)
+{
+    if (!opt.san) return true;
+    X509 *cert = SSL_get_peer_certificate(s->ssl);
+    GENERAL_NAMES *names = cert ? X509_get_ext_d2i(cert, NID_subject_alt_name, NULL, NULL) : NULL;
+    bool ok = false;
+    size_t want = strlen(opt.san);
+    for (size_t i = 0; names && i < sk_GENERAL_NAME_num(names) && !ok; i++) {
+        const GENERAL_NAME *gn = sk_GENERAL_NAME_value(names, i);
+        if (gn->type != GEN_URI) continue;
+        const ASN1_IA5STRING *uri = gn->d.uniformResourceIdentifier;
+        ok = (size_t)ASN1_STRING_length(uri) == want &&
+             memcmp(ASN1_STRING_get0_data(uri), opt.san, want) == 0;
+    }
+    GENERAL_NAMES_free(names);
+    X509_free(cert);
+    return ok;
+}
+
+static void note_tls_error(struct worker *w, struct slot *s, const char *what)
+{
+    if (w->first_tls_error[0]) return;
+    long v = what ? X509_V_OK : SSL_get_verify_result(s->ssl);
+    if (what)
+        snprintf(w->first_tls_error, sizeof w->first_tls_error, "%s", what);
+    else if (v != X509_V_OK)
+        snprintf(w->first_tls_error, sizeof w->first_tls_error, "certificate: %s",
+                 X509_verify_cert_error_string(v));
+    else
+        ERR_error_string_n(ERR_peek_error(), w->first_tls_error, sizeof w->first_tls_error);
+}
+
+static bool do_write(struct worker *w, struct slot *s, uint64_t now);
+
+/* Takes the TLS handshake as far as the socket allows; on success the request (if one waits)
+ * goes out at once. A failed handshake fails the request as "tls". */
+static void drive_handshake(struct worker *w, struct slot *s, uint64_t now)
+{
+    ERR_clear_error();
+    int r = SSL_do_handshake(s->ssl);
+    if (r == 1 && peer_san_ok(s)) {
+        if (in_window(now)) {
+            w->st.handshakes++;
+            if (SSL_session_reused(s->ssl)) w->st.resumed++;
+        }
+        s->cs = CS_OPEN;
+        set_events(w, s, EPOLLIN);
+        if (s->busy) do_write(w, s, now);
+        return;
+    }
+    int e = r == 1 ? SSL_ERROR_SSL : SSL_get_error(s->ssl, r);
+    if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) {
+        set_events(w, s, e == SSL_ERROR_WANT_READ ? EPOLLIN : EPOLLIN | EPOLLOUT);
+        return;
+    }
+    note_tls_error(w, s, r == 1 ? "the server's certificate lacks the --san URI" : NULL);
+    ERR_clear_error();
+    if (s->busy)
+        fail(w, s, ERR_TLS, now);
+    else
+        close_slot(w, s); /* an eager connect at start: the first request will try again */
+}
+
 /* Writes what is left of the request. Returns false when the slot failed. */
 static bool do_write(struct worker *w, struct slot *s, uint64_t now)
 {
     while (s->wrote < req_len) {
-        ssize_t n = send(s->fd, req + s->wrote, req_len - s->wrote, MSG_NOSIGNAL);
+        ssize_t n = io_send(s, req + s->wrote, req_len - s->wrote);
         if (n < 0 && errno == EINTR) continue;
         if (n < 0 && errno == EAGAIN) {
             set_events(w, s, EPOLLIN | EPOLLOUT);
@@ -344,9 +471,28 @@ static bool do_write(struct worker *w, struct slot *s, uint64_t now)
 
 static void on_connected(struct worker *w, struct slot *s, uint64_t now)
 {
+    if (s->ssl) {
+        s->cs = CS_HANDSHAKE;
+        drive_handshake(w, s, now);
+        return;
+    }
     s->cs = CS_OPEN;
     set_events(w, s, EPOLLIN);
     if (s->busy) do_write(w, s, now);
+}
+
+/* A TLS client for the slot's new socket: no session to resume, so every handshake is full. */
+static bool tls_new(struct worker *w, struct slot *s)
+{
+    s->ssl = SSL_new(tls_ctx);
+    if (s->ssl && SSL_set_fd(s->ssl, s->fd) &&
+        (!opt.sni || SSL_set_tlsext_host_name(s->ssl, opt.sni))) {
+        SSL_set_connect_state(s->ssl);
+        return true;
+    }
+    note_tls_error(w, s, "SSL_new failed");
+    ERR_clear_error();
+    return false;
 }
 
 /* Opens the slot's socket and starts connecting. Returns false (slot DOWN) on an immediate
@@ -366,6 +512,10 @@ static bool start_connect(struct worker *w, struct slot *s, uint64_t now)
     struct epoll_event e = {.events = EPOLLOUT,
                             .data.u64 = (uint64_t)(s - w->slots) | (uint64_t)s->gen << 32};
     epoll_ctl(w->ep, EPOLL_CTL_ADD, fd, &e);
+    if (opt.tls && !tls_new(w, s)) {
+        close_slot(w, s);
+        return false;
+    }
     if (in_window(now)) w->st.connects++;
     if (connect(fd, (struct sockaddr *)&opt.addr, sizeof opt.addr) == 0) {
         on_connected(w, s, now);
@@ -545,9 +695,9 @@ static void on_readable(struct worker *w, struct slot *s, uint64_t now)
         fail(w, s, ERR_PROTOCOL, now); /* out of memory closes this one connection */
         return;
     }
-    for (int i = 0; i < 4; i++) {
+    for (int i = 0; i < 4 || io_pending(s); i++) {
         size_t space = cap - s->len;
-        ssize_t n = recv(s->fd, s->buf + s->len, space, 0);
+        ssize_t n = io_recv(s, s->buf + s->len, space);
         if (n < 0 && errno == EINTR) continue;
         if (n < 0 && errno == EAGAIN) return;
         if (n > 0 && in_window(now)) w->st.bytes_in += (uint64_t)n;
@@ -565,7 +715,7 @@ static void on_readable(struct worker *w, struct slot *s, uint64_t now)
         enum parse_result r = parse(s, cap);
         if (r == PARSE_DONE) complete(w, s, now);
         if (r == PARSE_ERROR) fail(w, s, ERR_PROTOCOL, now);
-        if (r != PARSE_MORE || (size_t)n < space) return;
+        if (r != PARSE_MORE || ((size_t)n < space && !io_pending(s))) return;
     }
 }
 
@@ -592,6 +742,10 @@ static void on_event(struct worker *w, uint64_t data, uint32_t ev, uint64_t now)
     if (s->fd < 0 || s->gen != (uint32_t)(data >> 32)) return; /* for a socket since closed */
     if (s->cs == CS_CONNECTING) {
         on_connect_done(w, s, now);
+        return;
+    }
+    if (s->cs == CS_HANDSHAKE) {
+        drive_handshake(w, s, now);
         return;
     }
     if ((ev & EPOLLOUT) && s->busy && s->wrote < req_len && !do_write(w, s, now)) return;
@@ -732,19 +886,22 @@ static void place_slots(struct worker *ws)
 static void usage(FILE *f)
 {
     fprintf(f,
-            "usage: loadgen --url http://127.0.0.1:PORT/path [-c CONNS] [--threads T]\n"
+            "usage: loadgen --url http[s]://127.0.0.1:PORT/path [-c CONNS] [--threads T]\n"
             "         (--rate R | --max | --new-conn [--rate R] | --bulk)\n"
-            "         [--duration S] [--warmup S] [--timeout S] [-H 'name: value']... [--json]\n");
+            "         [--duration S] [--warmup S] [--timeout S] [-H 'name: value']... [--json]\n"
+            "         [--cert PEM --key PEM] [--ca PEM] [--sni NAME] [--alpn P1,P2] [--san URI]\n"
+            "         [--curves X25519:P-256]\n");
 }
 
-/* http://A.B.C.D[:PORT][/path] (or localhost). Returns false with a message when unusable. */
+/* http[s]://A.B.C.D[:PORT][/path] (or localhost). Returns false with a message when unusable. */
 static bool parse_url(const char *url)
 {
-    if (strncmp(url, "http://", 7) != 0) {
-        fprintf(stderr, "loadgen: only http:// URLs: %s\n", url);
+    opt.tls = strncmp(url, "https://", 8) == 0;
+    if (strncmp(url, "http://", 7) != 0 && !opt.tls) {
+        fprintf(stderr, "loadgen: only http:// and https:// URLs: %s\n", url);
         return false;
     }
-    const char *h = url + 7, *slash = strchr(h, '/');
+    const char *h = url + (opt.tls ? 8 : 7), *slash = strchr(h, '/');
     size_t hl = slash ? (size_t)(slash - h) : strlen(h);
     if (hl == 0 || hl >= sizeof opt.hostport) return false;
     memcpy(opt.hostport, h, hl);
@@ -753,7 +910,7 @@ static bool parse_url(const char *url)
     char host[300];
     snprintf(host, sizeof host, "%s", opt.hostport);
     char *colon = strchr(host, ':');
-    long port = 80;
+    long port = opt.tls ? 443 : 80;
     if (colon) {
         *colon = 0;
         port = strtol(colon + 1, NULL, 10);
@@ -790,13 +947,27 @@ static bool add_header(const char *h)
 static bool parse_args(int argc, char **argv)
 {
     static const struct option longs[] = {
-        {"url", required_argument, NULL, 'u'},      {"connections", required_argument, NULL, 'c'},
-        {"rate", required_argument, NULL, 'R'},     {"max", no_argument, NULL, 'M'},
-        {"new-conn", no_argument, NULL, 'N'},       {"bulk", no_argument, NULL, 'B'},
-        {"duration", required_argument, NULL, 'd'}, {"warmup", required_argument, NULL, 'w'},
-        {"threads", required_argument, NULL, 't'},  {"timeout", required_argument, NULL, 'T'},
-        {"header", required_argument, NULL, 'H'},   {"json", no_argument, NULL, 'j'},
-        {"help", no_argument, NULL, 'h'},           {0},
+        {"url", required_argument, NULL, 'u'},
+        {"connections", required_argument, NULL, 'c'},
+        {"rate", required_argument, NULL, 'R'},
+        {"max", no_argument, NULL, 'M'},
+        {"new-conn", no_argument, NULL, 'N'},
+        {"bulk", no_argument, NULL, 'B'},
+        {"duration", required_argument, NULL, 'd'},
+        {"warmup", required_argument, NULL, 'w'},
+        {"threads", required_argument, NULL, 't'},
+        {"timeout", required_argument, NULL, 'T'},
+        {"header", required_argument, NULL, 'H'},
+        {"json", no_argument, NULL, 'j'},
+        {"help", no_argument, NULL, 'h'},
+        {"cert", required_argument, NULL, 256},
+        {"key", required_argument, NULL, 257},
+        {"ca", required_argument, NULL, 258},
+        {"sni", required_argument, NULL, 259},
+        {"alpn", required_argument, NULL, 260},
+        {"san", required_argument, NULL, 261},
+        {"curves", required_argument, NULL, 262},
+        {0},
     };
     int ch;
     bool ok = true;
@@ -842,6 +1013,27 @@ static bool parse_args(int argc, char **argv)
         case 'h':
             usage(stdout);
             exit(0);
+        case 256:
+            opt.cert = optarg;
+            break;
+        case 257:
+            opt.key = optarg;
+            break;
+        case 258:
+            opt.ca = optarg;
+            break;
+        case 259:
+            opt.sni = optarg;
+            break;
+        case 260:
+            opt.alpn = optarg;
+            break;
+        case 261:
+            opt.san = optarg;
+            break;
+        case 262:
+            opt.curves = optarg;
+            break;
         default:
             ok = false;
         }
@@ -856,7 +1048,65 @@ static bool parse_args(int argc, char **argv)
         return false;
     }
     if (opt.threads > opt.conns) opt.threads = opt.conns;
-    return parse_url(opt.url);
+    if (!parse_url(opt.url)) return false;
+    if (!opt.tls && (opt.cert || opt.key || opt.ca || opt.sni || opt.alpn || opt.san)) {
+        fprintf(stderr,
+                "loadgen: --cert, --key, --ca, --sni, --alpn, --san need an https:// URL\n");
+        return false;
+    }
+    if (!opt.cert != !opt.key) {
+        fprintf(stderr, "loadgen: --cert and --key go together\n");
+        return false;
+    }
+    return true;
+}
+
+/* ALPN wire format (length-prefixed names) from "h2,http/1.1". */
+static bool set_alpn(SSL_CTX *ctx, const char *list)
+{
+    uint8_t wire[256];
+    size_t o = 0;
+    for (const char *p = list; *p;) {
+        size_t n = strcspn(p, ",");
+        if (n == 0 || n > 255 || o + 1 + n > sizeof wire) return false;
+        wire[o++] = (uint8_t)n;
+        memcpy(wire + o, p, n);
+        o += n;
+        p += n + (p[n] == ',');
+    }
+    return SSL_CTX_set_alpn_protos(ctx, wire, o) == 0; /* 0 is success here */
+}
+
+/* The client context for https: TLS 1.3 only, the --curves key shares (X25519 by default: what
+ * bench/tls_speed's limit assumes), the peer verified against --ca, a client certificate when
+ * given, and no session cache or tickets: every connection is a full handshake. */
+static bool tls_init(void)
+{
+    const char *what = "context";
+    SSL_CTX *ctx = tls_ctx = SSL_CTX_new(TLS_method());
+    if (!ctx || !SSL_CTX_set_min_proto_version(ctx, TLS1_3_VERSION) ||
+        !SSL_CTX_set_max_proto_version(ctx, TLS1_3_VERSION))
+        goto fail;
+    SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
+    SSL_CTX_set_options(ctx, SSL_OP_NO_TICKET);
+    SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+    what = "--curves";
+    if (!SSL_CTX_set1_curves_list(ctx, opt.curves)) goto fail;
+    what = "--cert";
+    if (opt.cert && !SSL_CTX_use_certificate_chain_file(ctx, opt.cert)) goto fail;
+    what = "--key";
+    if (opt.key && !SSL_CTX_use_PrivateKey_file(ctx, opt.key, SSL_FILETYPE_PEM)) goto fail;
+    what = "--ca";
+    if (opt.ca && !SSL_CTX_load_verify_locations(ctx, opt.ca, NULL)) goto fail;
+    SSL_CTX_set_verify(ctx, opt.ca ? SSL_VERIFY_PEER : SSL_VERIFY_NONE, NULL);
+    what = "--alpn";
+    if (opt.alpn && !set_alpn(ctx, opt.alpn)) goto fail;
+    return true;
+fail:;
+    char err[200];
+    ERR_error_string_n(ERR_peek_error(), err, sizeof err);
+    fprintf(stderr, "loadgen: TLS %s: %s\n", what, err);
+    return false;
 }
 
 static void build_request(void)
@@ -880,16 +1130,16 @@ static const char *mode_name(void)
     return opt.max ? "max" : "rate";
 }
 
-static void report_json(const struct stats *st, int first_errno)
+static void report_json(const struct stats *st, int first_errno, const char *tls_error)
 {
     const struct rs_hdr *h = &st->lat;
     double d = opt.duration_s;
     uint64_t errs = 0;
     for (int i = 0; i < ERR_KINDS; i++) errs += st->errors[i];
-    printf("{\"mode\": \"%s\", \"url\": \"http://%s%s\", \"connections\": %d, \"threads\": %d, "
+    printf("{\"mode\": \"%s\", \"url\": \"%s://%s%s\", \"connections\": %d, \"threads\": %d, "
            "\"duration_s\": %g, \"warmup_s\": %g, \"timeout_s\": %g, ",
-           mode_name(), opt.hostport, opt.path, opt.conns, opt.threads, d, opt.warmup_s,
-           opt.timeout_s);
+           mode_name(), opt.tls ? "https" : "http", opt.hostport, opt.path, opt.conns, opt.threads,
+           d, opt.warmup_s, opt.timeout_s);
     if (open_loop())
         printf("\"rate_target\": %g, ", opt.rate);
     else
@@ -915,17 +1165,29 @@ static void report_json(const struct stats *st, int first_errno)
            (unsigned long long)st->status[5], (unsigned long long)st->status[0]);
     for (int i = 0; i < ERR_KINDS; i++)
         printf("\"%s\": %llu, ", err_names[i], (unsigned long long)st->errors[i]);
-    printf("\"total\": %llu}, \"own_late_sends\": %llu, \"own_max_lag_us\": %llu, "
-           "\"first_connect_error\": ",
+    printf("\"total\": %llu}, \"own_late_sends\": %llu, \"own_max_lag_us\": %llu, ",
            (unsigned long long)errs, (unsigned long long)st->late,
            (unsigned long long)(st->max_lag_ns / 1000));
+    printf("\"tls\": %s, \"tls_handshakes\": %llu, \"tls_handshakes_per_s\": %.1f, "
+           "\"tls_resumed\": %llu, \"first_tls_error\": ",
+           opt.tls ? "true" : "false", (unsigned long long)st->handshakes,
+           (double)st->handshakes / d, (unsigned long long)st->resumed);
+    if (tls_error[0]) {
+        putchar('"');
+        for (const char *c = tls_error; *c; c++)
+            if (*c != '"' && *c != '\\' && (unsigned char)*c >= 0x20) putchar(*c);
+        printf("\", ");
+    } else {
+        printf("null, ");
+    }
+    printf("\"first_connect_error\": ");
     if (first_errno)
         printf("\"%s\"}\n", strerror(first_errno));
     else
         printf("null}\n");
 }
 
-static void report_human(const struct stats *st, int first_errno)
+static void report_human(const struct stats *st, int first_errno, const char *tls_error)
 {
     const struct rs_hdr *h = &st->lat;
     double d = opt.duration_s;
@@ -933,8 +1195,9 @@ static void report_human(const struct stats *st, int first_errno)
     for (int i = 0; i < ERR_KINDS; i++) errs += st->errors[i];
     printf("loadgen %s", mode_name());
     if (open_loop()) printf(" %g/s", opt.rate);
-    printf(": http://%s%s, %d connections, %d threads, %g s measured after %g s warm-up\n",
-           opt.hostport, opt.path, opt.conns, opt.threads, d, opt.warmup_s);
+    printf(": %s://%s%s, %d connections, %d threads, %g s measured after %g s warm-up\n",
+           opt.tls ? "https" : "http", opt.hostport, opt.path, opt.conns, opt.threads, d,
+           opt.warmup_s);
     printf("  requests    %llu (%.1f/s), connections opened %llu (%.1f/s)\n",
            (unsigned long long)st->responses, (double)st->responses / d,
            (unsigned long long)st->connects, (double)st->connects / d);
@@ -957,7 +1220,12 @@ static void report_human(const struct stats *st, int first_errno)
     if (open_loop())
         printf("  own lag     %llu sends woke more than 1 ms after schedule, max %llu µs\n",
                (unsigned long long)st->late, (unsigned long long)(st->max_lag_ns / 1000));
+    if (opt.tls)
+        printf("  tls         %llu handshakes (%.1f/s), %llu resumed\n",
+               (unsigned long long)st->handshakes, (double)st->handshakes / d,
+               (unsigned long long)st->resumed);
     if (first_errno) printf("  first connect error: %s\n", strerror(first_errno));
+    if (tls_error[0]) printf("  first TLS error: %s\n", tls_error);
 }
 
 static void merge_stats(struct stats *dst, const struct stats *src)
@@ -969,6 +1237,8 @@ static void merge_stats(struct stats *dst, const struct stats *src)
     dst->bytes_in += src->bytes_in;
     dst->bytes_out += src->bytes_out;
     dst->connects += src->connects;
+    dst->handshakes += src->handshakes;
+    dst->resumed += src->resumed;
     dst->late += src->late;
     if (src->max_lag_ns > dst->max_lag_ns) dst->max_lag_ns = src->max_lag_ns;
 }
@@ -984,6 +1254,7 @@ static void on_watchdog(int sig)
 int main(int argc, char **argv)
 {
     if (!parse_args(argc, argv)) return 2;
+    if (opt.tls && !tls_init()) return 2;
     build_request();
     signal(SIGPIPE, SIG_IGN);
     struct rlimit rl;
@@ -1019,20 +1290,23 @@ int main(int argc, char **argv)
     if (!total) abort();
     rs_hdr_init(&total->lat);
     int first_errno = 0;
+    const char *tls_error = "";
     for (int i = 0; i < opt.threads; i++) {
         pthread_join(ws[i].tid, NULL);
         merge_stats(total, &ws[i].st);
         if (!first_errno) first_errno = ws[i].first_errno;
+        if (!tls_error[0]) tls_error = ws[i].first_tls_error;
     }
     alarm(0);
     if (opt.json)
-        report_json(total, first_errno);
+        report_json(total, first_errno, tls_error);
     else
-        report_human(total, first_errno);
+        report_human(total, first_errno, tls_error);
     int rc = total->responses ? 0 : 1;
     for (int i = 0; i < opt.threads; i++) worker_free(&ws[i]);
     free(ws);
     free(total);
     free(req);
+    SSL_CTX_free(tls_ctx);
     return rc;
 }

@@ -6,13 +6,19 @@ unit of work, memory, and Ringside's ratios to HAProxy and NGINX.
 
 RUN_DIR holds what run.sh wrote: meta.tsv (key<TAB>value), cells.tsv (scenario, system, round,
 proxy CPU ticks, mid-run RSS KiB), memory.tsv (system, phase, RSS KiB[, connections held]) and
-raw/<scenario>.<system>.<round>.json (bench/loadgen --json). Writes BASE.json, BASE.md, and the
-gnuplot inputs RUN_DIR/latency.dat and RUN_DIR/overhead.dat.
+raw/<scenario>.<system>.<round>.json (bench/loadgen --json); with mTLS systems also
+raw/tls_speed.<round>.json (bench/tls_speed --json) and raw/openssl_speed.txt (openssl speed -mr).
+Writes BASE.json, BASE.md, and the gnuplot inputs RUN_DIR/latency.dat, RUN_DIR/overhead.dat and
+RUN_DIR/plot-titles.gp.
 
 Per-hop overhead = (proxied - direct) / hops, each a median over rounds, at each percentile.
 CPU is utime + stime of every process of the system (both hops), over the whole loadgen run
 (warm-up included), divided by the work done in that time (rate x (warm-up + duration)).
+For tlsconn (full mTLS handshakes straight to hop 2) only hop 2's CPU counts, and handshakes per
+CPU-second = connections / that CPU time, set against the limit bench/tls_speed derives:
+1 / (1/sign + 2/verify + 1/x25519), BoringSSL's ECDSA P-256 and X25519 rates on one core.
 """
+import glob
 import json
 import os
 import statistics
@@ -22,6 +28,7 @@ PCTS = ("p50", "p90", "p99", "p999")
 PCT_LABEL = {"p50": "p50", "p90": "p90", "p99": "p99", "p999": "p99.9"}
 PEERS = ("haproxy", "nginx")
 UNSTABLE_SPREAD = 5  # max/min of the rounds' p99 above which a row is flagged
+TLS_TARGET = 0.8  # issue 5: handshakes per core within 80% of the library's limit
 # What each scenario's throughput and CPU figures are counted in.
 WORK = {
     "req": ("rps", "req/s", "CPU s / 1k req", 1e3),
@@ -59,6 +66,9 @@ def load_cells(run, meta):
             work = float(lg[key]) * (warm + dur) / per  # thousands of requests, GB, ...
             cpu_s = int(ticks) / tck
             d = {p: lg["latency_us"][p] for p in PCTS}
+            if meta[f"scen.{scen}.port"] == "tls":
+                d["hs_per_cpu_s"] = (work * per / cpu_s) if cpu_s > 0 else None
+                d["tls_resumed"] = lg.get("tls_resumed", 0)
             d.update(
                 round=int(rnd),
                 rate=float(lg[key]),
@@ -87,6 +97,45 @@ def load_memory(run):
     return mem
 
 
+def applies(meta, scen, sysname):
+    """Whether the scenario runs on the system at all (scenarios.sh SCEN_ON)."""
+    on = meta.get(f"scen.{scen}.on", "all")
+    mtls = meta.get(f"sys.{sysname}.mtls", "0") == "1"
+    return on == "all" or (on == "mtls") == mtls
+
+
+def load_tls_limit(run):
+    """BoringSSL's rates on the proxies' core (bench/tls_speed, per CPU-second, medians over the
+    rounds) and the handshake limit derived from them; OpenSSL's from `openssl speed -mr` (per
+    second), with the same limit estimated. None without mTLS systems."""
+    rounds = []
+    for path in sorted(glob.glob(os.path.join(run, "raw", "tls_speed.*.json"))):
+        with open(path) as f:
+            rounds.append(json.load(f))
+    if not rounds:
+        return None
+    bssl = {k: median([r[k]["per_cpu_s"] for r in rounds]) for k in ("sign", "verify", "x25519")}
+    bssl["handshakes"] = median([r["handshake_limit_per_cpu_s"] for r in rounds])
+    bssl["handshakes_rounds"] = [r["handshake_limit_per_cpu_s"] for r in rounds]
+    lim = {"formula": rounds[0]["formula"], "boringssl": bssl, "openssl": None}
+    path = os.path.join(run, "raw", "openssl_speed.txt")
+    o = {}
+    if os.path.exists(path):
+        with open(path) as f:
+            for line in f:
+                parts = line.strip().split(":")
+                if parts[0] == "+F4" and len(parts) >= 5 and parts[2] == "256":
+                    o["sign"], o["verify"] = float(parts[3]), float(parts[4])
+                elif parts[0] == "+F5" and len(parts) >= 4 and parts[2] == "253":
+                    o["x25519_derive"] = float(parts[3])
+    if len(o) == 3:
+        # openssl speed's X25519 op is the shared secret alone; a handshake also makes a key
+        # pair, counted here as a second one (a fixed-base multiplication is somewhat cheaper).
+        o["handshakes_est"] = 1 / (1 / o["sign"] + 2 / o["verify"] + 2 / o["x25519_derive"])
+        lim["openssl"] = o
+    return lim
+
+
 def summarize(meta, cells, mem):
     systems = meta["systems"].split()
     scenarios = meta["scenarios"].split()
@@ -95,6 +144,8 @@ def summarize(meta, cells, mem):
     for scen in scenarios:
         rows = {}
         for s in systems:
+            if not applies(meta, scen, s):
+                continue
             rs = cells.get((scen, s))
             if not rs:
                 rows[s] = None  # not run (e.g. no L4 listener)
@@ -107,6 +158,9 @@ def summarize(meta, cells, mem):
                 errors=sum(r["errors"] for r in rs),
                 rounds=rs,
             )
+            if "hs_per_cpu_s" in rs[0]:
+                m["hs_per_cpu_s"] = median([r["hs_per_cpu_s"] for r in rs])
+                m["tls_resumed"] = sum(r["tls_resumed"] for r in rs)
             # Rounds that disagree wildly mean something else ran on the machine during one of
             # them (a stall of 100 ms in a 1 s run owns its p90): flag the row, keep the figure.
             p99s = [r["p99"] for r in rs if r["p99"]]
@@ -135,6 +189,8 @@ def figures(m, memrow):
     f["rate"] = m["rate"]
     f["cpu_per_unit"] = m["cpu_per_unit"]
     f["rss_kb"] = m["rss_kb"]
+    if "hs_per_cpu_s" in m:
+        f["hs_per_cpu_s"] = m["hs_per_cpu_s"]
     return f
 
 
@@ -166,7 +222,57 @@ def fr(v):
     return "n/a" if v is None else f"{v:.2f}"
 
 
-def markdown(meta, summary, rat, mem):
+def pct(a, b):
+    return "–" if a is None or not b else f"{100 * a / b:.0f}%"
+
+
+def tls_table(meta, rows, lim):
+    """The tlsconn figures set against the libraries' limits."""
+    bl = lim["boringssl"]["handshakes"]
+    ol = (lim["openssl"] or {}).get("handshakes_est")
+    L = ["", "Handshakes per CPU-second = connections / hop 2's CPU time (utime + stime, warm-up "
+         "included): what one core of hop 2 would do if it had nothing else to run. Limits from "
+         f"\"TLS library limit\" below: BoringSSL {fmt(bl)}/CPU-s (Ringside's library), OpenSSL "
+         f"≈ {fmt(ol)}/s (HAProxy's and NGINX's). resumed: handshakes that resumed a session "
+         "(must be 0).", "",
+         "| system | conn/s | handshakes / CPU-s | of BoringSSL's limit | of OpenSSL's (est.) | resumed |",
+         "|---|--:|--:|--:|--:|--:|"]
+    for s, m in rows.items():
+        if m is None or "hs_per_cpu_s" not in m:
+            continue
+        L.append(f"| {s} | {fmt(m['rate'])} | {fmt(m['hs_per_cpu_s'])} | {pct(m['hs_per_cpu_s'], bl)} "
+                 f"| {pct(m['hs_per_cpu_s'], ol)} | {m['tls_resumed']} |")
+    return L
+
+
+def limit_section(meta, summary, lim):
+    b, o = lim["boringssl"], lim["openssl"]
+    L = ["", "## TLS library limit (one core)", "",
+         "The server side of a full mutual-TLS 1.3 handshake with ECDSA P-256 certificates and an "
+         "X25519 key share does one ECDSA sign (its CertificateVerify), two ECDSA verifies (the "
+         "client's CertificateVerify, and the client leaf's signature by the root) and one X25519 "
+         f"key agreement (a key pair and the shared secret): limit = `{lim['formula']}`. Public-key "
+         "work only: hashing, HKDF, record encryption, certificate parsing and the kernel's TCP "
+         "work come on top.", "",
+         "| library | ECDSA P-256 sign/s | verify/s | X25519 /s | handshake limit |",
+         "|---|--:|--:|--:|--:|",
+         f"| BoringSSL ({meta.get('boringssl', '?')}), `bench/tls_speed`, per CPU-second, median of "
+         f"{len(b['handshakes_rounds'])} round(s) | {fmt(b['sign'])} | {fmt(b['verify'])} | "
+         f"{fmt(b['x25519'])} (key pair + secret) | **{fmt(b['handshakes'])}** |"]
+    if o:
+        L.append(f"| {meta.get('openssl', 'OpenSSL')}, `openssl speed`, per second | {fmt(o['sign'])} "
+                 f"| {fmt(o['verify'])} | {fmt(o['x25519_derive'])} (secret only) | "
+                 f"≈ {fmt(o['handshakes_est'])} (X25519 counted twice) |")
+    rs = (summary.get("tlsconn") or {}).get("ringside-mtls")
+    if rs and rs.get("hs_per_cpu_s"):
+        r = rs["hs_per_cpu_s"] / b["handshakes"]
+        L += ["", f"Target (issue 5): Ringside's handshakes per core ≥ {TLS_TARGET:.0%} of BoringSSL's "
+              f"limit. Measured: {fmt(rs['hs_per_cpu_s'])} / {fmt(b['handshakes'])} = **{r:.0%}**, "
+              f"{'met' if r >= TLS_TARGET else 'not met'}."]
+    return L
+
+
+def markdown(meta, summary, rat, mem, lim=None):
     systems = meta["systems"].split()
     hops = {s: int(meta[f"sys.{s}.hops"]) for s in systems}
     L = []
@@ -191,14 +297,21 @@ def markdown(meta, summary, rat, mem):
     w("- **hop** = per-hop overhead = (proxied − direct) / hops, at each percentile. CPU = utime + "
       "stime of all the system's proxy processes (both hops) from /proc, per unit of work; "
       f"resolution 1/{meta['clk_tck']} s, so short runs at low rates read coarsely.")
+    if meta.get("mtls"):
+        w(f"- mTLS systems (*-mtls): client → hop 1 (plaintext in, mutual TLS out over its keep-alive "
+          f"pool) → hop 2 (mutual TLS in, plaintext out) → upstream; {meta['mtls']}. Per-hop "
+          "overhead = (two-hop mTLS − direct) / 2. tlsconn connects straight to hop 2 (loadgen as "
+          "the client-side sidecar: client certificate, the server's SAN checked, no session "
+          "resumption) and counts hop 2's CPU alone.")
     for scen in meta["scenarios"].split():
         rows = summary[scen]
         key, unit, cpu_unit, _ = WORK[meta[f"scen.{scen}.work"]]
         w("")
         w(f"## {scen}: {meta[f'scen.{scen}.label']}")
         w("")
-        w(f"`loadgen {meta[f'scen.{scen}.loadgen']}` on the system's "
-          f"{'L4 (TCP)' if meta[f'scen.{scen}.port'] == 'tcp' else 'HTTP'} listener.")
+        where = {"tcp": "the system's L4 (TCP) listener", "http": "the system's HTTP listener",
+                 "tls": "hop 2's mTLS listener"}[meta[f"scen.{scen}.port"]]
+        w(f"`loadgen {meta[f'scen.{scen}.loadgen']}` on {where}.")
         w("")
         show_rss = any(m and m["rss_kb"] for m in rows.values())
         hdr = f"| system | {unit} | p50 | p90 | p99 | p99.9 | hop p50 | hop p90 | hop p99 | hop p99.9 | {cpu_unit} |"
@@ -211,6 +324,8 @@ def markdown(meta, summary, rat, mem):
         w(hdr)
         w(sep)
         for s in systems:
+            if s not in rows:
+                continue  # the scenario is not for this system (scenarios.sh SCEN_ON)
             m = rows.get(s)
             if m is None:
                 w(f"| {s} | not run (no L4 listener) |" + " |" * (11 if show_rss else 10))
@@ -225,6 +340,8 @@ def markdown(meta, summary, rat, mem):
                 cells.append(f"{m['rss_kb'] / 1024:.1f} MiB" if m["rss_kb"] else "")
             cells.append(str(m["errors"]))
             w("| " + " | ".join(cells) + " |")
+        if meta[f"scen.{scen}.port"] == "tls" and lim:
+            L.extend(tls_table(meta, rows, lim))
         unstable = [f"{s} (p99 of the rounds {fmt(min(r['p99'] for r in rows[s]['rounds']))}–"
                     f"{fmt(max(r['p99'] for r in rows[s]['rounds']))} µs)"
                     for s in systems if rows.get(s) and rows[s]["unstable"]]
@@ -243,6 +360,8 @@ def markdown(meta, summary, rat, mem):
             w("|---|" + "--:|" * len(cols))
             names = [(p, PCT_LABEL[p]) for p in PCTS] + [(f"overhead_{p}", f"hop {PCT_LABEL[p]}") for p in PCTS]
             names += [("rate", unit), ("cpu_per_unit", cpu_unit)]
+            if meta[f"scen.{scen}.port"] == "tls":
+                names.append(("hs_per_cpu_s", "handshakes / CPU-s"))
             if show_rss:
                 names.append(("rss_kb", "RSS under load"))
             for k, label in names:
@@ -280,10 +399,12 @@ def markdown(meta, summary, rat, mem):
             w(f"- {rs} / {ps}: idle {fr(ratio(a.get('idle'), b.get('idle')))}, holding idle "
               f"connections {fr(ratio(a.get('idle_conns'), b.get('idle_conns')))}, under 10,000 rps "
               f"{fr(ratio(load_rss.get(rs), load_rss.get(ps)))}.")
+    if lim:
+        L.extend(limit_section(meta, summary, lim))
     w("")
     w("## Stated plainly")
     w("")
-    L.extend(plainly(meta, summary, rat, mem, load_rss))
+    L.extend(plainly(meta, summary, rat, mem, load_rss, lim))
     return "\n".join(L) + "\n"
 
 
@@ -291,7 +412,7 @@ def mib(kb):
     return "–" if not kb else f"{kb / 1024:.1f} MiB"
 
 
-def plainly(meta, summary, rat, mem, load_rss):
+def plainly(meta, summary, rat, mem, load_rss, lim=None):
     """One sentence per headline figure: Ringside's value, the peers', and the ratios."""
     out = []
     systems = meta["systems"].split()
@@ -314,7 +435,7 @@ def plainly(meta, summary, rat, mem, load_rss):
                     for peer, ps in peers_of(rs) if rows.get(ps))
                 parts.append(f"{PCT_LABEL[p]} {fmt(oh[p], 0, True)} µs vs {peer_txt}")
             out.append(f"- {scen}, {rs}: per-hop overhead " + "; ".join(parts) + ".")
-    for scen in ("max", "bulk", "newconn"):
+    for scen in ("max", "bulk", "newconn", "tlsconn"):
         rows = summary.get(scen)
         if not rows:
             continue
@@ -326,6 +447,16 @@ def plainly(meta, summary, rat, mem, load_rss):
                 for peer, ps in peers_of(rs) if rows.get(ps))
             out.append(f"- {scen}, {rs}: {fmt(rows[rs]['rate'])} {unit}, "
                        f"{fmt(rows[rs]['cpu_per_unit'], 3)} {cpu_unit}; {txt}.")
+            if scen == "tlsconn" and lim:
+                bl = lim["boringssl"]["handshakes"]
+                hs = rows[rs].get("hs_per_cpu_s")
+                peers = ", ".join(f"{peer} {fmt(rows[ps].get('hs_per_cpu_s'))}"
+                                  for peer, ps in peers_of(rs) if rows.get(ps))
+                met = hs is not None and hs >= TLS_TARGET * bl
+                out.append(f"- tlsconn, {rs}: {fmt(hs)} full mTLS handshakes per CPU-second of hop 2 = "
+                           f"{pct(hs, bl)} of BoringSSL's limit on this core ({fmt(bl)}); target "
+                           f"≥ {TLS_TARGET:.0%}: {'met' if met else 'not met'}. Peers: {peers} "
+                           "(OpenSSL).")
     for rs in (s for s in systems if s == "ringside-1hop"):
         txt = ", ".join(f"{peer} {mib(mem.get(ps, {}).get('idle'))} (ratio "
                         f"{fr(ratio(mem.get(rs, {}).get('idle'), mem.get(ps, {}).get('idle')))})"
@@ -366,6 +497,7 @@ def main():
     mem = load_memory(run)
     summary = summarize(meta, cells, mem)
     rat = ratios(meta, summary)
+    lim = load_tls_limit(run)
     gnuplot_data(run, meta, summary)
     systems = meta["systems"].split()
     errors_total = sum(m["errors"] for rows in summary.values() for m in rows.values() if m)
@@ -381,13 +513,14 @@ def main():
         "results": {scen: {s: m for s, m in rows.items()} for scen, rows in summary.items()},
         "memory_kb": mem,
         "ratios": rat,
+        "tls_limit": lim,
         "errors_total": errors_total,
     }
     with open(base + ".json", "w") as f:
         json.dump(doc, f, indent=1)
         f.write("\n")
     with open(base + ".md", "w") as f:
-        f.write(markdown(meta, summary, rat, mem))
+        f.write(markdown(meta, summary, rat, mem, lim))
 
 
 if __name__ == "__main__":

@@ -2,7 +2,7 @@
 # `make bench` / `make bench-full`: Ringside against a direct connection, HAProxy and NGINX, one
 # and two hops, in one run on this machine (see bench/README.md).
 #
-#   bench/run.sh [BUILD_DIR [SET]]      BUILD_DIR default build; SET quick (default) or full
+#   bench/run.sh [BUILD_DIR [SET]]      BUILD_DIR default build; SET quick (default), full or mtls
 #
 # Systems (bench/systems.sh): direct; ringside, haproxy, nginx with 1 hop and with 2 hops
 # (client-side sidecar -> server-side sidecar), one worker per proxy process, configs generated
@@ -11,6 +11,12 @@
 # resident set idle, under the 10,000 rps scenario, and holding 10,000 idle connections.
 # Within a round every scenario runs on every system in turn (A B C A B C ...); rounds repeat and
 # the report gives medians.
+# The mtls set (`make bench-mtls`): direct and the mTLS mesh hop pairs (ringside-mtls,
+# haproxy-mtls, nginx-mtls: plaintext -> hop 1 -> mutual TLS -> hop 2 -> plaintext upstream) with
+# the 1,000 / 10,000 rps and maximum-throughput scenarios, and full mTLS handshakes per second
+# straight to hop 2 (tlsconn), against BoringSSL's limit on one core, measured in every round by
+# bench/tls_speed. Quick durations, 3 rounds, no idle-connection memory. RS_BENCH_MTLS=1 adds the
+# mTLS systems and tlsconn to the quick or full set instead.
 #
 # Writes bench/results/<date>-<set>.json, .md, -latency.png, -overhead.png, and the configs and
 # raw loadgen output under bench/results/<date>-<set>/.
@@ -19,7 +25,7 @@
 # RS_BENCH_RESULTS (bench/results), RS_BENCH_SMOKE=1 (~15 s: every duration 0.15 s,
 # 1 round, 200 idle connections; for tests/integration/test_bench_smoke.sh), RS_BENCH_BASELINE
 # (a ringside binary run by the systems "rsbase-<n>hop", for before/after comparisons),
-# RS_BENCH_PIN_LOADGEN (CPUs for the load generator; default unpinned).
+# RS_BENCH_PIN_LOADGEN (CPUs for the load generator; default unpinned), RS_BENCH_MTLS=1 (above).
 # shellcheck disable=SC2086,SC2206 # pid lists (SYS_PIDS) and RS_BENCH_SYSTEMS split into words on purpose
 set -euo pipefail
 
@@ -35,23 +41,33 @@ SMOKE=${RS_BENCH_SMOKE:-0}
 . "$HERE/systems.sh"
 # shellcheck source=bench/scenarios.sh
 . "$HERE/scenarios.sh"
+# shellcheck source=bench/mtls.sh
+. "$HERE/mtls.sh"
 
 RINGSIDE=$BUILD/sidecar/ringside
 UPSTREAM_BIN=$BUILD/bench/upstream
 LOADGEN=$BUILD/bench/loadgen
+TLS_SPEED=$BUILD/bench/tls_speed
 HAPROXY=$(command -v haproxy || echo /usr/sbin/haproxy)
 NGINX=$(command -v nginx || echo /usr/sbin/nginx)
 BODY=1024
 
 case $SET in
-quick) ROUNDS=3 WARMUP=0.3 ;;
+quick | mtls) ROUNDS=3 WARMUP=0.3 ;;
 full) ROUNDS=5 WARMUP=1 ;;
-*) die "unknown set '$SET' (quick or full)" ;;
+*) die "unknown set '$SET' (quick, full or mtls)" ;;
 esac
 IDLE_CONNS=10000
 SCALE=1
+if [[ $SET == mtls ]]; then
+    SYSTEMS=(direct "${MTLS_SYSTEMS[@]}") SCENARIOS=("${MTLS_SCENARIOS[@]}") IDLE_CONNS=0
+elif [[ ${RS_BENCH_MTLS:-0} == 1 ]]; then
+    SYSTEMS+=("${MTLS_SYSTEMS[@]}") SCENARIOS+=(tlsconn)
+fi
 if [[ $SMOKE == 1 ]]; then
-    SET=smoke ROUNDS=1 WARMUP=0.05 IDLE_CONNS=200
+    [[ $SET == mtls ]] || IDLE_CONNS=200
+    SET=${SET/quick/smoke} ROUNDS=1 WARMUP=0.05
+    [[ $SET == smoke ]] || SET=$SET-smoke
 fi
 ROUNDS=${RS_BENCH_ROUNDS:-$ROUNDS}
 WARMUP=${RS_BENCH_WARMUP:-$WARMUP}
@@ -86,6 +102,12 @@ for s in "${wanted[@]}"; do
 done
 [[ ${SYSTEMS[0]:-} == direct ]] || die "the systems must start with direct (the floor every hop is measured against)"
 nginx_has_l4 || say "nginx has no stream module (Debian: libnginx-mod-stream): no L4 bulk figures for nginx"
+MTLS=0
+for s in "${SYSTEMS[@]}"; do sys_is_mtls "$s" && MTLS=1; done
+if ((MTLS)); then
+    command -v openssl >/dev/null || die "openssl is required for the mTLS systems' certificates"
+    poll 30 test -x "$TLS_SPEED" || die "$TLS_SPEED not built (cmake --build $BUILD --target tls_speed)"
+fi
 
 # 10,000 idle connections need 10,000 fds in the proxy and in the client holding them.
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
@@ -133,6 +155,8 @@ OUT=$RESULTS/$NAME
 rm -rf "$OUT"
 mkdir -p "$OUT/configs" "$OUT/raw" "$OUT/logs"
 trap 'stop_all; rm -rf "$SNAP"' EXIT
+# The mTLS systems' PKI, new for every run, under the run's temporary directory.
+((MTLS)) && mtls_certs "$SNAP/pki"
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
@@ -165,19 +189,31 @@ done
 # --- the rounds -----------------------------------------------------------------------------------
 
 # run_cell SCENARIO SYSTEM ROUND: one loadgen run; its JSON in raw/, and the proxies' CPU ticks
-# (and mid-run RSS where the scenario asks) appended to cells.tsv.
+# (and mid-run RSS where the scenario asks) appended to cells.tsv. On an mTLS system's hop 2
+# (tlsconn), loadgen is the client-side sidecar (client certificate, root, SPIFFE ID of the
+# server checked) and the CPU counted is hop 2's alone.
 run_cell() {
-    local scen=$1 sys=$2 round=$3 port raw c0 c1 rss="" lg d pid
-    port=${SYS_HTTP[$sys]}
-    if [[ ${SCEN_PORT[$scen]} == tcp ]]; then
-        "$(sys_kind "$sys")_has_l4" || return 0
-        port=${SYS_TCP[$sys]}
-    fi
+    local scen=$1 sys=$2 round=$3 url raw c0 c1 rss="" lg d pid pids tls=()
+    scen_runs_on "$scen" "$sys" || return 0
+    url=http://127.0.0.1:${SYS_HTTP[$sys]}/
+    pids=${SYS_PIDS[$sys]}
+    case ${SCEN_PORT[$scen]} in
+    tcp)
+        sys_has_l4 "$sys" || return 0
+        url=http://127.0.0.1:${SYS_TCP[$sys]}/
+        ;;
+    tls)
+        url=https://127.0.0.1:${SYS_TLS[$sys]}/
+        pids=${SYS_TLS_PID[$sys]}
+        tls=(--cert "$MTLS_DIR/client.pem" --key "$MTLS_DIR/client.key" --ca "$MTLS_DIR/root.pem"
+            --san "$MTLS_SERVER_SAN" --sni "$MTLS_SERVER_DNS" --alpn http/1.1)
+        ;;
+    esac
     d=$(secs "$scen")
     raw=$OUT/raw/$scen.$sys.$round.json
-    c0=$(cpu_ticks ${SYS_PIDS[$sys]})
+    c0=$(cpu_ticks $pids)
     # shellcheck disable=SC2086 # SCEN_ARGS holds several words on purpose
-    "${PIN_LG[@]}" "$LOADGEN" --url "http://127.0.0.1:$port/" ${SCEN_ARGS[$scen]} --duration "$d" \
+    "${PIN_LG[@]}" "$LOADGEN" --url "$url" "${tls[@]}" ${SCEN_ARGS[$scen]} --duration "$d" \
         --warmup "$WARMUP" --json >"$raw" 2>"$raw.err" &
     lg=$!
     if [[ -n ${SCEN_RSS[$scen]:-} && -n ${SYS_PIDS[$sys]} ]]; then
@@ -191,7 +227,7 @@ run_cell() {
     if ((rc > 1)) || ! python3 -c 'import json, sys; json.load(open(sys.argv[1]))' "$raw" 2>/dev/null; then
         die "loadgen failed (exit $rc): $scen on $sys, round $round: $(tail -3 "$raw.err")"
     fi
-    c1=$(cpu_ticks ${SYS_PIDS[$sys]})
+    c1=$(cpu_ticks $pids)
     [[ -s $raw.err ]] || rm -f "$raw.err"
     for pid in ${SYS_PIDS[$sys]} $UP_PID; do
         alive "$pid" || die "a process of $sys (or the upstream) died during $scen, round $round (logs in $OUT/logs)"
@@ -199,10 +235,26 @@ run_cell() {
     printf '%s\t%s\t%s\t%s\t%s\n' "$scen" "$sys" "$round" "$((c1 - c0))" "$rss" >>"$OUT/cells.tsv"
 }
 
+# tls_limit ROUND: BoringSSL's ECDSA P-256 sign/verify and X25519 rates on the proxies' CPU, with
+# nothing else of the run going (bench/tls_speed; the handshake limit is derived from them). In
+# the first round, OpenSSL's figures too (`openssl speed`: the library HAProxy and NGINX use).
+tls_limit() {
+    local secs=0.6
+    [[ $SET == full* ]] && secs=1.5
+    [[ $SMOKE == 1 ]] && secs=0.06
+    "${PIN_PROXY[@]}" "$TLS_SPEED" --secs "$secs" --json >"$OUT/raw/tls_speed.$1.json" ||
+        die "bench/tls_speed failed"
+    if (($1 == 1 && SMOKE == 0)); then
+        "${PIN_PROXY[@]}" openssl speed -mr -seconds 1 ecdsap256 ecdhx25519 \
+            >"$OUT/raw/openssl_speed.txt" 2>/dev/null || say "openssl speed failed: no OpenSSL figures"
+    fi
+}
+
 : >"$OUT/cells.tsv"
 for ((round = 1; round <= ROUNDS; round++)); do
     for scen in "${SCENARIOS[@]}"; do
         say "round $round/$ROUNDS: $scen"
+        [[ ${SCEN_PORT[$scen]} == tls ]] && tls_limit "$round"
         for s in "${SYSTEMS[@]}"; do run_cell "$scen" "$s" "$round"; done
     done
 done
@@ -237,7 +289,7 @@ hold_idle() {
 }
 if ((IDLE_CONNS > 0)); then
     say "memory: $IDLE_CONNS idle connections to each system"
-    for s in "${SYSTEMS[@]}"; do [[ -n ${SYS_PIDS[$s]} ]] && hold_idle "$s"; done
+    for s in "${SYSTEMS[@]}"; do [[ -n ${SYS_PIDS[$s]} ]] && ! sys_is_mtls "$s" && hold_idle "$s"; done
 fi
 ELAPSED=$((SECONDS - STARTED))
 LOAD_AFTER=$(cut -d' ' -f1-3 /proc/loadavg)
@@ -274,13 +326,21 @@ stop_all
         kv "sys.$s.kind" "$(sys_kind "$s")"
         kv "sys.$s.hops" "$(sys_hops "$s")"
         kv "sys.$s.configs" "$(for c in ${SYS_CONFIGS[$s]}; do printf '%s ' "${c#"$RESULTS"/}"; done)"
+        kv "sys.$s.mtls" "$(sys_is_mtls "$s" && echo 1 || echo 0)"
     done
+    if ((MTLS)); then
+        kv mtls "TLS 1.3 only; ECDSA P-256 root and leaves (SHA-256), made by openssl for this run; server $MTLS_SERVER_SAN + DNS:$MTLS_SERVER_DNS, client $MTLS_CLIENT_SAN; hop 2 requires and verifies the client certificate; hop 1 verifies the server's chain and SAN (Ringside the URI SAN, HAProxy verifyhost and NGINX proxy_ssl_name the DNS SAN)"
+        kv tls_speed "taskset -c 1 build/bench/tls_speed (BoringSSL), once per round before tlsconn"
+        kv openssl "$(openssl version)"
+        kv boringssl "Debian android-libboringssl ($(dpkg-query -W -f '${Version}' android-libboringssl 2>/dev/null || echo '?'))"
+    fi
     for c in "${SCENARIOS[@]}"; do
         kv "scen.$c.label" "${SCEN_LABEL[$c]}"
         kv "scen.$c.loadgen" "${SCEN_ARGS[$c]} --duration $(secs "$c") --warmup $WARMUP"
         kv "scen.$c.duration_s" "$(secs "$c")"
         kv "scen.$c.port" "${SCEN_PORT[$c]}"
         kv "scen.$c.work" "${SCEN_WORK[$c]}"
+        kv "scen.$c.on" "${SCEN_ON[$c]:-all}"
     done
 } >"$OUT/meta.tsv"
 
