@@ -111,8 +111,19 @@ int rs_cfg_chain_match(struct cctx *cx, struct rs_chain_match *m,
     m->nsrc_ports = (uint32_t)pm->n_source_ports;
     m->src_ports = xmemdup(pm->source_ports, pm->n_source_ports * sizeof *pm->source_ports);
     m->source_type = (uint8_t)pm->source_type;
-    m->has_server_names = pm->n_server_names > 0;
-    m->has_app_protocols = pm->n_application_protocols > 0;
+    m->nserver_names = (uint32_t)pm->n_server_names;
+    m->server_names = xcalloc(pm->n_server_names + 1, sizeof *m->server_names);
+    for (size_t i = 0; i < pm->n_server_names; i++) {
+        const char *n = pm->server_names[i];
+        if (!n[0] || strchr(n + 1, '*') || (n[0] == '*' && n[1] != '.'))
+            return fail(cx, "server_names", "[%zu]: \"%s\" is neither a name nor \"*.suffix\"", i,
+                        n);
+        m->server_names[i] = xstrdup(n);
+    }
+    m->napp_protocols = (uint32_t)pm->n_application_protocols;
+    m->app_protocols = xcalloc(pm->n_application_protocols + 1, sizeof *m->app_protocols);
+    for (size_t i = 0; i < pm->n_application_protocols; i++)
+        m->app_protocols[i] = xstrdup(pm->application_protocols[i]);
     const char *tp = pm->transport_protocol ? pm->transport_protocol : "";
     if (strcmp(tp, "tls") == 0)
         m->tls = true;
@@ -129,6 +140,39 @@ void rs_cfg_chain_match_free(struct rs_chain_match *m)
     free(m->src);
     free(m->direct_src);
     free(m->src_ports);
+    for (uint32_t i = 0; i < m->nserver_names; i++) free(m->server_names[i]);
+    free(m->server_names);
+    for (uint32_t i = 0; i < m->napp_protocols; i++) free(m->app_protocols[i]);
+    free(m->app_protocols);
+}
+
+/* How specifically a chain's server_names match the connection's SNI: an exact name beats any
+ * wildcard, a longer "*.suffix" beats a shorter one; -1 none matches, 0 the chain has none. */
+static int server_name_score(const struct rs_chain_match *m, const char *sni)
+{
+    if (!m->nserver_names) return 0;
+    if (!sni) return -1;
+    size_t sl = strlen(sni);
+    int best = -1;
+    for (uint32_t i = 0; i < m->nserver_names; i++) {
+        const char *n = m->server_names[i];
+        size_t nl = strlen(n);
+        if (n[0] != '*') {
+            if (strcasecmp(n, sni) == 0) return 1 << 20;
+        } else if (sl > nl - 1 && strcasecmp(sni + sl - (nl - 1), n + 1) == 0 && (int)nl > best) {
+            best = (int)nl; /* "*.b.c" matches "a.b.c" and "x.a.b.c", as Envoy */
+        }
+    }
+    return best;
+}
+
+static int app_protocol_score(const struct rs_chain_match *m, const struct rs_conn_meta *meta)
+{
+    if (!m->napp_protocols) return 0;
+    for (uint32_t i = 0; i < m->napp_protocols; i++)
+        for (uint32_t k = 0; k < meta->napp_protocols; k++)
+            if (strcmp(m->app_protocols[i], meta->app_protocols[k]) == 0) return 1;
+    return -1;
 }
 
 /* Envoy's order of criteria; at each, the most specific matching value wins and chains that do
@@ -148,7 +192,7 @@ enum crit {
 };
 
 static int score(const struct rs_filter_chain *fc, enum crit c, const struct sockaddr *local,
-                 const struct sockaddr *remote)
+                 const struct sockaddr *remote, const struct rs_conn_meta *meta)
 {
     const struct rs_chain_match *m = &fc->m;
     int p;
@@ -159,11 +203,12 @@ static int score(const struct rs_filter_chain *fc, enum crit c, const struct soc
         p = best_prefix(m->dst, m->ndst, local);
         return p == -2 ? 0 : p < 0 ? -1 : p + 1;
     case CR_SERVER_NAME:
-        return m->has_server_names ? -1 : 0; /* no SNI without TLS */
+        return server_name_score(m, meta->server_name);
     case CR_TRANSPORT:
-        return m->tls ? -1 : m->raw_buffer ? 1 : 0;
+        if (!m->tls && !m->raw_buffer) return 0;
+        return m->tls == meta->tls ? 1 : -1;
     case CR_APP_PROTO:
-        return m->has_app_protocols ? -1 : 0; /* not detected */
+        return app_protocol_score(m, meta);
     case CR_DIRECT_SRC_IP:
         p = best_prefix(m->direct_src, m->ndirect_src, remote);
         return p == -2 ? 0 : p < 0 ? -1 : p + 1;
@@ -187,7 +232,8 @@ static int score(const struct rs_filter_chain *fc, enum crit c, const struct soc
 
 static struct rs_filter_chain *pick_legacy(const struct rs_listener *l,
                                            const struct sockaddr *local,
-                                           const struct sockaddr *remote)
+                                           const struct sockaddr *remote,
+                                           const struct rs_conn_meta *meta)
 {
     /* candidates as a bitmap over the first MAX_CANDIDATES chains (Istio's listeners have
      * far fewer; beyond that the first match in order wins) */
@@ -199,13 +245,13 @@ static struct rs_filter_chain *pick_legacy(const struct rs_listener *l,
         int best = -1;
         for (uint32_t i = 0; i < n; i++) {
             if (!(alive[i / 64] >> (i % 64) & 1)) continue;
-            int s = score(&l->chains[i], (enum crit)c, local, remote);
+            int s = score(&l->chains[i], (enum crit)c, local, remote, meta);
             if (s > best) best = s;
         }
         if (best < 0) return l->default_chain;
         for (uint32_t i = 0; i < n; i++)
             if ((alive[i / 64] >> (i % 64) & 1) &&
-                score(&l->chains[i], (enum crit)c, local, remote) != best)
+                score(&l->chains[i], (enum crit)c, local, remote, meta) != best)
                 alive[i / 64] &= ~(1ull << (i % 64));
     }
     for (uint32_t i = 0; i < n; i++)
@@ -413,10 +459,11 @@ int rs_cfg_fcm(struct cctx *cx, struct rs_listener *l, const Listener *pl)
     return 0;
 }
 
-/* The input's value as Envoy renders it; false when the input has no data (server name,
- * application protocols: never known here). */
+/* The input's value as Envoy renders it; false when the input has no data (no server name, no
+ * application protocol). */
 static bool input_value(enum fcm_input in, const struct sockaddr *local,
-                        const struct sockaddr *remote, char *buf, size_t len)
+                        const struct sockaddr *remote, const struct rs_conn_meta *meta, char *buf,
+                        size_t len)
 {
     uint32_t bits;
     const uint8_t *a;
@@ -436,25 +483,40 @@ static bool input_value(enum fcm_input in, const struct sockaddr *local,
         snprintf(buf, len, "%s", is_local(remote, local) ? "local" : "");
         return buf[0] != '\0';
     case IN_TRANSPORT:
-        snprintf(buf, len, "raw_buffer");
+        snprintf(buf, len, "%s", meta->tls ? "tls" : "raw_buffer");
         return true;
+    case IN_SERVER_NAME:
+        if (!meta->server_name) return false;
+        snprintf(buf, len, "%s", meta->server_name);
+        return true;
+    case IN_APP_PROTO: {
+        /* Envoy's rendering: 'h2','http/1.1' */
+        size_t n = 0;
+        for (uint32_t i = 0; i < meta->napp_protocols && n < len; i++) {
+            int k = snprintf(buf + n, len - n, "%s'%s'", i ? "," : "", meta->app_protocols[i]);
+            if (k < 0) return false;
+            n += (size_t)k;
+        }
+        return meta->napp_protocols > 0 && n < len;
+    }
     default:
         return false;
     }
 }
 
-static int eval(const struct rs_fcm *f, const struct sockaddr *local,
-                const struct sockaddr *remote);
+static int eval(const struct rs_fcm *f, const struct sockaddr *local, const struct sockaddr *remote,
+                const struct rs_conn_meta *meta);
 
 static int eval_on(const struct fcm_on *on, const struct sockaddr *local,
-                   const struct sockaddr *remote)
+                   const struct sockaddr *remote, const struct rs_conn_meta *meta)
 {
     if (!on->set) return -2;
-    return on->sub ? eval(on->sub, local, remote) : on->chain;
+    return on->sub ? eval(on->sub, local, remote, meta) : on->chain;
 }
 
 /* The chain index, -1 for an explicit no chain, -2 for no match. */
-static int eval(const struct rs_fcm *f, const struct sockaddr *local, const struct sockaddr *remote)
+static int eval(const struct rs_fcm *f, const struct sockaddr *local, const struct sockaddr *remote,
+                const struct rs_conn_meta *meta)
 {
     const struct fcm_on *hit = NULL;
     if (f->kind == FCM_IP) {
@@ -466,8 +528,8 @@ static int eval(const struct rs_fcm *f, const struct sockaddr *local, const stru
                 best = f->cidrs[k].len;
             }
     } else {
-        char v[64];
-        if (input_value(f->input, local, remote, v, sizeof v)) {
+        char v[512];
+        if (input_value(f->input, local, remote, meta, v, sizeof v)) {
             size_t vl = strlen(v), best = 0;
             for (uint32_t k = 0; k < f->n; k++) {
                 size_t kl = strlen(f->keys[k]);
@@ -482,19 +544,22 @@ static int eval(const struct rs_fcm *f, const struct sockaddr *local, const stru
         }
     }
     if (hit) {
-        int r = eval_on(hit, local, remote);
+        int r = eval_on(hit, local, remote, meta);
         if (r != -2) return r;
     }
-    return eval_on(&f->no_match, local, remote);
+    return eval_on(&f->no_match, local, remote, meta);
 }
 
 struct rs_filter_chain *rs_listener_pick_chain(const struct rs_listener *l,
                                                const struct sockaddr *local,
-                                               const struct sockaddr *remote)
+                                               const struct sockaddr *remote,
+                                               const struct rs_conn_meta *meta)
 {
+    static const struct rs_conn_meta plain = {0};
+    if (!meta) meta = &plain;
     if (l->matcher) {
-        int i = eval(l->matcher, local, remote);
+        int i = eval(l->matcher, local, remote, meta);
         return i >= 0 ? &l->chains[i] : l->default_chain;
     }
-    return pick_legacy(l, local, remote);
+    return pick_legacy(l, local, remote, meta);
 }

@@ -190,20 +190,71 @@ out:
     return ret;
 }
 
-/* A transport socket that will carry traffic: TLS validates but is refused in serve mode. */
-int rs_cfg_check_transport_socket(struct cctx *cx,
-                                  const Envoy__Config__Core__V3__TransportSocket *ts,
-                                  const char *field)
+static bool
+downstream_uses_sds(const Envoy__Extensions__TransportSockets__Tls__V3__DownstreamTlsContext *d)
 {
-    bool tls;
-    if (rs_cfg_transport_is_tls(cx, ts, field, &tls)) return -1;
-    if (tls && cx->serve) {
-        size_t old = path_push(cx, "%s", field);
-        fail(cx, "typed_config", "%s", RS_TLS_NOT_YET);
-        path_pop(cx, old);
-        return -1;
+    Envoy__Extensions__TransportSockets__Tls__V3__UpstreamTlsContext u = {
+        .common_tls_context = d->common_tls_context};
+    return tls_uses_sds(&u);
+}
+
+/* A filter chain's transport socket: raw_buffer, or TLS terminated with a server context built
+ * from its DownstreamTlsContext. An HTTP chain serves HTTP/1.1 only, so "h2" is left out of the
+ * ALPN it offers (a client that also offers http/1.1 gets that; Envoy would pick h2). */
+int rs_cfg_transport_server(struct cctx *cx, const Envoy__Config__Core__V3__TransportSocket *ts,
+                            const char *field, bool http, struct rs_tls_ctx **ctx,
+                            bool *sds_pending)
+{
+    *ctx = NULL;
+    *sds_pending = false;
+    if (!ts) return 0;
+    size_t old = path_push(cx, "%s", field);
+    int ret = 0;
+    char err[512];
+    ProtobufCMessage *m =
+        ts->config_type_case == ENVOY__CONFIG__CORE__V3__TRANSPORT_SOCKET__CONFIG_TYPE_TYPED_CONFIG
+            ? xds_any_unpack(ts->typed_config, NULL, err, sizeof err)
+            : NULL;
+    if (!m) {
+        ret = ts->config_type_case ==
+                      ENVOY__CONFIG__CORE__V3__TRANSPORT_SOCKET__CONFIG_TYPE_TYPED_CONFIG
+                  ? fail(cx, "typed_config", "%s", err)
+                  : fail(cx, "typed_config", "is required");
+        goto out;
     }
-    return 0;
+    if (m->descriptor ==
+        &envoy__extensions__transport_sockets__raw_buffer__v3__raw_buffer__descriptor)
+        goto done;
+    if (m->descriptor !=
+        &envoy__extensions__transport_sockets__tls__v3__downstream_tls_context__descriptor) {
+        ret = fail(cx, "typed_config",
+                   "a listener's transport socket is raw_buffer or a "
+                   "DownstreamTlsContext, not %s",
+                   m->descriptor->name);
+        goto done;
+    }
+    Envoy__Extensions__TransportSockets__Tls__V3__DownstreamTlsContext *d = (void *)m;
+    if (downstream_uses_sds(d)) {
+        *sds_pending = true; /* no context until the secrets are resolved */
+        goto done;
+    }
+    Envoy__Extensions__TransportSockets__Tls__V3__CommonTlsContext *c = d->common_tls_context;
+    size_t nalpn = c ? c->n_alpn_protocols : 0, kept = 0;
+    for (size_t i = 0; http && i < nalpn; i++) /* h2 to the end, out of the count */
+        if (strcmp(c->alpn_protocols[i], "h2") != 0) {
+            char *t = c->alpn_protocols[kept];
+            c->alpn_protocols[kept++] = c->alpn_protocols[i];
+            c->alpn_protocols[i] = t;
+        }
+    if (http && c) c->n_alpn_protocols = kept;
+    *ctx = rs_tls_ctx_server(d, err, sizeof err);
+    if (c) c->n_alpn_protocols = nalpn;
+    if (!*ctx) ret = fail(cx, "typed_config", "%s", err);
+done:
+    protobuf_c_message_free_unpacked(m, NULL);
+out:
+    path_pop(cx, old);
+    return ret;
 }
 
 /* ---- access logs --------------------------------------------------------------------------- */
@@ -783,15 +834,6 @@ static int compile_tcp(struct cctx *cx, struct rs_filter_chain *fc, const TcpPro
 static int compile_filters(struct cctx *cx, struct rs_filter_chain *fc,
                            const Envoy__Config__Listener__V3__FilterChain *pfc, uint16_t port)
 {
-    /* A chain that only matches TLS connections never matches (no TLS inspection yet): its
-     * DownstreamTlsContext is validated, not refused. */
-    bool tls;
-    if (fc->m.tls) {
-        if (rs_cfg_transport_is_tls(cx, pfc->transport_socket, "transport_socket", &tls)) return -1;
-    } else if (pfc->transport_socket &&
-               rs_cfg_check_transport_socket(cx, pfc->transport_socket, "transport_socket")) {
-        return -1;
-    }
     for (size_t i = 0; i < pfc->n_filters; i++) {
         const Envoy__Config__Listener__V3__Filter *f = pfc->filters[i];
         size_t old = path_push(cx, "filters[%zu]", i);
@@ -852,6 +894,10 @@ static int compile_filters(struct cctx *cx, struct rs_filter_chain *fc,
     if (!fc->hcm && !fc->tcp)
         return fail(cx, "filters",
                     "a terminal filter (http_connection_manager or tcp_proxy) is required");
+    if (rs_cfg_transport_server(cx, pfc->transport_socket, "transport_socket", fc->hcm != NULL,
+                                &fc->tls_ctx, &fc->tls_sds_pending))
+        return -1;
+    fc->handshake_timeout_ms = rs_duration_ms(pfc->transport_socket_connect_timeout, 0);
     return 0;
 }
 
@@ -869,9 +915,8 @@ static int compile_chain(struct cctx *cx, struct rs_filter_chain *fc,
     return compile_filters(cx, fc, pfc, port);
 }
 
-/* Listener filters, decided by the filter table: the TLS inspector classifies every connection
- * as raw_buffer, original_dst sets a flag the data path honours, the HTTP inspector is skipped
- * (application protocols are never detected). */
+/* Listener filters, decided by the filter table: the TLS and HTTP inspectors and original_dst
+ * set flags the data path honours (server.c). */
 static int listener_filters(struct cctx *cx, struct rs_listener *l, const Listener *pl)
 {
     for (size_t i = 0; i < pl->n_listener_filters; i++) {
@@ -885,7 +930,11 @@ static int listener_filters(struct cctx *cx, struct rs_listener *l, const Listen
         if (d.verdict == RS_FILTER_REFUSED) return fail(cx, field, "%s: %s", f->name, d.reason);
         if (d.verdict == RS_FILTER_SKIPPED) skip_record(cx, field, f->name, &d);
         if (d.id == RS_FID_ORIGINAL_DST) l->original_dst = true;
+        if (d.id == RS_FID_TLS_INSPECTOR) l->tls_inspector = true;
+        if (d.id == RS_FID_HTTP_INSPECTOR) l->http_inspector = true;
     }
+    l->inspect_timeout_ms = rs_duration_ms(pl->listener_filters_timeout, 15000);
+    l->inspect_continue = pl->continue_on_listener_filters_timeout;
     return 0;
 }
 
@@ -960,6 +1009,15 @@ int rs_cfg_listener(struct cctx *cx, struct rs_listener *l, const Listener *pl)
         rs_cfg_stat("listener", scope, "no_filter_chain_match", RS_STAT_COUNTER);
     l->st.downstream_cx_length_ms =
         rs_cfg_stat("listener", scope, "downstream_cx_length_ms", RS_STAT_HISTOGRAM);
+    l->st.downstream_pre_cx_active =
+        rs_cfg_stat("listener", scope, "downstream_pre_cx_active", RS_STAT_GAUGE);
+    l->st.downstream_pre_cx_timeout =
+        rs_cfg_stat("listener", scope, "downstream_pre_cx_timeout", RS_STAT_COUNTER);
+    for (int i = 0; i < RS_TLS_STAT_COUNT; i++) {
+        char leaf[48];
+        snprintf(leaf, sizeof leaf, "ssl.%s", rs_tls_stat_names[i]);
+        l->st.ssl[i] = rs_cfg_stat("listener", scope, leaf, RS_STAT_COUNTER);
+    }
     uint16_t port = (uint16_t)sa->port_value;
     l->nchains = (uint32_t)pl->n_filter_chains;
     l->chains = xcalloc(l->nchains + 1, sizeof *l->chains);
@@ -1008,6 +1066,7 @@ static void free_chain(struct rs_filter_chain *fc)
 {
     free(fc->name);
     rs_cfg_chain_match_free(&fc->m);
+    rs_tls_ctx_unref(fc->tls_ctx);
     free(fc->active_cx);
     if (fc->hcm) {
         if (fc->hcm->routes) rs_route_table_free(fc->hcm->routes);

@@ -20,8 +20,9 @@
 
 struct rs_route_table;
 struct rs_access_log;
-struct rs_upstream; /* a pooled upstream HTTP connection (hcm.c) */
-struct rs_tls_ctx;  /* sidecar/tls.h */
+struct rs_upstream;     /* a pooled upstream HTTP connection (hcm.c) */
+struct rs_tls_ctx;      /* sidecar/tls.h */
+#define RS_TLS_NSTATS 7 /* enum rs_tls_stat's RS_TLS_STAT_COUNT (checked in tls_ctx.c) */
 struct rs_dns;
 struct Envoy__Config__Bootstrap__V3__Bootstrap;
 
@@ -266,11 +267,22 @@ struct rs_chain_match {
     uint32_t ndst, nsrc, ndirect_src;
     uint32_t *src_ports;
     uint32_t nsrc_ports;
-    uint8_t source_type;    /* 0 ANY, 1 SAME_IP_OR_LOOPBACK, 2 EXTERNAL */
-    bool has_server_names;  /* SNI needs TLS: never matches plaintext */
-    bool has_app_protocols; /* needs the HTTP inspector: never matches (not detected) */
-    bool tls;               /* transport_protocol "tls": never matches plaintext */
-    bool raw_buffer;        /* transport_protocol "raw_buffer" */
+    uint8_t source_type; /* 0 ANY, 1 SAME_IP_OR_LOOPBACK, 2 EXTERNAL */
+    char **server_names; /* exact ("a.b") or wildcard ("*.b"); only TLS connections have one */
+    uint32_t nserver_names;
+    char **app_protocols; /* ALPN (TLS) or what the HTTP inspector detected */
+    uint32_t napp_protocols;
+    bool tls;        /* transport_protocol "tls" */
+    bool raw_buffer; /* transport_protocol "raw_buffer" */
+};
+
+/* What the listener filters (TLS and HTTP inspectors) learned of a connection before a chain is
+ * picked. Without inspection: raw_buffer, no server name, no application protocols. */
+struct rs_conn_meta {
+    bool tls;
+    const char *server_name; /* NULL: none */
+    const char *const *app_protocols;
+    uint32_t napp_protocols;
 };
 
 struct rs_filter_chain {
@@ -282,11 +294,18 @@ struct rs_filter_chain {
     rs_stat_id limited_connections, active_connections;
     struct rs_hcm_cfg *hcm;
     struct rs_tcp_cfg *tcp;
+    /* transport_socket DownstreamTlsContext: connections are TLS, terminated with this server
+     * context (NULL: plaintext) within transport_socket_connect_timeout (0: no limit) */
+    struct rs_tls_ctx *tls_ctx;
+    uint32_t handshake_timeout_ms;
+    bool tls_sds_pending; /* TLS whose SDS secrets are not resolved: connections are refused */
 };
 
 struct rs_listener_stats {
     rs_stat_id downstream_cx_total, downstream_cx_active, downstream_cx_destroy,
-        downstream_cx_overflow, no_filter_chain_match, downstream_cx_length_ms;
+        downstream_cx_overflow, no_filter_chain_match, downstream_cx_length_ms,
+        downstream_pre_cx_active, downstream_pre_cx_timeout;
+    rs_stat_id ssl[RS_TLS_NSTATS]; /* listener.<scope>.ssl.* (enum rs_tls_stat) */
 };
 
 struct rs_fcm; /* compiled filter_chain_matcher (chain_match.c) */
@@ -299,6 +318,11 @@ struct rs_listener {
     bool bind_to_port;     /* false: reached only through a use_original_dst listener */
     bool use_original_dst; /* hand connections to the listener of their original destination */
     bool original_dst; /* envoy.filters.listener.original_dst: local address = SO_ORIGINAL_DST */
+    /* envoy.filters.listener.tls_inspector / http_inspector: the first bytes are read before a
+     * chain is picked, for at most inspect_timeout_ms (listener_filters_timeout; 0: no limit),
+     * then the connection closes unless continue_on_listener_filters_timeout */
+    bool tls_inspector, http_inspector, inspect_continue;
+    uint32_t inspect_timeout_ms;
     struct rs_fcm *matcher; /* filter_chain_matcher, or NULL (filter_chain_match decides) */
     uint64_t hash; /* of its definition: an update keeps connections of an unchanged listener */
     struct sockaddr_storage addr;

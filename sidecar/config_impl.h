@@ -99,8 +99,6 @@ static inline void *xmemdup(const void *p, size_t n)
     return d;
 }
 
-#define RS_TLS_NOT_YET                                                                             \
-    "TLS transport socket not implemented yet (it comes with the mutual-TLS work)"
 #define RS_TLS_SDS_NOT_YET                                                                         \
     "a TLS context with SDS secrets is not served yet (SDS comes with the mutual-TLS work)"
 
@@ -110,10 +108,6 @@ rs_stat_id rs_cfg_stat(const char *prefix, const char *name, const char *leaf,
 int rs_cfg_socket_address(struct cctx *cx, const Envoy__Config__Core__V3__Address *a,
                           const char *field, bool need_ip,
                           const Envoy__Config__Core__V3__SocketAddress **out);
-/* A transport socket that will carry traffic: TLS validates but is refused in serve mode. */
-int rs_cfg_check_transport_socket(struct cctx *cx,
-                                  const Envoy__Config__Core__V3__TransportSocket *ts,
-                                  const char *field);
 int rs_cfg_ip_port(const char *ip, uint32_t port, struct sockaddr_storage *ss, socklen_t *len);
 int rs_cfg_listener(struct cctx *cx, struct rs_listener *l, const Listener *pl);
 int rs_cfg_bootstrap_head(struct cctx *cx, const Envoy__Config__Bootstrap__V3__Bootstrap *bs);
@@ -129,6 +123,11 @@ void rs_cfg_listener_free(struct rs_listener *l);
 struct rs_tls_ctx;
 int rs_cfg_transport_client(struct cctx *cx, const Envoy__Config__Core__V3__TransportSocket *ts,
                             const char *field, bool *tls, struct rs_tls_ctx **ctx);
+/* A filter chain's transport socket: *ctx the server context of a DownstreamTlsContext (NULL:
+ * raw_buffer, or *sds_pending: its certificates come from SDS and are not resolved). */
+int rs_cfg_transport_server(struct cctx *cx, const Envoy__Config__Core__V3__TransportSocket *ts,
+                            const char *field, bool http, struct rs_tls_ctx **ctx,
+                            bool *sds_pending);
 int rs_cfg_transport_is_tls(struct cctx *cx, const Envoy__Config__Core__V3__TransportSocket *ts,
                             const char *field, bool *tls);
 

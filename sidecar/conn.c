@@ -300,6 +300,13 @@ void rs_conn_deliver_eof(struct rs_conn *c)
     c->h->on_eof(c);
 }
 
+void rs_conn_inject(struct rs_conn *c, int32_t bid, const char *data, size_t len)
+{
+    if (c->flags & RS_CONN_CLOSED) return;
+    if (c->stats) rs_stat_add(c->stats, c->rx_stat, (int64_t)len); /* rx_bytes has them */
+    c->tp->on_recv(c, bid, data, len);
+}
+
 void rs_conn_count_bytes(struct rs_conn *c, struct rs_stats_shard *shard, rs_stat_id rx,
                          rs_stat_id tx)
 {
@@ -381,7 +388,9 @@ void rs_conn_shutdown_write(struct rs_conn *c)
 {
     if (c->flags & RS_CONN_CLOSED) return;
     c->flags |= RS_CONN_SHUT_WR;
-    if (c->out.count == 0 && !(c->flags & RS_CONN_SENDING)) shutdown(c->fd, SHUT_WR);
+    /* while connecting, the FIN waits for the connect (on_connect) */
+    if (c->out.count == 0 && !(c->flags & (RS_CONN_SENDING | RS_CONN_CONNECTING)))
+        shutdown(c->fd, SHUT_WR);
 }
 
 static void close_now(struct rs_conn *c)
@@ -578,7 +587,11 @@ static void on_connect(struct rs_conn *c, int res)
     if (c->flags & RS_CONN_CLOSED) return;
     if (res == -ECANCELED) res = -ETIMEDOUT;
     c->h->on_connected(c, res);
-    if (res == 0 && !(c->flags & RS_CONN_CLOSED)) flush(c);
+    if (res != 0 || (c->flags & RS_CONN_CLOSED)) return;
+    if (c->out.count)
+        flush(c);
+    else if (c->flags & RS_CONN_SHUT_WR)
+        shutdown(c->fd, SHUT_WR);
 }
 
 static void on_accept(struct rs_conn *c, struct io_uring_cqe *cqe)

@@ -100,6 +100,21 @@ struct rs_conn {
 struct rs_conn *rs_conn_new(struct rs_loop *loop, int fd, const struct rs_conn_handler *h,
                             void *owner);
 
+/* Hands the connection to another protocol object (a listener's inspection stage passing it on
+ * to the chosen filter chain's session). */
+static inline void rs_conn_set_handler(struct rs_conn *c, const struct rs_conn_handler *h,
+                                       void *owner)
+{
+    c->h = h;
+    c->owner = owner;
+}
+
+/* Feeds bytes that were already received from the socket (by an earlier owner of the
+ * connection) to its transport as if they had just arrived: bid is their ring buffer, held by the
+ * caller for the call, or < 0 for memory valid during the call. Call from a completion or timer
+ * callback, as the last thing: the protocol may close the connection inside. */
+void rs_conn_inject(struct rs_conn *c, int32_t bid, const char *data, size_t len);
+
 /* Counts received and sent socket bytes into two stats of a worker's shard as they move. */
 void rs_conn_count_bytes(struct rs_conn *c, struct rs_stats_shard *shard, rs_stat_id rx,
                          rs_stat_id tx);

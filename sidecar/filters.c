@@ -158,14 +158,13 @@ static const char AUTHZ[] =
 static const struct entry table[] = {
     {L, "envoy.filters.listener.tls_inspector",
      "envoy.extensions.filters.listener.tls_inspector.v3.TlsInspector", IMPL, RS_FID_TLS_INSPECTOR,
-     "every connection is classified raw_buffer (no TLS yet): chains matching transport_protocol "
-     "\"tls\" are compiled but never match",
+     "the ClientHello sets transport_protocol \"tls\", the server name and ALPN for chain matching",
      NULL},
     {L, "envoy.filters.listener.http_inspector",
-     "envoy.extensions.filters.listener.http_inspector.v3.HttpInspector", SKIP,
+     "envoy.extensions.filters.listener.http_inspector.v3.HttpInspector", IMPL,
      RS_FID_HTTP_INSPECTOR,
-     "application protocol detection is not implemented: chains requiring application_protocols "
-     "never match, the chain without them (Istio: a TCP proxy to the same destination) serves",
+     "a plaintext connection's first request line sets application protocol http/1.0, http/1.1 or "
+     "h2c (the HTTP/2 preface) for chain matching",
      NULL},
     {L, "envoy.filters.listener.original_dst",
      "envoy.extensions.filters.listener.original_dst.v3.OriginalDst", IMPL, RS_FID_ORIGINAL_DST,

@@ -289,6 +289,8 @@ static void stream_end(struct stream *st)
             .resp_header = log_resp_header,
             .header_ctx = st,
         };
+        const char *san = s->down ? rs_tls_peer_uri_san(s->down) : NULL;
+        if (san) info.downstream_peer_uri_san = (struct rs_access_str){san, strlen(san)};
         if (st->counted_upstream && st->up) {
             info.upstream_host.ptr = st->up->host.name;
             info.upstream_host.len = strlen(st->up->host.name);
@@ -1531,13 +1533,13 @@ static void rebind(struct rs_session *link, struct rs_filter_chain *fc, struct r
         rs_worker_defer_free(w, snapshot_unref_cb, prev);
 }
 
-void rs_hcm_accept(struct rs_worker *w, const struct rs_accept *a, int fd)
+void rs_hcm_accept(struct rs_worker *w, const struct rs_accept *a)
 {
     struct rs_filter_chain *fc = a->fc;
     const struct rs_hcm_cfg *cfg = fc->hcm;
     struct hsess *s = calloc(1, sizeof *s);
     if (!s) {
-        close(fd);
+        rs_conn_close(a->conn);
         return;
     }
     s->w = w;
@@ -1568,17 +1570,14 @@ void rs_hcm_accept(struct rs_worker *w, const struct rs_accept *a, int fd)
     rs_stat_inc(w->stats, cfg->st.downstream_cx_total);
     rs_stat_inc(w->stats, cfg->st.downstream_cx_active);
     rs_stat_inc(w->stats, cfg->st.downstream_cx_http1_total);
-    s->down = rs_conn_new(&w->loop, fd, &down_handler, s);
-    if (!s->down) {
-        sess_destroy(s, true);
-        return;
-    }
+    s->down = a->conn;
+    rs_conn_set_handler(s->down, &down_handler, s);
     rs_conn_count_bytes(s->down, w->stats, cfg->st.downstream_cx_rx_bytes_total,
                         cfg->st.downstream_cx_tx_bytes_total);
     arm_idle(s);
     if (cfg->max_connection_duration_ms)
         rs_timer_arm(&w->loop, &s->max_duration, cfg->max_connection_duration_ms);
-    rs_conn_read_start(s->down);
+    if (rs_worker_downstream_start(w, a, NULL) != 0) sess_destroy(s, true);
 }
 
 static const struct rs_conn_handler down_handler = {

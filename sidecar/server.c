@@ -17,6 +17,7 @@
 #include "sidecar/chain_match.h"
 #include "sidecar/log.h"
 #include "sidecar/router.h"
+#include "sidecar/tls.h"
 
 /* Submission entries; the completion queue is 8 times larger (rs_loop_init). The kernel's ring
  * pages are resident from the start: 4096 entries (and 32768 CQEs) cost 790 KiB per worker at
@@ -499,6 +500,337 @@ static void on_accept_retry(struct rs_loop *loop, struct rs_timer *t)
     if (wl->conn && !wl->w->listeners_closed) rs_conn_accept_start(wl->conn);
 }
 
+/* ---- accepting: listener filters, chain selection, hand-off -------------------------------- */
+
+/* The stats of the TLS and HTTP inspectors, under Envoy's names (tls_inspector.*,
+ * http_inspector.*). */
+static struct {
+    rs_stat_id tls_found, tls_not_found, client_hello_too_large, sni_found, sni_not_found,
+        alpn_found, alpn_not_found, http10_found, http11_found, http2_found, http_not_found;
+} ist;
+static pthread_once_t ist_once = PTHREAD_ONCE_INIT;
+
+static void ist_register(void)
+{
+#define R(f, n) ist.f = rs_stats_register(n, RS_STAT_COUNTER)
+    R(tls_found, "tls_inspector.tls_found");
+    R(tls_not_found, "tls_inspector.tls_not_found");
+    R(client_hello_too_large, "tls_inspector.client_hello_too_large");
+    R(sni_found, "tls_inspector.sni_found");
+    R(sni_not_found, "tls_inspector.sni_not_found");
+    R(alpn_found, "tls_inspector.alpn_found");
+    R(alpn_not_found, "tls_inspector.alpn_not_found");
+    R(http10_found, "http_inspector.http10_found");
+    R(http11_found, "http_inspector.http11_found");
+    R(http2_found, "http_inspector.http2_found");
+    R(http_not_found, "http_inspector.http_not_found");
+#undef R
+}
+
+/* Picks the filter chain for what is known of the connection and hands it to the chain's
+ * protocol, or closes it (no chain, connection limit). */
+static void dispatch(struct rs_worker *w, struct rs_accept *a, const struct rs_conn_meta *meta)
+{
+    struct rs_listener *l = a->l;
+    a->fc =
+        rs_listener_pick_chain(l, (struct sockaddr *)&a->local, (struct sockaddr *)&a->peer, meta);
+    struct rs_filter_chain *fc = a->fc;
+    if (!fc) {
+        rs_stat_inc(w->stats, l->st.no_filter_chain_match);
+        if (l->nlogs) {
+            struct timespec ts;
+            clock_gettime(CLOCK_REALTIME, &ts);
+            struct rs_access_info info = {
+                .start_time_us = (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000,
+                .request_duration_us = -1,
+                .response_duration_us = -1,
+                .response_flags = RS_RF_NR,
+                .downstream_remote = (struct sockaddr *)&a->peer,
+                .downstream_local = (struct sockaddr *)&a->local,
+            };
+            rs_worker_access_log(w, w->snap, l->logs, l->nlogs, &info);
+        }
+        rs_conn_close(a->conn);
+        return;
+    }
+    if (fc->tls_sds_pending) {
+        rs_stat_inc(w->stats, l->st.ssl[RS_TLS_STAT_CONNECTION_ERROR]);
+        rs_conn_close(a->conn);
+        return;
+    }
+    if (fc->active_cx) {
+        if ((uint64_t)__atomic_add_fetch(fc->active_cx, 1, __ATOMIC_RELAXED) > fc->max_cx) {
+            __atomic_sub_fetch(fc->active_cx, 1, __ATOMIC_RELAXED);
+            rs_stat_inc(w->stats, fc->limited_connections);
+            rs_conn_close(a->conn);
+            return;
+        }
+        rs_stat_inc(w->stats, fc->active_connections);
+    }
+    rs_stat_inc(w->stats, l->st.downstream_cx_active);
+    if (fc->hcm)
+        rs_hcm_accept(w, a);
+    else
+        rs_tcp_proxy_accept(w, a);
+}
+
+int rs_worker_downstream_start(struct rs_worker *w, const struct rs_accept *a,
+                               void (*on_handshake)(struct rs_conn *c, int err))
+{
+    struct rs_conn *c = a->conn;
+    if (a->fc->tls_ctx) {
+        struct rs_tls_opts o = {.handshake_timeout_ms = a->fc->handshake_timeout_ms,
+                                .on_handshake = on_handshake,
+                                .shard = w->stats,
+                                .stats = a->l->st.ssl};
+        int err = rs_tls_attach(c, a->fc->tls_ctx, &o);
+        if (err) return err;
+    }
+    rs_conn_read_start(c);
+    if (a->pre_len) rs_conn_inject(c, a->pre_bid, a->pre, a->pre_len);
+    return 0;
+}
+
+/* A connection whose listener inspects its first bytes (tls_inspector, http_inspector) before a
+ * chain is picked. It is a session of its own meanwhile, so updates and draining see it. Bytes
+ * are read for real (no MSG_PEEK) and replayed to the protocol: one receive serves both. */
+#define INSPECT_HTTP_MAX 8192 /* a request line longer than this is not looked at further */
+
+struct inspect {
+    struct rs_session link;
+    struct rs_worker *w;
+    struct rs_conn *c;
+    struct rs_accept a;
+    struct rs_timer timer; /* listener_filters_timeout */
+    char *buf;             /* bytes of earlier receives, when the first did not decide */
+    size_t len, cap;
+};
+
+enum inspect_result { INSPECT_MORE, INSPECT_DONE, INSPECT_REJECT };
+
+/* The HTTP inspector: http/1.0 or http/1.1 from a request line, h2c from the HTTP/2 preface. */
+static enum inspect_result http_detect(const char *p, size_t n, const char **proto)
+{
+    static const char preface[] = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+    size_t pl = sizeof preface - 1;
+    if (memcmp(p, preface, n < pl ? n : pl) == 0) {
+        if (n < pl) return INSPECT_MORE;
+        *proto = "h2c";
+        return INSPECT_DONE;
+    }
+    /* METHOD SP target SP HTTP/1.x CRLF; anything that cannot become one is not HTTP */
+    size_t i = 0, sp1 = 0, sp2 = 0;
+    for (; i < n && p[i] != '\n'; i++) {
+        unsigned char ch = (unsigned char)p[i];
+        if (ch == ' ') {
+            if (!sp1)
+                sp1 = i;
+            else if (!sp2)
+                sp2 = i;
+            else
+                return INSPECT_DONE;
+        } else if (ch < 0x21 || ch > 0x7e) {
+            if (!(ch == '\r' && (i + 1 == n || p[i + 1] == '\n'))) return INSPECT_DONE;
+        } else if (!sp1 && !(ch >= 'A' && ch <= 'Z') && ch != '-' && ch != '_') {
+            return INSPECT_DONE; /* methods are upper-case tokens */
+        }
+    }
+    if (i == n) return n < INSPECT_HTTP_MAX ? INSPECT_MORE : INSPECT_DONE;
+    size_t end = i > 0 && p[i - 1] == '\r' ? i - 1 : i;
+    if (!sp1 || !sp2 || end - sp2 - 1 != 8 || memcmp(p + sp2 + 1, "HTTP/1.", 7) != 0)
+        return INSPECT_DONE;
+    char minor = p[sp2 + 8];
+    *proto = minor == '1' ? "http/1.1" : minor == '0' ? "http/1.0" : NULL;
+    return INSPECT_DONE;
+}
+
+/* Runs the listener's inspectors over the bytes so far. */
+static enum inspect_result inspect_bytes(struct rs_worker *w, const struct rs_listener *l,
+                                         const char *p, size_t n, struct rs_client_hello *hello,
+                                         const char **protos, struct rs_conn_meta *meta)
+{
+    struct rs_stats_shard *st = w->stats;
+    if (l->tls_inspector) {
+        switch (rs_tls_peek_client_hello((const uint8_t *)p, n, hello)) {
+        case RS_TLS_PEEK_NEED_MORE:
+            return INSPECT_MORE;
+        case RS_TLS_PEEK_INVALID:
+            rs_stat_inc(st, ist.client_hello_too_large); /* or malformed: Envoy counts both so */
+            return INSPECT_REJECT;
+        case RS_TLS_PEEK_PARSED:
+            rs_stat_inc(st, ist.tls_found);
+            rs_stat_inc(st, hello->has_sni ? ist.sni_found : ist.sni_not_found);
+            rs_stat_inc(st, hello->n_alpn ? ist.alpn_found : ist.alpn_not_found);
+            meta->tls = true;
+            meta->server_name = hello->has_sni ? hello->sni : NULL;
+            for (uint32_t i = 0; i < hello->n_alpn; i++) protos[i] = hello->alpn[i];
+            meta->app_protocols = protos;
+            meta->napp_protocols = hello->n_alpn;
+            return INSPECT_DONE;
+        case RS_TLS_PEEK_NOT_TLS:
+            rs_stat_inc(st, ist.tls_not_found);
+            break;
+        }
+    }
+    if (l->http_inspector) {
+        const char *proto = NULL;
+        if (http_detect(p, n, &proto) == INSPECT_MORE) return INSPECT_MORE;
+        rs_stat_inc(st, !proto                           ? ist.http_not_found
+                        : strcmp(proto, "h2c") == 0      ? ist.http2_found
+                        : strcmp(proto, "http/1.1") == 0 ? ist.http11_found
+                                                         : ist.http10_found);
+        if (proto) {
+            protos[0] = proto;
+            meta->app_protocols = protos;
+            meta->napp_protocols = 1;
+        }
+    }
+    return INSPECT_DONE;
+}
+
+static void inspect_end(struct inspect *ins)
+{
+    struct rs_worker *w = ins->w;
+    rs_timer_cancel(&w->loop, &ins->timer);
+    rs_stat_dec(w->stats, ins->link.l->st.downstream_pre_cx_active);
+    rs_worker_session_del(w, &ins->link);
+    free(ins->buf);
+    rs_worker_defer_free(w, free, ins);
+}
+
+static void inspect_close(struct inspect *ins)
+{
+    if (ins->c) rs_conn_close(ins->c);
+    ins->c = NULL;
+    inspect_end(ins);
+}
+
+/* Inspection decided: the connection goes to its chain with the bytes read so far. */
+static void inspect_done(struct inspect *ins, const struct rs_conn_meta *meta, int32_t bid,
+                         const char *p, size_t n)
+{
+    struct rs_accept a = ins->a;
+    a.wl = ins->link.wl;
+    a.l = ins->link.l; /* an update may have moved it to a newer, identical listener */
+    a.conn = ins->c;
+    a.pre_bid = bid;
+    a.pre = p;
+    a.pre_len = n;
+    ins->c = NULL;
+    rs_timer_cancel(&ins->w->loop, &ins->timer);
+    dispatch(ins->w, &a, meta);
+    inspect_end(ins); /* after: the bytes may be ins->buf */
+}
+
+static void inspect_data(struct rs_conn *c, int32_t bid, const char *data, size_t len)
+{
+    struct inspect *ins = c->owner;
+    if (ins->len) {
+        if (ins->len + len > ins->cap) {
+            size_t cap = ins->len + len > 2 * ins->cap ? ins->len + len : 2 * ins->cap;
+            char *nb = realloc(ins->buf, cap);
+            if (!nb) {
+                inspect_close(ins);
+                return;
+            }
+            ins->buf = nb;
+            ins->cap = cap;
+        }
+        memcpy(ins->buf + ins->len, data, len);
+        ins->len += len;
+        data = ins->buf;
+        len = ins->len;
+        bid = -1;
+    }
+    struct rs_client_hello hello;
+    const char *protos[RS_TLS_MAX_ALPN];
+    struct rs_conn_meta meta = {0};
+    switch (inspect_bytes(ins->w, ins->link.l, data, len, &hello, protos, &meta)) {
+    case INSPECT_DONE:
+        inspect_done(ins, &meta, bid, data, len);
+        return;
+    case INSPECT_REJECT:
+        inspect_close(ins);
+        return;
+    case INSPECT_MORE:
+        break;
+    }
+    if (bid < 0) return; /* already in ins->buf */
+    /* the first receive did not decide: keep its bytes (a ClientHello is at most 16 KiB) */
+    ins->cap = len > 4096 ? len : 4096;
+    ins->buf = malloc(ins->cap);
+    if (!ins->buf) {
+        inspect_close(ins);
+        return;
+    }
+    memcpy(ins->buf, data, len);
+    ins->len = len;
+}
+
+static void inspect_eof(struct rs_conn *c)
+{
+    inspect_close(c->owner);
+}
+
+static void inspect_error(struct rs_conn *c, int err)
+{
+    (void)err;
+    inspect_close(c->owner);
+}
+
+static void inspect_timeout(struct rs_loop *loop, struct rs_timer *t)
+{
+    (void)loop;
+    struct inspect *ins = (struct inspect *)((char *)t - offsetof(struct inspect, timer));
+    rs_stat_inc(ins->w->stats, ins->link.l->st.downstream_pre_cx_timeout);
+    if (!ins->link.l->inspect_continue) {
+        inspect_close(ins);
+        return;
+    }
+    static const struct rs_conn_meta plain = {0}; /* what is known: nothing */
+    inspect_done(ins, &plain, -1, ins->buf, ins->len);
+}
+
+static void inspect_drain(struct rs_session *s)
+{
+    inspect_close((struct inspect *)s); /* its listener changed or went: no chain to serve it */
+}
+
+static void inspect_rebind(struct rs_session *s, struct rs_filter_chain *fc,
+                           struct rs_snapshot *prev)
+{
+    (void)fc; /* none picked yet; s->l is already the new listener */
+    rs_worker_defer_free(((struct inspect *)s)->w, snapshot_unref_cb, prev);
+}
+
+static const struct rs_conn_handler inspect_handler = {
+    .on_data = inspect_data,
+    .on_eof = inspect_eof,
+    .on_error = inspect_error,
+};
+
+static void inspect_start(struct rs_worker *w, struct rs_accept *a)
+{
+    pthread_once(&ist_once, ist_register);
+    struct inspect *ins = calloc(1, sizeof *ins);
+    if (!ins) {
+        rs_conn_close(a->conn);
+        return;
+    }
+    ins->w = w;
+    ins->c = a->conn;
+    ins->a = *a;
+    ins->link.drain = inspect_drain;
+    ins->link.kill = inspect_drain;
+    ins->link.rebind = inspect_rebind;
+    ins->timer.cb = inspect_timeout;
+    rs_worker_session_add(w, &ins->link, a);
+    rs_stat_inc(w->stats, a->l->st.downstream_pre_cx_active);
+    rs_conn_set_handler(ins->c, &inspect_handler, ins);
+    if (a->l->inspect_timeout_ms) rs_timer_arm(&w->loop, &ins->timer, a->l->inspect_timeout_ms);
+    rs_conn_read_start(ins->c);
+}
+
 static void listener_accept(struct rs_conn *c, int fd, int err)
 {
     struct rs_worker_listener *wl = c->owner;
@@ -511,7 +843,7 @@ static void listener_accept(struct rs_conn *c, int fd, int err)
         rs_timer_arm(&w->loop, &wl->retry, 100);
         return;
     }
-    struct rs_accept a = {.wl = wl, .l = l};
+    struct rs_accept a = {.wl = wl, .l = l, .pre_bid = -1};
     downstream_addrs(wl, fd, &a.peer, &a.local);
     if (l->use_original_dst || l->original_dst) {
         struct sockaddr_storage od;
@@ -525,40 +857,12 @@ static void listener_accept(struct rs_conn *c, int fd, int err)
         if (target) a.l = l = target;
     }
     rs_stat_inc(w->stats, l->st.downstream_cx_total);
-    a.fc = rs_listener_pick_chain(l, (struct sockaddr *)&a.local, (struct sockaddr *)&a.peer);
-    struct rs_filter_chain *fc = a.fc;
-    if (!fc) {
-        rs_stat_inc(w->stats, l->st.no_filter_chain_match);
-        if (l->nlogs) {
-            struct timespec ts;
-            clock_gettime(CLOCK_REALTIME, &ts);
-            struct rs_access_info info = {
-                .start_time_us = (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000,
-                .request_duration_us = -1,
-                .response_duration_us = -1,
-                .response_flags = RS_RF_NR,
-                .downstream_remote = (struct sockaddr *)&a.peer,
-                .downstream_local = (struct sockaddr *)&a.local,
-            };
-            rs_worker_access_log(w, w->snap, l->logs, l->nlogs, &info);
-        }
-        close(fd);
-        return;
-    }
-    if (fc->active_cx) {
-        if ((uint64_t)__atomic_add_fetch(fc->active_cx, 1, __ATOMIC_RELAXED) > fc->max_cx) {
-            __atomic_sub_fetch(fc->active_cx, 1, __ATOMIC_RELAXED);
-            rs_stat_inc(w->stats, fc->limited_connections);
-            close(fd);
-            return;
-        }
-        rs_stat_inc(w->stats, fc->active_connections);
-    }
-    rs_stat_inc(w->stats, l->st.downstream_cx_active);
-    if (fc->hcm)
-        rs_hcm_accept(w, &a, fd);
+    a.conn = rs_conn_new(&w->loop, fd, &inspect_handler, NULL);
+    if (!a.conn) return; /* out of memory: fd closed */
+    if (l->tls_inspector || l->http_inspector)
+        inspect_start(w, &a);
     else
-        rs_tcp_proxy_accept(w, &a, fd);
+        dispatch(w, &a, NULL);
 }
 
 static const struct rs_conn_handler listener_handler = {.on_accept = listener_accept};
@@ -705,11 +1009,14 @@ static void worker_switch(struct rs_worker *w)
         for (uint32_t i = 0; i < snap->nlisteners && !nl; i++)
             if (strcmp(snap->listeners[i].name, ol->name) == 0) nl = &snap->listeners[i];
         struct rs_filter_chain *nfc = NULL;
-        if (ol && nl && ol->hash == nl->hash && strcmp(ol->name, nl->name) == 0 && s->rebind)
-            nfc = same_chain(ol, s->fc, nl);
+        bool same =
+            ol && nl && ol->hash == nl->hash && strcmp(ol->name, nl->name) == 0 && s->rebind;
+        /* a connection still being inspected has no chain yet: it only needs its listener */
+        if (same && s->fc) nfc = same_chain(ol, s->fc, nl);
+        bool moves = nfc || (same && !s->fc);
         rs_debug("worker %d: session on %s: %s", w->id, ol ? ol->name : "?",
-                 nfc ? "moves to the new snapshot" : "drains (its listener changed or went)");
-        if (nfc) {
+                 moves ? "moves to the new snapshot" : "drains (its listener changed or went)");
+        if (moves) {
             struct rs_snapshot *prev = s->snap;
             s->snap = snap;
             s->l = nl;

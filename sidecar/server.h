@@ -147,7 +147,21 @@ struct rs_accept {
     struct rs_filter_chain *fc;
     struct sockaddr_storage peer, local; /* local: the original destination when redirected */
     bool redirected;                     /* local came from SO_ORIGINAL_DST */
+    struct rs_conn *conn;                /* the downstream connection: the protocol takes it over */
+    /* bytes the listener's inspectors already read: the protocol gets them through
+     * rs_worker_downstream_start (pre_bid: their ring buffer, or < 0) */
+    int32_t pre_bid;
+    const char *pre;
+    size_t pre_len;
 };
+
+/* Starts the protocol's side of an accepted connection, once it has taken it over
+ * (rs_conn_set_handler): attaches the filter chain's TLS server context (on_handshake, may be
+ * NULL, reports the handshake's end), starts reading and replays what inspection read. Call it
+ * last: the protocol's callbacks may run (and close the session) inside. Returns 0, or a negative
+ * errno when TLS cannot be attached (nothing was called; the caller closes). */
+int rs_worker_downstream_start(struct rs_worker *w, const struct rs_accept *a,
+                               void (*on_handshake)(struct rs_conn *c, int err));
 
 /* Tracks a new session of an accepted connection (referencing the worker's snapshot). */
 void rs_worker_session_add(struct rs_worker *w, struct rs_session *s, const struct rs_accept *a);
@@ -189,9 +203,10 @@ int rs_socket_for(int family);
  * one of that family (Istio binds inbound passthrough to 127.0.0.6). */
 int rs_upstream_socket(const struct rs_cluster *c, int family);
 
-/* The protocol entry points, called on accept. */
-void rs_tcp_proxy_accept(struct rs_worker *w, const struct rs_accept *a, int fd);
-void rs_hcm_accept(struct rs_worker *w, const struct rs_accept *a, int fd);
+/* The protocol entry points, called once a filter chain is picked: each takes over a->conn
+ * (closing it if it cannot) and ends with rs_worker_downstream_start. */
+void rs_tcp_proxy_accept(struct rs_worker *w, const struct rs_accept *a);
+void rs_hcm_accept(struct rs_worker *w, const struct rs_accept *a);
 /* Releases a worker's idle upstream connections of one cluster (shutdown). */
 void rs_hcm_pool_close(struct rs_worker *w, struct rs_cluster *c);
 /* Frees the calling worker thread's header scratch table (allocated on its first request). */

@@ -70,6 +70,8 @@ static void session_end(struct tcp_session *s)
             .upstream_host = {s->has_host ? s->host.name : NULL,
                               s->has_host ? strlen(s->host.name) : 0},
         };
+        const char *san = s->down ? rs_tls_peer_uri_san(s->down) : NULL;
+        if (san) info.downstream_peer_uri_san = (struct rs_access_str){san, strlen(san)};
         rs_worker_access_log(w, s->link.snap, s->cfg->logs, s->cfg->nlogs, &info);
     }
     rs_timer_cancel(&w->loop, &s->idle);
@@ -284,13 +286,13 @@ static void rebind(struct rs_session *link, struct rs_filter_chain *fc, struct r
     rs_worker_defer_free(s->w, snapshot_unref_cb, prev);
 }
 
-void rs_tcp_proxy_accept(struct rs_worker *w, const struct rs_accept *a, int fd)
+void rs_tcp_proxy_accept(struct rs_worker *w, const struct rs_accept *a)
 {
     struct rs_filter_chain *fc = a->fc;
     const struct rs_tcp_cfg *cfg = fc->tcp;
     struct tcp_session *s = calloc(1, sizeof *s);
     if (!s) {
-        close(fd);
+        rs_conn_close(a->conn);
         return;
     }
     s->w = w;
@@ -305,13 +307,10 @@ void rs_tcp_proxy_accept(struct rs_worker *w, const struct rs_accept *a, int fd)
     s->link.kill = kill_session;
     s->link.rebind = rebind;
     s->idle.cb = on_idle;
-    s->down = rs_conn_new(&w->loop, fd, &down_handler, s);
+    s->down = a->conn;
+    rs_conn_set_handler(s->down, &down_handler, s);
     rs_worker_session_add(w, &s->link, a);
     rs_stat_inc(w->stats, cfg->st.downstream_cx_total);
-    if (!s->down) {
-        session_end(s);
-        return;
-    }
     rs_conn_count_bytes(s->down, w->stats, cfg->st.downstream_cx_rx_bytes_total,
                         cfg->st.downstream_cx_tx_bytes_total);
     uint32_t pick = 0;
@@ -334,7 +333,9 @@ void rs_tcp_proxy_accept(struct rs_worker *w, const struct rs_accept *a, int fd)
     if (!try_connect(s)) {
         rs_stat_inc(w->stats, cfg->st.downstream_cx_no_route);
         session_end(s);
+        return;
     }
+    if (rs_worker_downstream_start(w, a, NULL) != 0) session_end(s);
 }
 
 static const struct rs_conn_handler down_handler = {

@@ -38,6 +38,8 @@ struct tls_conn {
     uint32_t n_held, cap_held;
     struct rs_timer timer; /* handshake deadline */
     void (*on_handshake)(struct rs_conn *c, int err);
+    struct rs_stats_shard *shard; /* also counted here (listener/cluster ssl.*), or NULL */
+    rs_stat_id stats[RS_TLS_STAT_COUNT];
     char *peer_uri_san;
     char alpn[256];
 };
@@ -50,6 +52,13 @@ static struct tls_conn *tls_of(const struct rs_conn *c)
 }
 
 /* As conn.c releases a segment it no longer needs. */
+/* Counts on the context and, when the connection has one, in its owner's ssl.* stats. */
+static void count(struct tls_conn *t, enum rs_tls_stat s)
+{
+    rs_tls_ctx_count(t->ctx, s);
+    if (t->shard) rs_stat_inc(t->shard, t->stats[s]);
+}
+
 static void seg_release(struct rs_loop *loop, struct rs_seg *s)
 {
     if (s->bid >= 0)
@@ -154,16 +163,16 @@ static int handshake_error(struct tls_conn *t)
         t->vfail = RS_VERIFY_NO_CERT;
     switch (t->vfail) {
     case RS_VERIFY_NO_CERT:
-        rs_tls_ctx_count(t->ctx, RS_TLS_STAT_FAIL_VERIFY_NO_CERT);
+        count(t, RS_TLS_STAT_FAIL_VERIFY_NO_CERT);
         return -EACCES;
     case RS_VERIFY_ERROR:
-        rs_tls_ctx_count(t->ctx, RS_TLS_STAT_FAIL_VERIFY_ERROR);
+        count(t, RS_TLS_STAT_FAIL_VERIFY_ERROR);
         return -EACCES;
     case RS_VERIFY_SAN:
-        rs_tls_ctx_count(t->ctx, RS_TLS_STAT_FAIL_VERIFY_SAN);
+        count(t, RS_TLS_STAT_FAIL_VERIFY_SAN);
         return -EACCES;
     default:
-        rs_tls_ctx_count(t->ctx, RS_TLS_STAT_CONNECTION_ERROR);
+        count(t, RS_TLS_STAT_CONNECTION_ERROR);
         return -EPROTO;
     }
 }
@@ -181,8 +190,8 @@ static void established(struct tls_conn *t)
     struct rs_conn *c = t->c;
     t->state = TLS_OPEN;
     rs_timer_cancel(c->loop, &t->timer);
-    rs_tls_ctx_count(t->ctx, RS_TLS_STAT_HANDSHAKE);
-    if (SSL_session_reused(t->ssl)) rs_tls_ctx_count(t->ctx, RS_TLS_STAT_SESSION_REUSED);
+    count(t, RS_TLS_STAT_HANDSHAKE);
+    if (SSL_session_reused(t->ssl)) count(t, RS_TLS_STAT_SESSION_REUSED);
     X509 *peer = SSL_get_peer_certificate(t->ssl);
     if (peer) {
         t->peer_uri_san = rs_tls_first_uri_san(peer);
@@ -206,7 +215,7 @@ static void established(struct tls_conn *t)
     t->n_held = 0;
     if (!err) err = flush_wire(t);
     if (err && !(c->flags & RS_CONN_CLOSED)) {
-        rs_tls_ctx_count(t->ctx, RS_TLS_STAT_CONNECTION_ERROR);
+        count(t, RS_TLS_STAT_CONNECTION_ERROR);
         fail(t, err);
     }
 }
@@ -222,7 +231,7 @@ static int handshake(struct tls_conn *t)
     int e = SSL_get_error(t->ssl, r);
     if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) {
         if (flush_wire(t) == 0) return 1;
-        rs_tls_ctx_count(t->ctx, RS_TLS_STAT_CONNECTION_ERROR);
+        count(t, RS_TLS_STAT_CONNECTION_ERROR);
         fail(t, -ENOMEM);
         return -1;
     }
@@ -250,7 +259,7 @@ static void read_plain(struct tls_conn *t)
             }
             return;
         }
-        rs_tls_ctx_count(t->ctx, RS_TLS_STAT_CONNECTION_ERROR);
+        count(t, RS_TLS_STAT_CONNECTION_ERROR);
         fail(t, -EPROTO);
         return;
     }
@@ -268,7 +277,7 @@ static void tls_on_recv(struct rs_conn *c, int32_t bid, const char *data, size_t
     if (t->state == TLS_OPEN || handshake(t) == 0) {
         read_plain(t);
         if (t->state == TLS_OPEN && flush_wire(t) != 0) { /* key updates, tickets, alerts */
-            rs_tls_ctx_count(t->ctx, RS_TLS_STAT_CONNECTION_ERROR);
+            count(t, RS_TLS_STAT_CONNECTION_ERROR);
             fail(t, -ENOMEM);
         }
     }
@@ -306,7 +315,7 @@ static void tls_on_eof(struct rs_conn *c)
     struct tls_conn *t = c->tp_state;
     if (t->state == TLS_FAILED) return;
     if (t->state == TLS_HANDSHAKE) {
-        rs_tls_ctx_count(t->ctx, RS_TLS_STAT_CONNECTION_ERROR);
+        count(t, RS_TLS_STAT_CONNECTION_ERROR);
         fail(t, -ECONNRESET);
         return;
     }
@@ -356,8 +365,8 @@ bool rs_tls_handshake_timeout(struct rs_conn *c)
 {
     struct tls_conn *t = tls_of(c);
     if (!t || t->state != TLS_HANDSHAKE) return false;
-    rs_tls_ctx_count(t->ctx, RS_TLS_STAT_HANDSHAKE_TIMEOUT);
-    rs_tls_ctx_count(t->ctx, RS_TLS_STAT_CONNECTION_ERROR);
+    count(t, RS_TLS_STAT_HANDSHAKE_TIMEOUT);
+    count(t, RS_TLS_STAT_CONNECTION_ERROR);
     fail(t, -ETIMEDOUT);
     return true;
 }
@@ -394,6 +403,10 @@ int rs_tls_attach(struct rs_conn *c, struct rs_tls_ctx *ctx, const struct rs_tls
     t->ctx = rs_tls_ctx_ref(ctx);
     t->timer.cb = on_timeout;
     t->on_handshake = opts ? opts->on_handshake : NULL;
+    if (opts && opts->shard && opts->stats) {
+        t->shard = opts->shard;
+        memcpy(t->stats, opts->stats, sizeof t->stats);
+    }
     pthread_once(&bio_once, bio_method_init);
     t->ssl = SSL_new(ctx->ssl);
     BIO *bio = bio_method ? BIO_new(bio_method) : NULL;
@@ -488,4 +501,10 @@ bool rs_tls_session_reused(const struct rs_conn *c)
 {
     const struct tls_conn *t = tls_of(c);
     return t && t->state == TLS_OPEN && SSL_session_reused(t->ssl);
+}
+
+void rs_tls_set_on_handshake(struct rs_conn *c, void (*on_handshake)(struct rs_conn *c, int err))
+{
+    struct tls_conn *t = tls_of(c);
+    if (t) t->on_handshake = on_handshake;
 }

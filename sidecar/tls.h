@@ -13,6 +13,7 @@
 #include <stdint.h>
 
 #include "envoy/extensions/transport_sockets/tls/v3/tls.pb-c.h"
+#include "sidecar/stats.h"
 
 struct rs_conn;
 struct rs_tls_ctx;
@@ -58,6 +59,10 @@ struct rs_tls_opts {
     /* Called once when the handshake ends: err 0 (peer verified, identity and ALPN available),
      * or a negative errno after which the connection's on_error follows (see rs_tls_attach). */
     void (*on_handshake)(struct rs_conn *c, int err);
+    /* Also counts each enum rs_tls_stat into stats[s] of shard (a listener's or cluster's
+     * ssl.* stats on the calling worker; the ids are copied). */
+    struct rs_stats_shard *shard;
+    const rs_stat_id *stats;
 };
 
 /* Puts TLS between c's socket and its protocol, before any byte moves: a server context waits
@@ -93,6 +98,9 @@ const char *rs_tls_alpn(const struct rs_conn *c);
 const char *rs_tls_sni(const struct rs_conn *c);
 const char *rs_tls_version(const struct rs_conn *c);
 bool rs_tls_session_reused(const struct rs_conn *c);
+/* Replaces the callback given to rs_tls_attach (a protocol taking over a connection the listener
+ * attached TLS to). */
+void rs_tls_set_on_handshake(struct rs_conn *c, void (*on_handshake)(struct rs_conn *c, int err));
 
 /* ---- TLS inspector --------------------------------------------------------------------------- */
 

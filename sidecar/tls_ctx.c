@@ -17,6 +17,7 @@
 #include "envoy/extensions/transport_sockets/tls/v3/common.pb-c.h"
 #include "envoy/type/matcher/v3/regex.pb-c.h"
 #include "envoy/type/matcher/v3/string.pb-c.h"
+#include "sidecar/config.h"
 #include "sidecar/tls_impl.h"
 
 /* match_subject_alt_names and the certificate-provider fields are deprecated in the API but still
@@ -32,6 +33,8 @@ typedef Envoy__Type__Matcher__V3__StringMatcher StringMatcher;
 typedef Envoy__Config__Core__V3__DataSource DataSource;
 
 #define DATA_MAX (1u << 20) /* a certificate, key or CA bundle larger than 1 MiB is refused */
+
+_Static_assert(RS_TLS_STAT_COUNT == RS_TLS_NSTATS, "config.h's RS_TLS_NSTATS");
 
 const char *const rs_tls_stat_names[RS_TLS_STAT_COUNT] = {
     [RS_TLS_STAT_HANDSHAKE] = "handshake",

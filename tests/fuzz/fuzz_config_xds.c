@@ -48,9 +48,9 @@ static void pick_some(const struct rs_snapshot *s)
     inet_pton(AF_INET, "10.0.0.1", &local.sin_addr);
     inet_pton(AF_INET, "127.0.0.1", &remote.sin_addr);
     for (uint32_t i = 0; i < s->nlisteners; i++) {
-        rs_listener_pick_chain(&s->listeners[i], (void *)&local, (void *)&remote);
+        rs_listener_pick_chain(&s->listeners[i], (void *)&local, (void *)&remote, NULL);
         local.sin_port = htons(15006);
-        rs_listener_pick_chain(&s->listeners[i], (void *)&local, (void *)&remote);
+        rs_listener_pick_chain(&s->listeners[i], (void *)&local, (void *)&remote, NULL);
     }
 }
 

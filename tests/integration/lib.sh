@@ -392,3 +392,34 @@ xds_start_ringside() {
     } >"$TMP/boot.yaml"
     start_ringside "$TMP/boot.yaml" "$@"
 }
+
+# ---- test certificates (openssl, ECDSA P-256) in $C -------------------------------------------
+tls_certs_init() { C=$TMP/certs; mkdir -p "$C"; }
+ec() { openssl ecparam -name prime256v1 -genkey -noout -out "$1" 2>/dev/null; }
+# ca NAME: a self-signed root $C/NAME.pem, $C/NAME.key
+ca() {
+    ec "$C/$1.key"
+    openssl req -x509 -new -key "$C/$1.key" -subj "/O=$1" -days 2 -out "$C/$1.pem" \
+        -addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign 2>/dev/null
+}
+# leaf NAME CA SPIFFE_ID [DAYS_FROM DAYS_TO]: a workload certificate (URI SAN, DNS:localhost)
+# signed by CA; the optional validity window is relative to now (e.g. -3 -1: expired)
+leaf() {
+    ec "$C/$1.key"
+    openssl req -new -key "$C/$1.key" -subj "/O=mesh" -out "$C/$1.csr" 2>/dev/null
+    printf 'subjectAltName=critical,URI:%s,DNS:localhost\nextendedKeyUsage=serverAuth,clientAuth\n' "$3" >"$C/$1.ext"
+    if [ $# -ge 5 ]; then # OpenSSL 3.0's x509 cannot set dates: its ca command can
+        local d="$C/ca-$1"
+        mkdir -p "$d" && : >"$d/index.txt"
+        printf '[ca]\ndefault_ca=c\n[c]\ndatabase=%s/index.txt\nnew_certs_dir=%s\nserial=%s/serial\ndefault_md=sha256\npolicy=p\n[p]\nO=optional\n' \
+            "$d" "$d" "$d" >"$d/ca.cnf"
+        openssl rand -hex 8 >"$d/serial"
+        openssl ca -batch -config "$d/ca.cnf" -cert "$C/$2.pem" -keyfile "$C/$2.key" \
+            -in "$C/$1.csr" -extfile "$C/$1.ext" -out "$C/$1.pem" -notext \
+            -startdate "$(date -u -d "$4 days" +%Y%m%d%H%M%SZ)" \
+            -enddate "$(date -u -d "$5 days" +%Y%m%d%H%M%SZ)" 2>/dev/null
+    else
+        openssl x509 -req -in "$C/$1.csr" -CA "$C/$2.pem" -CAkey "$C/$2.key" -CAcreateserial -days 1 \
+            -extfile "$C/$1.ext" -out "$C/$1.pem" 2>/dev/null
+    fi
+}

@@ -9,23 +9,7 @@ need openssl
 need nginx
 
 read -r P_ADMIN P_HTTP P_TCP P_BADSAN P_BADCA P_NOCERT P_NGX P_NGX2 <<<"$(free_ports 8)"
-C=$TMP/certs
-mkdir -p "$C"
-ec() { openssl ecparam -name prime256v1 -genkey -noout -out "$1" 2>/dev/null; }
-# ca NAME: a self-signed root
-ca() {
-    ec "$C/$1.key"
-    openssl req -x509 -new -key "$C/$1.key" -subj "/O=$1" -days 2 -out "$C/$1.pem" \
-        -addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign 2>/dev/null
-}
-# leaf NAME CA SPIFFE_ID
-leaf() {
-    ec "$C/$1.key"
-    openssl req -new -key "$C/$1.key" -subj "/O=mesh" -out "$C/$1.csr" 2>/dev/null
-    printf 'subjectAltName=critical,URI:%s,DNS:localhost\nextendedKeyUsage=serverAuth,clientAuth\n' "$3" >"$C/$1.ext"
-    openssl x509 -req -in "$C/$1.csr" -CA "$C/$2.pem" -CAkey "$C/$2.key" -CAcreateserial -days 1 \
-        -extfile "$C/$1.ext" -out "$C/$1.pem" 2>/dev/null
-}
+tls_certs_init
 ca root
 ca other
 leaf server root spiffe://cluster.local/ns/default/sa/reviews

@@ -342,7 +342,7 @@ static struct rs_filter_chain *pick(const struct rs_listener *l, const char *lip
     struct sockaddr_in remote = {.sin_family = AF_INET, .sin_port = htons((uint16_t)rport)};
     inet_pton(AF_INET, lip, &local.sin_addr);
     inet_pton(AF_INET, rip, &remote.sin_addr);
-    return rs_listener_pick_chain(l, (void *)&local, (void *)&remote);
+    return rs_listener_pick_chain(l, (void *)&local, (void *)&remote, NULL);
 }
 
 #define TCP_TO(c)                                                                                  \
@@ -382,18 +382,13 @@ static void test_filter_chain_match_precedence(void)
                                                   "- name: any-src\n"
                                                   "  filter_chain_match: { destination_port: 9090, "
                                                   "source_ports: [ 1234 ] }\n"
-                                                  "  " TCP_TO(
-                                                      "x") "\n"
-                                                           "- name: tls-only\n"
-                                                           "  filter_chain_match: { "
-                                                           "destination_port: 7070, "
-                                                           "transport_protocol: tls }\n"
-                                                           "  transport_socket: { name: tls, "
-                                                           "typed_config: { \"@type\": "
-                                                           "type.googleapis.com/"
-                                                           "envoy.extensions.transport_sockets.tls."
-                                                           "v3.DownstreamTlsContext } }\n"
-                                                           "  " TCP_TO("x") "\n"
+                                                  "  " TCP_TO("x") "\n"
+                                                                   "- name: tls-only\n"
+                                                                   "  filter_chain_match: { "
+                                                                   "destination_port: 7070, "
+                                                                   "transport_protocol: tls }\n"
+                                                                   "  " TCP_TO(
+                                                                       "x") "\n"
                                                                             "default_filter_chain: "
                                                                             "{ name: dflt, " TCP_TO(
                                                                                 "x") " }\n") == 0);
@@ -420,11 +415,80 @@ static void test_filter_chain_match_precedence(void)
         CHECK(fc && strcmp(fc->name, "any-src") == 0);
         fc = pick(l, "172.16.0.1", 9090, "192.168.0.1", 999);
         CHECK(fc && strcmp(fc->name, "dflt") == 0);
-        /* a TLS-only chain never matches plaintext (its TLS context is compiled, not served) */
+        /* a TLS-only chain never matches plaintext */
         fc = pick(l, "172.16.0.1", 7070, "192.168.0.1", 999);
         CHECK(fc && strcmp(fc->name, "dflt") == 0);
     }
     rs_snapshot_unref(s);
+    tin_free(&t);
+    xds_bootstrap_free(bs);
+}
+
+static struct rs_filter_chain *pick_meta(const struct rs_listener *l, int lport, bool tls,
+                                         const char *sni, const char *alpn)
+{
+    struct sockaddr_in local = {.sin_family = AF_INET, .sin_port = htons((uint16_t)lport)};
+    struct sockaddr_in remote = {.sin_family = AF_INET, .sin_port = htons(40000)};
+    inet_pton(AF_INET, "10.0.0.1", &local.sin_addr);
+    inet_pton(AF_INET, "10.0.0.2", &remote.sin_addr);
+    const char *protos[1] = {alpn};
+    struct rs_conn_meta m = {
+        .tls = tls, .server_name = sni, .app_protocols = protos, .napp_protocols = alpn ? 1 : 0};
+    return rs_listener_pick_chain(l, (void *)&local, (void *)&remote, &m);
+}
+
+/* What the inspectors find decides between chains: SNI (exact before the longest wildcard),
+ * then the transport protocol, then application protocols (Envoy's order). */
+static void test_filter_chain_match_inspected(void)
+{
+    xds_bootstrap *bs = empty_bootstrap();
+    struct tin t;
+    tin_init(&t);
+#define CHAIN(name, match) "- name: " name "\n  filter_chain_match: " match "\n  " TCP_TO("x") "\n"
+    CHECK(tin_yaml(&t, RS_XDS_LDS,
+                   "name: m\naddress: { socket_address: { address: 0.0.0.0, port_value: 1 } }\n"
+                   "filter_chains:\n" CHAIN("exact", "{ server_names: [ a.example.com ] }")
+                       CHAIN("wild", "{ server_names: [ \"*.example.com\" ] }")
+                           CHAIN("wilder", "{ server_names: [ \"*.com\" ] }")
+                               CHAIN("mtls-http", "{ transport_protocol: tls, "
+                                                  "application_protocols: [ istio-http/1.1 ] }")
+                                   CHAIN("mtls", "{ transport_protocol: tls }") CHAIN(
+                                       "plain-http", "{ transport_protocol: raw_buffer, "
+                                                     "application_protocols: [ http/1.1 ] }")
+                                       CHAIN("plain", "{ transport_protocol: raw_buffer }")) == 0);
+#undef CHAIN
+    char err[1024];
+    struct rs_snapshot *s = compile(bs, &t, NULL, err, sizeof err);
+    CHECK(s && s->nlisteners == 1);
+    if (s && s->nlisteners == 1) {
+        const struct rs_listener *l = &s->listeners[0];
+        struct rs_filter_chain *fc;
+        fc = pick_meta(l, 1, true, "a.example.com", NULL);
+        CHECK(fc && strcmp(fc->name, "exact") == 0);
+        fc = pick_meta(l, 1, true, "b.a.example.com", NULL);
+        CHECK(fc && strcmp(fc->name, "wild") == 0);
+        fc = pick_meta(l, 1, true, "x.org.com", NULL);
+        CHECK(fc && strcmp(fc->name, "wilder") == 0);
+        fc = pick_meta(l, 1, true, "example.org", "istio-http/1.1");
+        CHECK(fc && strcmp(fc->name, "mtls-http") == 0);
+        fc = pick_meta(l, 1, true, NULL, "istio");
+        CHECK(fc && strcmp(fc->name, "mtls") == 0);
+        fc = pick_meta(l, 1, false, NULL, "http/1.1");
+        CHECK(fc && strcmp(fc->name, "plain-http") == 0);
+        fc = pick_meta(l, 1, false, NULL, NULL);
+        CHECK(fc && strcmp(fc->name, "plain") == 0);
+        fc = pick(l, "10.0.0.1", 1, "10.0.0.2", 4000); /* not inspected: raw_buffer */
+        CHECK(fc && strcmp(fc->name, "plain") == 0);
+    }
+    rs_snapshot_unref(s);
+    tin_free(&t);
+    /* a malformed server name is refused by name */
+    tin_init(&t);
+    CHECK(tin_yaml(&t, RS_XDS_LDS,
+                   "name: m\naddress: { socket_address: { address: 0.0.0.0, port_value: 1 } }\n"
+                   "filter_chains:\n- filter_chain_match: { server_names: [ \"a.*.com\" ] }\n"
+                   "  " TCP_TO("x") "\n") == 0);
+    expect_nack(bs, &t, "server_names: [0]: \"a.*.com\" is neither a name nor \"*.suffix\"");
     tin_free(&t);
     xds_bootstrap_free(bs);
 }
@@ -622,6 +686,7 @@ int main(void)
         TEST_CASE(test_refusals_name_resource_and_field),
         TEST_CASE(test_tcp_proxy_to_missing_cluster),
         TEST_CASE(test_filter_chain_match_precedence),
+        TEST_CASE(test_filter_chain_match_inspected),
         TEST_CASE(test_static_and_dynamic_together),
         TEST_CASE(test_input_from_ads_state),
         TEST_CASE(test_dns_across_updates),

@@ -111,7 +111,6 @@ static void test_istiod_resources_serve(void)
         CHECK(skipped(s, "envoy.filters.network.rbac", NULL));
         CHECK(skipped(s, "istio_authn", NULL));
         CHECK(skipped(s, "envoy.filters.network.set_filter_state", NULL));
-        CHECK(skipped(s, "envoy.filters.listener.http_inspector", NULL));
         /* an inactive per-route fault config is recorded against the route configuration */
         CHECK(skipped(s, "envoy.filters.http.fault", "RouteConfiguration \"9080\""));
         /* reviews: locality weights x endpoint weights, unhealthy/draining out, priority 1
@@ -142,30 +141,45 @@ static void test_istiod_resources_serve(void)
         CHECK(ib >= 0 && s->clusters[ib]->type == RS_CLUSTER_ORIGINAL_DST &&
               s->clusters[ib]->bind_addrlen > 0);
         /* virtualInbound's matcher: port 9080 plaintext → its HTTP chain; another port → the
-         * TCP catch-all (no application protocol is detected); 15006 → blackhole */
+         * TCP catch-all when nothing was inspected; 15006 → blackhole */
         struct sockaddr_in local = {.sin_family = AF_INET, .sin_port = htons(9080)};
         struct sockaddr_in remote = {.sin_family = AF_INET, .sin_port = htons(40000)};
         inet_pton(AF_INET, "10.244.1.7", &local.sin_addr);
         inet_pton(AF_INET, "10.244.9.9", &remote.sin_addr);
         const struct rs_filter_chain *fc =
-            vi ? rs_listener_pick_chain(vi, (void *)&local, (void *)&remote) : NULL;
+            vi ? rs_listener_pick_chain(vi, (void *)&local, (void *)&remote, NULL) : NULL;
         CHECK(fc && strcmp(fc->name, "0.0.0.0_9080") == 0 && fc->hcm);
         local.sin_port = htons(7070);
-        fc = vi ? rs_listener_pick_chain(vi, (void *)&local, (void *)&remote) : NULL;
+        fc = vi ? rs_listener_pick_chain(vi, (void *)&local, (void *)&remote, NULL) : NULL;
         CHECK(fc && strcmp(fc->name, "virtualInbound-catchall-tcp") == 0 && fc->tcp);
+        /* what the inspectors find: plaintext HTTP → the HTTP catch-all; mTLS (on any port,
+         * 9080 too) → the TLS chain, whose certificates come from SDS */
+        const char *h11[] = {"http/1.1"}, *istio[] = {"istio-peer-exchange", "istio"};
+        struct rs_conn_meta http = {.app_protocols = h11, .napp_protocols = 1};
+        struct rs_conn_meta mtls = {.tls = true, .app_protocols = istio, .napp_protocols = 2};
+        fc = vi ? rs_listener_pick_chain(vi, (void *)&local, (void *)&remote, &http) : NULL;
+        CHECK(fc && strcmp(fc->name, "virtualInbound-catchall-http") == 0 && fc->hcm);
+        fc = vi ? rs_listener_pick_chain(vi, (void *)&local, (void *)&remote, &mtls) : NULL;
+        CHECK(fc && strcmp(fc->name, "virtualInbound-catchall-tls") == 0 && fc->tls_sds_pending);
+        local.sin_port = htons(9080);
+        fc = vi ? rs_listener_pick_chain(vi, (void *)&local, (void *)&remote, &mtls) : NULL;
+        CHECK(fc && strcmp(fc->name, "virtualInbound-catchall-tls") == 0);
+        local.sin_port = htons(7070);
         local.sin_port = htons(15006);
-        fc = vi ? rs_listener_pick_chain(vi, (void *)&local, (void *)&remote) : NULL;
+        fc = vi ? rs_listener_pick_chain(vi, (void *)&local, (void *)&remote, NULL) : NULL;
         CHECK(fc && strcmp(fc->name, "virtualInbound-blackhole") == 0);
         /* virtualOutbound: to the pod's own IP → blackhole; elsewhere → passthrough */
         local.sin_port = htons(80);
-        fc = vo ? rs_listener_pick_chain(vo, (void *)&local, (void *)&remote) : NULL;
+        fc = vo ? rs_listener_pick_chain(vo, (void *)&local, (void *)&remote, NULL) : NULL;
         CHECK(fc && strcmp(fc->name, "virtualOutbound-blackhole") == 0);
         inet_pton(AF_INET, "10.96.0.10", &local.sin_addr);
-        fc = vo ? rs_listener_pick_chain(vo, (void *)&local, (void *)&remote) : NULL;
+        fc = vo ? rs_listener_pick_chain(vo, (void *)&local, (void *)&remote, NULL) : NULL;
         CHECK(fc && strcmp(fc->name, "virtualOutbound-catchall-tcp") == 0);
-        /* the outbound HTTP listener's chain needs http/1.1 detection: its default chain */
-        fc = o9080 ? rs_listener_pick_chain(o9080, (void *)&local, (void *)&remote) : NULL;
+        /* the outbound HTTP listener's chain needs http/1.1 detection, else its default chain */
+        fc = o9080 ? rs_listener_pick_chain(o9080, (void *)&local, (void *)&remote, NULL) : NULL;
         CHECK(fc && strcmp(fc->name, "PassthroughFilterChain") == 0);
+        fc = o9080 ? rs_listener_pick_chain(o9080, (void *)&local, (void *)&remote, &http) : NULL;
+        CHECK(fc && fc->hcm && strcmp(fc->name, "PassthroughFilterChain") != 0);
     }
     rs_snapshot_unref(s);
     tin_free(&t);
