@@ -1,8 +1,10 @@
 /* loadgen: Ringside's own HTTP/1.1 load generator for the benchmark harness.
  *
- *   loadgen --url http://127.0.0.1:PORT/path [-c CONNS] [--threads T]
+ *   loadgen --url http[s]://127.0.0.1:PORT/path [-c CONNS] [--threads T]
  *           (--rate R | --max | --new-conn [--rate R] | --bulk)
  *           [--duration S] [--warmup S] [--timeout S] [-H 'name: value']... [--json]
+ *           [--cert PEM --key PEM] [--ca PEM] [--sni NAME] [--alpn P1,P2] [--san URI]
+ *           [--curves LIST]
  *
  * Modes
  *   --rate R    open loop: R requests/s in total over CONNS keep-alive connections. Connection
@@ -20,6 +22,16 @@
  *               bench/upstream's /bytes/N (chunked, streamed from a 16 KiB buffer, so bounded
  *               memory at any N); a URL path of "/" is replaced by /bytes/16777216. Plain HTTP
  *               GET, so it goes through an L4 (tcp_proxy) or an L7 hop alike.
+ * TLS (https:// URLs)
+ *   BoringSSL, TLS 1.3 only, driven non-blocking from the same epoll loop: a connection is
+ *   connecting, then handshaking, then open. --cert/--key: the client certificate (mutual TLS);
+ *   --ca: the server's chain is verified against it (without it, not verified); --san: the
+ *   server's leaf must carry this URI SAN (a SPIFFE ID), or the handshake counts as a "tls"
+ *   error; --sni, --alpn: sent in the ClientHello; --curves: the key shares offered (default
+ *   X25519, what bench/tls_speed's limit assumes). No session cache and no session is ever
+ *   offered, so every connection is a full handshake (the JSON's tls_resumed proves it: 0);
+ *   with --new-conn that makes the figure full handshakes per second. Latency includes the
+ *   handshake. A client closing sends close_notify first.
  * Timing
  *   Everything on CLOCK_MONOTONIC. The run is --warmup S, then --duration S measured: requests
  *   whose reference time (scheduled time with --rate, send time otherwise) falls in the measured
@@ -30,7 +42,8 @@
  *   timeout and the run stops: that is the hard deadline. Bytes count by the time they arrive.
  * Errors (separate from latency, which is recorded for every complete response)
  *   connect (refused, unreachable), status (non-2xx), reset (error or close before the end of a
- *   response), timeout, protocol (a response we cannot parse).
+ *   response), timeout, protocol (a response we cannot parse), tls (a failed handshake or
+ *   certificate check; the first one's reason is in first_tls_error).
  * Engine
  *   T threads, connection i on thread i % T; per thread one epoll set, level-triggered, and one
  *   timerfd armed at the earliest deadline (next scheduled send or request timeout) from a

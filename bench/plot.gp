@@ -12,12 +12,12 @@ set grid ytics mytics
 set border 3
 set xtics nomirror
 set ytics nomirror
-# One colour per proxy, one dash per hop count: direct black; solid 1 hop, dashed 2 hops.
-array C[7] = ["#000000", "#1f77b4", "#1f77b4", "#d62728", "#d62728", "#2ca02c", "#2ca02c"]
-array D[7] = [1, 1, 2, 1, 2, 1, 2]
-cl(i) = C[i > 7 ? 7 : i]
-dd(i) = D[i > 7 ? 7 : i]
-shade(i) = i % 2 ? 0.4 : 0.9
+# One colour per proxy, one dash per hop count (C, D: every system's; PC, PD: the proxied ones',
+# from plot-titles.gp): direct black; solid 1 hop, dashed 2 hops, dotted the mTLS hop pair.
+cl(i) = C[i > |C| ? |C| : i]
+dd(i) = D[i > |D| ? |D| : i]
+pcl(i) = PC[i > |PC| ? |PC| : i]
+shade(i) = PD[i > |PD| ? |PD| : i] == 1 ? 0.9 : (PD[i > |PD| ? |PD| : i] == 2 ? 0.4 : 0.65)
 
 set output base."-latency.png"
 set multiplot layout 1,nblocks title "Latency percentiles (µs, log scale; median of rounds)"
@@ -42,6 +42,6 @@ set boxwidth 0.9
 do for [b=0:nblocks-1] {
     set title value("title".b)
     plot for [i=2:*] base."/overhead.dat" index b \
-        using (column(i) > 0 ? column(i) : NaN):xtic(1) title columnhead(i) lc rgb cl(i) fs solid shade(i)
+        using (column(i) > 0 ? column(i) : NaN):xtic(1) title columnhead(i) lc rgb pcl(i-1) fs solid shade(i-1)
 }
 unset multiplot

@@ -484,10 +484,21 @@ def gnuplot_data(run, meta, summary):
                     f"{rows[s]['overhead_per_hop_us'][p]:.1f}" if rows.get(s) else "NaN" for s in proxied) + "\n")
             lf.write("\n\n")
             of.write("\n\n")
+    # One colour per proxy, one dash per hop count: direct black; solid 1 hop, dashed 2 hops,
+    # dotted the mTLS hop pair.
+    colour = {"direct": "#000000", "ringside": "#1f77b4", "rsbase": "#9467bd", "haproxy": "#d62728",
+              "nginx": "#2ca02c"}
+    def dash(sysname):
+        return 3 if meta.get(f"sys.{sysname}.mtls") == "1" else min(int(meta[f"sys.{sysname}.hops"]) or 1, 2)
     with open(os.path.join(run, "plot-titles.gp"), "w") as f:
         for i, scen in enumerate(scens):
             f.write(f"title{i} = \"{meta[f'scen.{scen}.label']}\"\n")
         f.write(f"nblocks = {len(scens)}\n")
+        for name, sel in (("C", systems), ("PC", proxied)):
+            f.write(f"array {name}[{len(sel)}] = [" + ", ".join(
+                f"\"{colour.get(meta[f'sys.{s}.kind'], '#7f7f7f')}\"" for s in sel) + "]\n")
+        for name, sel in (("D", systems), ("PD", proxied)):
+            f.write(f"array {name}[{len(sel)}] = [" + ", ".join(str(dash(s)) for s in sel) + "]\n")
 
 
 def main():
