@@ -15,6 +15,7 @@
 
 #include "sidecar/blk.h"
 #include "sidecar/chain_match.h"
+#include "sidecar/http_inspect.h"
 #include "sidecar/log.h"
 #include "sidecar/router.h"
 #include "sidecar/tls.h"
@@ -594,8 +595,6 @@ int rs_worker_downstream_start(struct rs_worker *w, const struct rs_accept *a,
 /* A connection whose listener inspects its first bytes (tls_inspector, http_inspector) before a
  * chain is picked. It is a session of its own meanwhile, so updates and draining see it. Bytes
  * are read for real (no MSG_PEEK) and replayed to the protocol: one receive serves both. */
-#define INSPECT_HTTP_MAX 8192 /* a request line longer than this is not looked at further */
-
 struct inspect {
     struct rs_session link;
     struct rs_worker *w;
@@ -607,42 +606,6 @@ struct inspect {
 };
 
 enum inspect_result { INSPECT_MORE, INSPECT_DONE, INSPECT_REJECT };
-
-/* The HTTP inspector: http/1.0 or http/1.1 from a request line, h2c from the HTTP/2 preface. */
-static enum inspect_result http_detect(const char *p, size_t n, const char **proto)
-{
-    static const char preface[] = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
-    size_t pl = sizeof preface - 1;
-    if (memcmp(p, preface, n < pl ? n : pl) == 0) {
-        if (n < pl) return INSPECT_MORE;
-        *proto = "h2c";
-        return INSPECT_DONE;
-    }
-    /* METHOD SP target SP HTTP/1.x CRLF; anything that cannot become one is not HTTP */
-    size_t i = 0, sp1 = 0, sp2 = 0;
-    for (; i < n && p[i] != '\n'; i++) {
-        unsigned char ch = (unsigned char)p[i];
-        if (ch == ' ') {
-            if (!sp1)
-                sp1 = i;
-            else if (!sp2)
-                sp2 = i;
-            else
-                return INSPECT_DONE;
-        } else if (ch < 0x21 || ch > 0x7e) {
-            if (!(ch == '\r' && (i + 1 == n || p[i + 1] == '\n'))) return INSPECT_DONE;
-        } else if (!sp1 && !(ch >= 'A' && ch <= 'Z') && ch != '-' && ch != '_') {
-            return INSPECT_DONE; /* methods are upper-case tokens */
-        }
-    }
-    if (i == n) return n < INSPECT_HTTP_MAX ? INSPECT_MORE : INSPECT_DONE;
-    size_t end = i > 0 && p[i - 1] == '\r' ? i - 1 : i;
-    if (!sp1 || !sp2 || end - sp2 - 1 != 8 || memcmp(p + sp2 + 1, "HTTP/1.", 7) != 0)
-        return INSPECT_DONE;
-    char minor = p[sp2 + 8];
-    *proto = minor == '1' ? "http/1.1" : minor == '0' ? "http/1.0" : NULL;
-    return INSPECT_DONE;
-}
 
 /* Runs the listener's inspectors over the bytes so far. */
 static enum inspect_result inspect_bytes(struct rs_worker *w, const struct rs_listener *l,
@@ -673,8 +636,8 @@ static enum inspect_result inspect_bytes(struct rs_worker *w, const struct rs_li
         }
     }
     if (l->http_inspector) {
-        const char *proto = NULL;
-        if (http_detect(p, n, &proto) == INSPECT_MORE) return INSPECT_MORE;
+        const char *proto;
+        if (rs_http_peek_protocol(p, n, &proto) == RS_HTTP_PEEK_NEED_MORE) return INSPECT_MORE;
         rs_stat_inc(st, !proto                           ? ist.http_not_found
                         : strcmp(proto, "h2c") == 0      ? ist.http2_found
                         : strcmp(proto, "http/1.1") == 0 ? ist.http11_found

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Downstream TLS: a listener with the TLS and HTTP inspectors serving PERMISSIVE (a mutual-TLS
 # chain and a plaintext chain on one port) and a STRICT one (mutual TLS only), as Istio's inbound
-# does. Third-party clients: curl with and without a client certificate, openssl s_client for
-# ALPN/SNI chain selection and the raw TLS bytes through tcp_proxy. The server side sees the
+# does. Clients: curl with and without a client certificate, openssl s_client for ALPN, Python's
+# ssl for bytes through tcp_proxy and for stalled handshakes. The server side sees the
 # client's SPIFFE identity in the access log; handshakes and refusals are counted.
 . "$(dirname "$0")/lib.sh"
 need openssl
@@ -178,9 +178,17 @@ log "$(cat "$TMP/stall.out")"
 assert_ge "$(stat_value listener.127.0.0.1_$P_STRICT.downstream_pre_cx_timeout)" 1 "the half ClientHello timed out in the inspector"
 assert_ge "$(stat_value listener.127.0.0.1_$P_STRICT.ssl.handshake_timeout)" 1 "the quiet client's handshake timed out"
 
-# TCP over mutual TLS: openssl s_client's bytes come back through the echo upstream
-out=$(printf 'hello over mtls\n' | timeout 10 openssl s_client -quiet -connect 127.0.0.1:$P_TCP \
-    -CAfile "$C/root.pem" -cert "$C/client.pem" -key "$C/client.key" -verify_return_error 2>/dev/null | head -1)
+# TCP over mutual TLS (Python's ssl as the client): bytes come back through the echo upstream
+out=$(python3 - "$P_TCP" "$C" <<'EOF'
+import socket, ssl, sys
+ctx = ssl.create_default_context(cafile=sys.argv[2] + "/root.pem")
+ctx.load_cert_chain(sys.argv[2] + "/client.pem", sys.argv[2] + "/client.key")
+with ctx.wrap_socket(socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=5),
+                     server_hostname="localhost") as s:
+    s.sendall(b"hello over mtls\n")
+    print(s.makefile().readline().strip())
+EOF
+)
 assert_eq "$out" "hello over mtls" "tcp_proxy behind TLS: bytes arrive and return"
 # ALPN: h2 is never negotiated on an HTTP/1.1 chain
 alpn=$(echo | timeout 10 openssl s_client -connect 127.0.0.1:$P_PERM -alpn h2,http/1.1 -CAfile "$C/root.pem" \
