@@ -4,7 +4,7 @@ SAN_BUILD ?= build-san
 JOBS ?= $(shell nproc)
 CMAKE_FLAGS ?=
 
-.PHONY: all deps build run test test-quick test-san fuzz bench bench-full clean format
+.PHONY: all deps build run test test-quick test-san fuzz bench bench-full bench-mtls clean format
 
 all: build
 
@@ -41,6 +41,10 @@ bench: build
 
 bench-full: build
 	@bench/run.sh $(BUILD) full
+
+# Mutual TLS: the mesh hop pairs (scenarios 1-3) and full handshakes per second, ~2 minutes.
+bench-mtls: build
+	@bench/run.sh $(BUILD) mtls
 
 format:
 	@clang-format -i $$(git ls-files '*.c' '*.h')

@@ -236,13 +236,15 @@ run_cell() {
 }
 
 # tls_limit ROUND: BoringSSL's ECDSA P-256 sign/verify and X25519 rates on the proxies' CPU, with
-# nothing else of the run going (bench/tls_speed; the handshake limit is derived from them). In
-# the first round, OpenSSL's figures too (`openssl speed`: the library HAProxy and NGINX use).
+# nothing else of the run going (bench/tls_speed; the handshake limit is derived from them), and
+# its whole server-side handshake in memory with the run's certificates. In the first round,
+# OpenSSL's figures too (`openssl speed`: the library HAProxy and NGINX use).
 tls_limit() {
     local secs=0.6
     [[ $SET == full* ]] && secs=1.5
     [[ $SMOKE == 1 ]] && secs=0.06
-    "${PIN_PROXY[@]}" "$TLS_SPEED" --secs "$secs" --json >"$OUT/raw/tls_speed.$1.json" ||
+    "${PIN_PROXY[@]}" "$TLS_SPEED" --secs "$secs" --pki "$MTLS_DIR" --json \
+        >"$OUT/raw/tls_speed.$1.json" ||
         die "bench/tls_speed failed"
     if (($1 == 1 && SMOKE == 0)); then
         "${PIN_PROXY[@]}" openssl speed -mr -seconds 1 ecdsap256 ecdhx25519 \
