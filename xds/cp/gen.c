@@ -30,6 +30,19 @@
 #define DOWNSTREAM_TLS_TYPE                                                                        \
     TYPE_PREFIX "envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext"
 #define RAW_BUFFER_TYPE TYPE_PREFIX "envoy.extensions.transport_sockets.raw_buffer.v3.RawBuffer"
+#define TLS_INSPECTOR_TYPE                                                                         \
+    TYPE_PREFIX "envoy.extensions.filters.listener.tls_inspector.v3.TlsInspector"
+#define HTTP_INSPECTOR_TYPE                                                                        \
+    TYPE_PREFIX "envoy.extensions.filters.listener.http_inspector.v3.HttpInspector"
+#define FILE_LOG_TYPE TYPE_PREFIX "envoy.extensions.access_loggers.file.v3.FileAccessLog"
+
+/* The access log line (options.access_log): Istio's default text format, shortened to what
+ * Ringside's formatter has, plus the client's SPIFFE identity, which is what an mTLS mesh's
+ * server side wants to see. */
+#define ACCESS_LOG_FORMAT                                                                          \
+    "[%START_TIME%] \"%REQ(:METHOD)% %REQ(:PATH)% %PROTOCOL%\" %RESPONSE_CODE% %RESPONSE_FLAGS% "  \
+    "%BYTES_RECEIVED% %BYTES_SENT% %DURATION% \"%UPSTREAM_HOST%\" %UPSTREAM_CLUSTER% "             \
+    "%DOWNSTREAM_REMOTE_ADDRESS% %DOWNSTREAM_LOCAL_ADDRESS% peer=%DOWNSTREAM_PEER_URI_SAN%\n"
 
 #define OUTBOUND_CAPTURE_PORT 15001
 #define INBOUND_CAPTURE_PORT 15006
@@ -177,10 +190,19 @@ static void cluster_name(char *buf, size_t len, uint32_t port, const char *subse
     snprintf(buf, len, "outbound|%u|%s|%s", port, subset ? subset : "", host);
 }
 
-/* The port a workload listens on for a service port. */
+/* The port a workload's application listens on for a service port. */
 static uint32_t target_port(const struct cp_workload *w, const struct cp_port *port)
 {
     return w->port ? w->port : port->port;
+}
+
+/* Where the service's clients connect for this workload: its application, or with ingress
+ * listeners its sidecar's inbound listener on the same address. */
+static uint32_t endpoint_port(const struct gen *g, const struct cp_workload *w,
+                              const struct cp_port *port)
+{
+    if (g->m->options.ingress == CP_INGRESS_LISTENERS) return port->port + w->port_offset;
+    return target_port(w, port);
 }
 
 static int backs(const struct cp_workload *w, size_t svc)
@@ -250,14 +272,30 @@ static json_t *service_sans(const struct gen *g, const struct cp_service *svc)
     return sans;
 }
 
+/* The ALPN a client sidecar offers to a server sidecar. istiod puts istio-peer-exchange, istio
+ * (and h2 for HTTP/2 clusters) in the cluster and, for HTTP, lets the istio.alpn filter replace
+ * them per request with istio-http/1.0, istio-http/1.1 or istio-h2, which is what the server's
+ * HTTP chains match on. Ringside skips istio.alpn (its upstream HTTP is HTTP/1.1), so an HTTP
+ * port's cluster carries the override's result directly: the same bytes on the wire. */
+static json_t *upstream_alpn(enum cp_proto proto)
+{
+    switch (proto) {
+    case CP_PROTO_HTTP:
+        return json_pack("[s,s]", "istio-http/1.1", "istio");
+    case CP_PROTO_GRPC:
+        return json_pack("[s,s]", "istio-h2", "istio");
+    case CP_PROTO_TCP:
+        break;
+    }
+    return json_pack("[s,s]", "istio-peer-exchange", "istio");
+}
+
 /* Istio's auto-mTLS: endpoints labelled tlsMode=istio get mutual TLS with SNI
  * outbound_.<port>_.<subset>_.<host>, the others plaintext. */
 static json_t *transport_socket_matches(const struct gen *g, const struct cp_service *svc,
                                         const struct cp_port *port, const char *subset)
 {
-    json_t *alpn = port->proto == CP_PROTO_GRPC
-                       ? json_pack("[s,s,s]", "istio-peer-exchange", "istio", "h2")
-                       : json_pack("[s,s]", "istio-peer-exchange", "istio");
+    json_t *alpn = upstream_alpn(port->proto);
     char sni[600];
     snprintf(sni, sizeof sni, "outbound_.%u_.%s_.%s", port->port, subset ? subset : "", svc->host);
     json_t *tls = json_pack("{s:s,s:o,s:s}", "@type", UPSTREAM_TLS_TYPE, "common_tls_context",
@@ -269,13 +307,16 @@ static json_t *transport_socket_matches(const struct gen *g, const struct cp_ser
                      "typed_config", "@type", RAW_BUFFER_TYPE);
 }
 
-/* Inbound chains require a client certificate from the mesh root (Istio's STRICT shape). */
-static json_t *downstream_tls(enum cp_proto proto)
+/* An inbound mTLS chain's transport socket: our certificate, a client certificate required and
+ * verified against the mesh root, its URI SAN in the mesh's trust domain. */
+static json_t *downstream_tls(const struct gen *g, enum cp_proto proto)
 {
     json_t *alpn = proto == CP_PROTO_TCP ? json_pack("[s,s]", "istio-peer-exchange", "istio")
                                          : json_pack("[s,s]", "h2", "http/1.1");
+    json_t *sans = json_pack("[{s:s,s:{s:o}}]", "san_type", "URI", "matcher", "prefix",
+                             str_printf("spiffe://%s/", g->m->options.trust_domain));
     return json_pack("{s:s,s:{s:s,s:o,s:b}}", "name", "envoy.transport_sockets.tls", "typed_config",
-                     "@type", DOWNSTREAM_TLS_TYPE, "common_tls_context", common_tls(alpn, NULL),
+                     "@type", DOWNSTREAM_TLS_TYPE, "common_tls_context", common_tls(alpn, sans),
                      "require_client_certificate", 1);
 }
 
@@ -341,8 +382,8 @@ static void load_assignment(struct gen *g, size_t si, const struct cp_port *port
         if (!backs(w, si) || (subset && !cp_labels_match(&subset->labels, &w->labels))) continue;
         json_t *ep =
             json_pack("{s:{s:o},s:I,s:s}", "endpoint", "address",
-                      socket_address(w->address, target_port(w, port)), "load_balancing_weight",
-                      (json_int_t)w->weight, "health_status", "HEALTHY");
+                      socket_address(w->address, endpoint_port(g, w, port)),
+                      "load_balancing_weight", (json_int_t)w->weight, "health_status", "HEALTHY");
         if (g->m->options.tls_mode_label || g->m->options.mtls)
             json_object_set_new(ep, "metadata",
                                 json_pack("{s:{s:{s:s}}}", "filter_metadata",
@@ -404,9 +445,11 @@ static void clusters(struct gen *g)
     add(g, CP_CDS, "BlackHoleCluster", static_cluster("BlackHoleCluster", NULL, 0, ct), 1);
 }
 
-/* The node's inbound ports: each distinct port its workload listens on, with a protocol. */
+/* The node's inbound ports: each distinct service port its workload serves, with the port its
+ * application listens on for it (inbound|<port>|| is named after that one) and a protocol. */
 struct inbound_port {
-    uint32_t port;
+    uint32_t port;    /* the application's */
+    uint32_t service; /* the service port: an ingress listener's */
     enum cp_proto proto;
 };
 
@@ -417,13 +460,22 @@ static size_t inbound_ports(const struct gen *g, struct inbound_port *out, size_
     for (size_t i = 0; i < g->self->n_services; i++) {
         const struct cp_service *svc = &g->m->services[g->self->services[i]];
         for (size_t p = 0; p < svc->n_ports; p++) {
-            uint32_t t = target_port(g->self, &svc->ports[p]);
             size_t k = 0;
-            while (k < n && out[k].port != t) k++;
-            if (k == n && n < max) out[n++] = (struct inbound_port){t, svc->ports[p].proto};
+            while (k < n && out[k].service != svc->ports[p].port) k++;
+            if (k == n && n < max)
+                out[n++] = (struct inbound_port){target_port(g->self, &svc->ports[p]),
+                                                 svc->ports[p].port, svc->ports[p].proto};
         }
     }
     return n;
+}
+
+/* True if an earlier entry of ports has the same application port (one cluster, one chain). */
+static int app_port_seen(const struct inbound_port *ports, size_t i)
+{
+    for (size_t k = 0; k < i; k++)
+        if (ports[k].port == ports[i].port) return 1;
+    return 0;
 }
 
 /* inbound|<port>||: where the sidecar hands inbound traffic to its own application, which
@@ -433,6 +485,7 @@ static void inbound_clusters(struct gen *g, const struct inbound_port *ports, si
     if (!g->self) return; /* a node without a workload has no inbound side */
     const char *app = g->m->options.bind == CP_BIND_WORKLOAD ? g->self->address : "127.0.0.1";
     for (size_t i = 0; i < n; i++) {
+        if (app_port_seen(ports, i)) continue;
         char name[64];
         snprintf(name, sizeof name, "inbound|%u||", ports[i].port);
         add(g, CP_CDS, name,
@@ -559,20 +612,35 @@ static json_t *router_filters(void)
 
 /* An HCM filter with the router; route_spec (consumed) goes under route_key ("rds" or
  * "route_config"). */
-static json_t *hcm_filter(const char *stat_prefix, json_t *route_spec, const char *route_key)
+/* The access_log list of an HCM or tcp_proxy (options.access_log, Istio's accessLogFile), or
+ * NULL without one. */
+static json_t *access_log(const struct gen *g)
+{
+    if (!g->m->options.access_log) return NULL;
+    return json_pack("[{s:s,s:{s:s,s:s,s:{s:{s:s}}}}]", "name", "envoy.access_loggers.file",
+                     "typed_config", "@type", FILE_LOG_TYPE, "path", g->m->options.access_log,
+                     "log_format", "text_format_source", "inline_string", ACCESS_LOG_FORMAT);
+}
+
+static json_t *hcm_filter(const struct gen *g, const char *stat_prefix, json_t *route_spec,
+                          const char *route_key)
 {
     json_t *hcm = json_pack("{s:s,s:s,s:s,s:o}", "@type", HCM_TYPE, "stat_prefix", stat_prefix,
                             "codec_type", "AUTO", "http_filters", router_filters());
     json_object_set_new(hcm, route_key, route_spec);
+    json_t *al = access_log(g);
+    if (al) json_object_set_new(hcm, "access_log", al);
     return json_pack("{s:s,s:o}", "name", "envoy.filters.network.http_connection_manager",
                      "typed_config", hcm);
 }
 
-static json_t *tcp_proxy_filter(const char *cluster)
+static json_t *tcp_proxy_filter(const struct gen *g, const char *cluster)
 {
-    return json_pack("{s:s,s:{s:s,s:s,s:s}}", "name", "envoy.filters.network.tcp_proxy",
-                     "typed_config", "@type", TCP_PROXY_TYPE, "stat_prefix", cluster, "cluster",
-                     cluster);
+    json_t *tp = json_pack("{s:s,s:s,s:s}", "@type", TCP_PROXY_TYPE, "stat_prefix", cluster,
+                           "cluster", cluster);
+    json_t *al = access_log(g);
+    if (al) json_object_set_new(tp, "access_log", al);
+    return json_pack("{s:s,s:o}", "name", "envoy.filters.network.tcp_proxy", "typed_config", tp);
 }
 
 static json_t *listener(const struct gen *g, const char *name, uint32_t port, json_t *chains,
@@ -598,12 +666,12 @@ static void outbound_listener(struct gen *g, uint32_t port)
     if (tcp_svc) {
         char cluster[512];
         cluster_name(cluster, sizeof cluster, port, NULL, tcp_svc->host);
-        filter = tcp_proxy_filter(cluster);
+        filter = tcp_proxy_filter(g, cluster);
     } else {
         snprintf(prefix, sizeof prefix, "outbound_%s", name);
         json_t *rds = json_pack("{s:o,s:o}", "config_source", ads_source(), "route_config_name",
                                 str_printf("%u", port));
-        filter = hcm_filter(prefix, rds, "rds");
+        filter = hcm_filter(g, prefix, rds, "rds");
     }
     json_t *l = listener(g, name, port, json_pack("[{s:[o]}]", "filters", filter), "OUTBOUND");
     /* With iptables capture (Istio's setup) these listeners do not bind: virtualOutbound hands
@@ -621,7 +689,7 @@ static json_t *original_dst_filters(void)
 static void virtual_outbound(struct gen *g)
 {
     json_t *chains = json_pack("[{s:s,s:[o]}]", "name", "virtualOutbound-catchall-tcp", "filters",
-                               tcp_proxy_filter("PassthroughCluster"));
+                               tcp_proxy_filter(g, "PassthroughCluster"));
     json_t *l = listener(g, "virtualOutbound", OUTBOUND_CAPTURE_PORT, chains, "OUTBOUND");
     if (g->m->options.capture) {
         json_object_set_new(l, "use_original_dst", json_true());
@@ -630,38 +698,134 @@ static void virtual_outbound(struct gen *g)
     add(g, CP_LDS, "virtualOutbound", l, 1);
 }
 
+/* The filter handing an inbound connection to the application: inbound|<port>||. */
+static json_t *inbound_filter(const struct gen *g, const struct inbound_port *p)
+{
+    char cluster[64];
+    snprintf(cluster, sizeof cluster, "inbound|%u||", p->port);
+    if (p->proto == CP_PROTO_TCP) return tcp_proxy_filter(g, cluster);
+    json_t *rc = json_pack("{s:s,s:[{s:o,s:[s],s:[{s:s,s:{s:s},s:{s:s,s:s}}]}],s:b}", "name",
+                           cluster, "virtual_hosts", "name", str_printf("inbound|http|%u", p->port),
+                           "domains", "*", "routes", "name", "default", "match", "prefix", "/",
+                           "route", "cluster", cluster, "timeout", "0s", "validate_clusters", 0);
+    return hcm_filter(g, cluster, rc, "route_config");
+}
+
+/* A filter_chain_match: the destination port when dport is not 0 (virtualInbound), the
+ * transport protocol when given, the ALPN list (NULL-terminated) when given. */
+static json_t *chain_match(uint32_t dport, const char *transport, const char *const *alpn)
+{
+    json_t *m = json_object();
+    if (dport) json_object_set_new(m, "destination_port", json_integer(dport));
+    if (transport) json_object_set_new(m, "transport_protocol", json_string(transport));
+    if (alpn) {
+        json_t *a = json_array();
+        for (size_t i = 0; alpn[i]; i++) json_array_append_new(a, json_string(alpn[i]));
+        json_object_set_new(m, "application_protocols", a);
+    }
+    return m;
+}
+
+/* What a client sidecar offers (upstream_alpn, with istiod's istio.alpn variants) and what a
+ * plaintext HTTP client is seen as by the HTTP inspector. */
+static const char *const mtls_http_alpn[] = {"istio-http/1.0", "istio-http/1.1", "istio-h2", NULL};
+static const char *const mtls_tcp_alpn[] = {"istio-peer-exchange", "istio", NULL};
+static const char *const plain_http_alpn[] = {"http/1.1", "http/1.0", "h2c", NULL};
+
+/* Istio's inbound filter chains for one port, appended to chains. mTLS off: one plaintext chain.
+ * On: a chain for TLS offering the mesh's ALPN, which terminates mutual TLS (Istio's STRICT);
+ * PERMISSIVE adds a plaintext chain (raw_buffer, for HTTP the versions the HTTP inspector
+ * reports). Under STRICT a plaintext client or a TLS client not speaking the mesh's ALPN finds
+ * no chain and is closed. dport: match on the original destination port (virtualInbound). */
+static void inbound_chains(const struct gen *g, json_t *chains, const char *name, uint32_t dport,
+                           const struct inbound_port *p)
+{
+    int tcp = p->proto == CP_PROTO_TCP;
+    enum cp_mtls mode = g->m->options.mtls;
+    if (mode == CP_MTLS_OFF) {
+        json_t *fc = json_pack("{s:s,s:[o]}", "name", name, "filters", inbound_filter(g, p));
+        if (dport) json_object_set_new(fc, "filter_chain_match", chain_match(dport, NULL, NULL));
+        json_array_append_new(chains, fc);
+        return;
+    }
+    json_array_append_new(chains,
+                          json_pack("{s:s,s:o,s:o,s:[o]}", "name", name, "filter_chain_match",
+                                    chain_match(dport, "tls", tcp ? mtls_tcp_alpn : mtls_http_alpn),
+                                    "transport_socket", downstream_tls(g, p->proto), "filters",
+                                    inbound_filter(g, p)));
+    if (mode == CP_MTLS_PERMISSIVE)
+        json_array_append_new(
+            chains, json_pack("{s:o,s:o,s:[o]}", "name", str_printf("%s-plaintext", name),
+                              "filter_chain_match",
+                              chain_match(dport, "raw_buffer", tcp ? NULL : plain_http_alpn),
+                              "filters", inbound_filter(g, p)));
+}
+
+/* listener_filters of an inbound listener: original_dst under capture, and with mTLS the TLS
+ * inspector (transport protocol, ALPN) and, when it serves HTTP, the HTTP inspector. NULL if
+ * none. */
+static json_t *inbound_listener_filters(const struct gen *g, int capture, int http)
+{
+    json_t *lf = capture ? original_dst_filters() : json_array();
+    if (g->m->options.mtls != CP_MTLS_OFF) {
+        json_array_append_new(lf, json_pack("{s:s,s:{s:s}}", "name",
+                                            "envoy.filters.listener.tls_inspector", "typed_config",
+                                            "@type", TLS_INSPECTOR_TYPE));
+        if (http)
+            json_array_append_new(lf, json_pack("{s:s,s:{s:s}}", "name",
+                                                "envoy.filters.listener.http_inspector",
+                                                "typed_config", "@type", HTTP_INSPECTOR_TYPE));
+    }
+    if (json_array_size(lf) == 0) {
+        json_decref(lf);
+        return NULL;
+    }
+    return lf;
+}
+
 static void virtual_inbound(struct gen *g, const struct inbound_port *ports, size_t n)
 {
     json_t *chains = json_array();
+    int http = 0;
     for (size_t i = 0; i < n; i++) {
-        char cluster[64], chain[64];
-        snprintf(cluster, sizeof cluster, "inbound|%u||", ports[i].port);
+        if (app_port_seen(ports, i)) continue;
+        char chain[64];
         snprintf(chain, sizeof chain, "0.0.0.0_%u", ports[i].port);
-        json_t *filter;
-        if (ports[i].proto == CP_PROTO_TCP) {
-            filter = tcp_proxy_filter(cluster);
-        } else {
-            json_t *rc = json_pack("{s:s,s:[{s:o,s:[s],s:[{s:s,s:{s:s},s:{s:s,s:s}}]}],s:b}",
-                                   "name", cluster, "virtual_hosts", "name",
-                                   str_printf("inbound|http|%u", ports[i].port), "domains", "*",
-                                   "routes", "name", "default", "match", "prefix", "/", "route",
-                                   "cluster", cluster, "timeout", "0s", "validate_clusters", 0);
-            filter = hcm_filter(cluster, rc, "route_config");
-        }
-        json_t *fc = json_pack("{s:s,s:{s:I},s:[o]}", "name", chain, "filter_chain_match",
-                               "destination_port", (json_int_t)ports[i].port, "filters", filter);
-        if (g->m->options.mtls)
-            json_object_set_new(fc, "transport_socket", downstream_tls(ports[i].proto));
-        json_array_append_new(chains, fc);
+        inbound_chains(g, chains, chain, ports[i].port, &ports[i]);
+        http |= ports[i].proto != CP_PROTO_TCP;
     }
     json_array_append_new(chains, json_pack("{s:s,s:[o]}", "name", "InboundPassthroughFilterChain",
-                                            "filters", tcp_proxy_filter("PassthroughCluster")));
+                                            "filters", tcp_proxy_filter(g, "PassthroughCluster")));
     json_t *l = listener(g, "virtualInbound", INBOUND_CAPTURE_PORT, chains, "INBOUND");
-    if (g->m->options.capture) {
-        json_object_set_new(l, "use_original_dst", json_true());
-        json_object_set_new(l, "listener_filters", original_dst_filters());
-    }
+    if (g->m->options.capture) json_object_set_new(l, "use_original_dst", json_true());
+    json_t *lf = inbound_listener_filters(g, g->m->options.capture, http);
+    if (lf) json_object_set_new(l, "listener_filters", lf);
     add(g, CP_LDS, "virtualInbound", l, 1);
+}
+
+/* options.ingress: listeners. Istio's Sidecar ingress listener with captureMode NONE: bound to
+ * the workload's address and the service port (+ port_offset), named <address>_<port> like the
+ * outbound listener it replaces on this node, and the endpoint the service's clients reach. */
+static void ingress_listener(struct gen *g, const struct inbound_port *p)
+{
+    char name[128];
+    snprintf(name, sizeof name, "%s_%u", g->bind, p->service);
+    json_t *chains = json_array();
+    inbound_chains(g, chains, name, 0, p);
+    json_t *l = listener(g, name, p->service, chains, "INBOUND");
+    json_t *lf = inbound_listener_filters(g, 0, p->proto != CP_PROTO_TCP);
+    if (lf) json_object_set_new(l, "listener_filters", lf);
+    add(g, CP_LDS, name, l, 1);
+}
+
+/* The node serves port through an ingress listener (so it has no outbound listener there). */
+static int ingress_port(const struct gen *g, const struct inbound_port *ports, size_t n,
+                        uint32_t port)
+{
+    if (g->m->options.ingress != CP_INGRESS_LISTENERS) return 0;
+    for (size_t i = 0; i < n; i++)
+        if (ports[i].service == port) return 1;
+    return 0;
 }
 
 /* Proxyless gRPC (@grpc/grpc-js-xds, grpc-go...): the client asks LDS for the name in its target,
@@ -687,9 +851,10 @@ static void api_listeners(struct gen *g, const struct cp_service *svc, const str
             json_t *rc =
                 json_pack("{s:s,s:[{s:s,s:[s],s:o}]}", "name", name, "virtual_hosts", "name", name,
                           "domains", "*", "routes", service_routes(svc, port->port));
-            json_t *hcm = hcm_filter(name, rc, "route_config");
+            json_t *hcm = hcm_filter(g, name, rc, "route_config");
             json_t *api = json_object_get(hcm, "typed_config");
             json_object_del(api, "codec_type");
+            json_object_del(api, "access_log"); /* a proxyless client logs nothing */
             json_t *l =
                 json_pack("{s:s,s:{s:O}}", "name", name, "api_listener", "api_listener", api);
             json_decref(hcm);
@@ -782,7 +947,8 @@ struct cp_resources *cp_generate(const struct cp_mesh *m, const struct cp_node *
     uint32_t *ports;
     size_t n_ports = mesh_ports(m, &ports);
     for (size_t i = 0; i < n_ports; i++) {
-        outbound_listener(&g, ports[i]);
+        /* istiod, too, drops an outbound listener that conflicts with an inbound one */
+        if (!ingress_port(&g, in, n_in, ports[i])) outbound_listener(&g, ports[i]);
         int http = 0;
         for (size_t s = 0; s < m->n_services; s++) {
             const struct cp_port *p = service_port(&m->services[s], ports[i]);
@@ -793,6 +959,8 @@ struct cp_resources *cp_generate(const struct cp_mesh *m, const struct cp_node *
     free(ports);
     virtual_outbound(&g);
     virtual_inbound(&g, in, n_in);
+    if (m->options.ingress == CP_INGRESS_LISTENERS)
+        for (size_t i = 0; i < n_in; i++) ingress_listener(&g, &in[i]);
     for (size_t s = 0; s < m->n_services; s++)
         for (size_t p = 0; p < m->services[s].n_ports; p++)
             if (m->services[s].ports[p].proto != CP_PROTO_TCP)

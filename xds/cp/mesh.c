@@ -629,6 +629,34 @@ static int check_ports(struct parser *p, const struct xds_node *services)
     return 0;
 }
 
+/* With ingress listeners a workload's sidecar listens on <address>:<service port + offset>, so
+ * its application must listen on another port of that address (the workload's `port`). */
+static int check_ingress(struct parser *p, const struct xds_node *workloads)
+{
+    const struct cp_mesh *m = p->mesh;
+    if (m->options.ingress != CP_INGRESS_LISTENERS) return 0;
+    for (size_t i = 0; i < m->n_workloads; i++) {
+        const struct cp_workload *w = &m->workloads[i];
+        for (size_t s = 0; s < w->n_services; s++) {
+            const struct cp_service *svc = &m->services[w->services[s]];
+            for (size_t k = 0; k < svc->n_ports; k++) {
+                uint32_t listener = svc->ports[k].port + w->port_offset;
+                uint32_t app = w->port ? w->port : svc->ports[k].port;
+                if (app != listener) continue;
+                const struct xds_node *at = workloads->kids[i];
+                size_t mark = path_push(p, "workloads[%zu].port", i);
+                fail(p, get(at, "port") ? get(at, "port") : at,
+                     "the application must listen on another port than its sidecar's inbound "
+                     "listener %s:%u (options.ingress: listeners)",
+                     w->address, listener);
+                path_pop(p, mark);
+                return -1;
+            }
+        }
+    }
+    return 0;
+}
+
 static void default_routes(struct cp_mesh *m)
 {
     for (size_t i = 0; i < m->n_services; i++) {
@@ -655,17 +683,43 @@ static int trust_domain_value(struct parser *p, const struct xds_node *n, const 
     return 0;
 }
 
+/* An error on options.<key>, at that key's line. */
+static int option_fail(struct parser *p, const struct xds_node *n, const char *key, const char *fmt,
+                       ...)
+{
+    char msg[256];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    size_t mark = path_push(p, ".%s", key);
+    fail(p, get(n, key), "%s", msg);
+    path_pop(p, mark);
+    return -1;
+}
+
+/* mtls: false | true (STRICT) | STRICT | PERMISSIVE, Istio's PeerAuthentication mode names. */
+static int mtls_value(struct parser *p, const struct xds_node *n, enum cp_mtls *out)
+{
+    const char *s = NULL;
+    if (scalar(p, n, &s) < 0) return -1;
+    if (strcmp(s, "false") == 0 || strcmp(s, "DISABLE") == 0)
+        *out = CP_MTLS_OFF;
+    else if (strcmp(s, "true") == 0 || strcmp(s, "STRICT") == 0)
+        *out = CP_MTLS_STRICT;
+    else if (strcmp(s, "PERMISSIVE") == 0)
+        *out = CP_MTLS_PERMISSIVE;
+    else
+        return fail(p, n, "must be true, false, STRICT, PERMISSIVE or DISABLE (got \"%s\")", s);
+    return 0;
+}
+
 static int options_value(struct parser *p, const struct xds_node *n, struct cp_options *o)
 {
-    static const char *const keys[] = {"bind",
-                                       "capture",
-                                       "tls_mode_label",
-                                       "connect_timeout",
-                                       "trust_domain",
-                                       "cert_ttl",
-                                       "ca_dir",
-                                       "mtls",
-                                       NULL};
+    static const char *const keys[] = {
+        "bind",     "capture", "tls_mode_label", "connect_timeout", "trust_domain",
+        "cert_ttl", "ca_dir",  "mtls",           "ingress",         "access_log",
+        NULL};
     if (expect_map(p, n, keys) < 0) return -1;
     const char *bind = "any";
     FIELD(p, n, "bind", scalar(p, v, &bind));
@@ -702,7 +756,21 @@ static int options_value(struct parser *p, const struct xds_node *n, struct cp_o
         return -1;
     }
     FIELD(p, n, "ca_dir", scalar(p, v, &o->ca_dir));
-    FIELD(p, n, "mtls", bool_value(p, v, &o->mtls));
+    FIELD(p, n, "mtls", mtls_value(p, v, &o->mtls));
+    const char *ingress = "none";
+    FIELD(p, n, "ingress", scalar(p, v, &ingress));
+    if (strcmp(ingress, "none") == 0)
+        o->ingress = CP_INGRESS_NONE;
+    else if (strcmp(ingress, "listeners") == 0)
+        o->ingress = CP_INGRESS_LISTENERS;
+    else
+        return option_fail(p, n, "ingress", "must be none or listeners (got \"%s\")", ingress);
+    /* Inbound listeners bind the service ports on each workload's own address: with 0.0.0.0 they
+     * would take the outbound listeners' ports, and with capture virtualInbound does their job. */
+    if (o->ingress == CP_INGRESS_LISTENERS && (o->bind != CP_BIND_WORKLOAD || o->capture))
+        return option_fail(p, n, "ingress", "listeners needs bind: workload and capture: none");
+    FIELD(p, n, "access_log", scalar(p, v, &o->access_log));
+    if (o->access_log && !o->access_log[0]) o->access_log = NULL;
     return 0;
 }
 
@@ -722,9 +790,11 @@ static int parse_root(struct parser *p, const struct xds_node *root)
     const struct xds_node *services =
         list_field(p, root, "services", sizeof *m->services, (void **)&m->services, &m->n_services);
     FIELD(p, root, "services", each_item(p, v, service_item, NULL));
-    list_field(p, root, "workloads", sizeof *m->workloads, (void **)&m->workloads, &m->n_workloads);
+    const struct xds_node *workloads = list_field(p, root, "workloads", sizeof *m->workloads,
+                                                  (void **)&m->workloads, &m->n_workloads);
     FIELD(p, root, "workloads", each_item(p, v, workload_item, NULL));
     if (services && (check_routes(p, services) < 0 || check_ports(p, services) < 0)) return -1;
+    if (workloads && check_ingress(p, workloads) < 0) return -1;
     default_routes(m);
     return 0;
 }

@@ -108,6 +108,16 @@ struct cp_workload {
 
 enum cp_bind { CP_BIND_ANY, CP_BIND_WORKLOAD };
 
+/* Istio's PeerAuthentication modes for the whole mesh: OFF (no mTLS shapes), STRICT (inbound
+ * accepts mutual TLS only), PERMISSIVE (inbound accepts mutual TLS and plaintext). */
+enum cp_mtls { CP_MTLS_OFF, CP_MTLS_STRICT, CP_MTLS_PERMISSIVE };
+
+/* How a server's sidecar receives its inbound traffic. NONE: the service's endpoints are the
+ * applications themselves (capture, or no server-side sidecar). LISTENERS (bind: workload only):
+ * each workload's sidecar listens on <address>:<service port> and is the service's endpoint, as
+ * Istio's Sidecar resource binds ingress listeners with captureMode NONE. */
+enum cp_ingress { CP_INGRESS_NONE, CP_INGRESS_LISTENERS };
+
 struct cp_options {
     enum cp_bind bind;  /* where a node's listeners bind: 0.0.0.0, or its workload's address */
     int capture;        /* 1: iptables capture as in Istio (service listeners not bound) */
@@ -116,7 +126,9 @@ struct cp_options {
     const char *trust_domain; /* SPIFFE trust domain of workload identities ("cluster.local") */
     uint64_t cert_ttl_ms;     /* workload certificate validity (1h; at least 1s) */
     const char *ca_dir;       /* the CA's directory as written (relative: to the mesh file's) */
-    int mtls;                 /* Istio's auto-mTLS shapes in generated clusters and listeners */
+    enum cp_mtls mtls;        /* Istio's auto-mTLS shapes in generated clusters and listeners */
+    enum cp_ingress ingress;  /* inbound listeners on the workloads' addresses */
+    const char *access_log;   /* Istio's accessLogFile ("/dev/stdout"), or NULL: no access log */
 };
 
 struct cp_mesh {
