@@ -207,6 +207,25 @@ static void outq_clear(struct rs_conn *c)
     c->iov = NULL;
 }
 
+void rs_conn_send_now(struct rs_conn *c)
+{
+    if (c->flags & (RS_CONN_SENDING | RS_CONN_CLOSED | RS_CONN_CONNECTING) || c->out.count == 0)
+        return;
+    struct iovec iov[8];
+    struct rs_outq *q = &c->out;
+    uint32_t n = q->count < 8 ? q->count : 8;
+    for (uint32_t i = 0; i < n; i++) {
+        const struct rs_seg *s = &q->segs[(q->head + i) % q->cap];
+        iov[i] = (struct iovec){(void *)s->p, s->len};
+    }
+    struct msghdr m = {.msg_iov = iov, .msg_iovlen = n};
+    ssize_t sent = sendmsg(c->fd, &m, MSG_DONTWAIT | MSG_NOSIGNAL);
+    if (sent <= 0) return;
+    outq_consume(c, (uint64_t)sent);
+    c->tx_bytes += (uint64_t)sent;
+    if (c->stats) rs_stat_add(c->stats, c->tx_stat, sent);
+}
+
 static void flush(struct rs_conn *c)
 {
     if (c->flags & (RS_CONN_SENDING | RS_CONN_CLOSED | RS_CONN_CONNECTING) || c->out.count == 0)

@@ -156,6 +156,11 @@ static inline uint64_t rs_conn_queued(const struct rs_conn *c)
     return c->out.bytes;
 }
 
+/* Sends what is queued now, with one non-blocking sendmsg from the calling thread, as far as the
+ * socket takes it: for the few bytes (a TLS alert) that must leave before a close that drops
+ * the queue. No-op while a send or connect is in flight. */
+void rs_conn_send_now(struct rs_conn *c);
+
 /* Half-closes (FIN) once everything queued has been sent. */
 void rs_conn_shutdown_write(struct rs_conn *c);
 

@@ -148,7 +148,9 @@ static void fail(struct tls_conn *t, int err)
     t->state = TLS_FAILED;
     rs_timer_cancel(c->loop, &t->timer);
     drop_held(t);
-    (void)flush_wire(t); /* the alert saying why, if BoringSSL wrote one */
+    /* the alert saying why, if BoringSSL wrote one: sent now, as the owner closes the
+     * connection on the error below and a close drops what is queued */
+    if (flush_wire(t) == 0) rs_conn_send_now(c);
     ERR_clear_error();
     if (in_handshake && t->on_handshake) t->on_handshake(c, err);
     c->h->on_error(c, err);
