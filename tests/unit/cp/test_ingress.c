@@ -243,6 +243,26 @@ static void test_permissive_tcp_and_http(void)
     cp_mesh_free(m);
 }
 
+/* Under capture the inspectors follow original_dst, and there are no ingress listeners. */
+static void test_capture_inbound_filters(void)
+{
+    struct cp_mesh *m = mesh_with("capture: iptables, mtls: STRICT");
+    struct cp_resources *r = gen_for(m, R1_NODE);
+    json_t *l = resource(r, CP_LDS, "virtualInbound");
+    CHECK(json_is_true(at(l, "useOriginalDst")));
+    CHECK_EQ_INT(json_array_size(at(l, "listenerFilters")), 3);
+    CHECK_STR(str_at(l, "listenerFilters/0/name"), "envoy.filters.listener.original_dst");
+    CHECK_STR(str_at(l, "listenerFilters/1/name"), "envoy.filters.listener.tls_inspector");
+    CHECK_STR(str_at(l, "listenerFilters/2/name"), "envoy.filters.listener.http_inspector");
+    CHECK_EQ_INT(json_array_size(at(l, "filterChains")), 2); /* STRICT chain, passthrough */
+    json_decref(l);
+    l = resource(r, CP_LDS, "0.0.0.0_9080");
+    CHECK_STR(str_at(l, "trafficDirection"), "OUTBOUND");
+    json_decref(l);
+    cp_resources_free(r);
+    cp_mesh_free(m);
+}
+
 static void test_mtls_off_is_plaintext(void)
 {
     struct cp_mesh *m = mesh_with("bind: workload, ingress: listeners");
@@ -338,5 +358,6 @@ static void test_mesh_errors(void)
 }
 
 RUN_TESTS(TEST_CASE(test_ingress_listener_strict_http), TEST_CASE(test_endpoints_are_the_sidecars),
-          TEST_CASE(test_permissive_tcp_and_http), TEST_CASE(test_mtls_off_is_plaintext),
-          TEST_CASE(test_outbound_tls_shapes), TEST_CASE(test_mesh_errors))
+          TEST_CASE(test_permissive_tcp_and_http), TEST_CASE(test_capture_inbound_filters),
+          TEST_CASE(test_mtls_off_is_plaintext), TEST_CASE(test_outbound_tls_shapes),
+          TEST_CASE(test_mesh_errors))
