@@ -265,9 +265,9 @@ refused "a client certificate from another root" $P_STRICT "$(L $P_STRICT ssl.fa
     "alert (unknown ca|bad certificate|certificate unknown)" --cacert "$C/root.pem" --cert "$C/stranger.pem" --key "$C/stranger.key" \
     "https://localhost:$P_STRICT/"
 refused "an exact SAN matcher the client's SPIFFE ID does not match" $P_EXACT \
-    "$(L $P_EXACT ssl.fail_verify_san)" "alert (bad certificate|certificate unknown)" "${MTLS[@]}" "https://localhost:$P_EXACT/"
+    "$(L $P_EXACT ssl.fail_verify_san)" "alert (bad certificate|certificate unknown|handshake failure)" "${MTLS[@]}" "https://localhost:$P_EXACT/"
 refused "a prefix SAN matcher the client's SPIFFE ID does not match" $P_PREFIX \
-    "$(L $P_PREFIX ssl.fail_verify_san)" "alert (bad certificate|certificate unknown)" "${MTLS[@]}" "https://localhost:$P_PREFIX/"
+    "$(L $P_PREFIX ssl.fail_verify_san)" "alert (bad certificate|certificate unknown|handshake failure)" "${MTLS[@]}" "https://localhost:$P_PREFIX/"
 refused "an expired client certificate" $P_STRICT "$(L $P_STRICT ssl.fail_verify_error)" \
     "alert (certificate expired|bad certificate|certificate unknown)" --cacert "$C/root.pem" --cert "$C/expired.pem" --key "$C/expired.key" \
     "https://localhost:$P_STRICT/"
