@@ -320,6 +320,33 @@ static void test_outbound_tls_shapes(void)
     cp_mesh_free(m);
 }
 
+/* `make run`'s mesh loads, has the shapes the demo relies on, and generates for every node. */
+static void test_demo_mesh(void)
+{
+    char path[1024];
+    const char *file = __FILE__, *cut = strstr(file, "tests/unit/cp/");
+    snprintf(path, sizeof path, "%.*sexamples/mesh-demo.yaml", (int)(cut ? cut - file : 0), file);
+    struct cp_mesh *m = cp_mesh_load(path, err, sizeof err);
+    CHECK(m != NULL);
+    if (!m) {
+        fprintf(stderr, "  %s\n", err);
+        return;
+    }
+    CHECK(m->options.bind == CP_BIND_WORKLOAD && m->options.ingress == CP_INGRESS_LISTENERS);
+    CHECK(m->options.mtls == CP_MTLS_STRICT);
+    CHECK(m->options.access_log && strcmp(m->options.access_log, "/dev/stdout") == 0);
+    CHECK_EQ_INT(m->n_workloads, 4);
+    for (size_t i = 0; i < m->n_workloads; i++) {
+        char id[256];
+        snprintf(id, sizeof id, "sidecar~%s~%s.default~default.svc.cluster.local",
+                 m->workloads[i].address, m->workloads[i].name);
+        struct cp_resources *r = gen_for(m, id);
+        CHECK(r != NULL);
+        cp_resources_free(r);
+    }
+    cp_mesh_free(m);
+}
+
 static void test_mesh_errors(void)
 {
     struct {
