@@ -387,4 +387,4 @@ static void test_mesh_errors(void)
 RUN_TESTS(TEST_CASE(test_ingress_listener_strict_http), TEST_CASE(test_endpoints_are_the_sidecars),
           TEST_CASE(test_permissive_tcp_and_http), TEST_CASE(test_capture_inbound_filters),
           TEST_CASE(test_mtls_off_is_plaintext), TEST_CASE(test_outbound_tls_shapes),
-          TEST_CASE(test_mesh_errors))
+          TEST_CASE(test_demo_mesh), TEST_CASE(test_mesh_errors))
