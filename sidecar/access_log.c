@@ -21,6 +21,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "sidecar/tls.h"
+
 const char rs_access_default_format[] =
     "[%START_TIME%] \"%REQ(:METHOD)% %REQ(X-ENVOY-ORIGINAL-PATH?:PATH)% %PROTOCOL%\" "
     "%RESPONSE_CODE% %RESPONSE_FLAGS% %BYTES_RECEIVED% %BYTES_SENT% %DURATION% "
@@ -101,6 +103,11 @@ enum op_kind {
     OP_DOWNSTREAM_LOCAL_ADDRESS_WITHOUT_PORT,
     OP_DOWNSTREAM_LOCAL_PORT,
     OP_DOWNSTREAM_PEER_URI_SAN,
+    OP_DOWNSTREAM_PEER_SUBJECT,
+    OP_DOWNSTREAM_LOCAL_URI_SAN,
+    OP_DOWNSTREAM_TLS_VERSION,
+    OP_REQUESTED_SERVER_NAME,
+    OP_DOWNSTREAM_PEER_FINGERPRINT_256,
     OP_ROUTE_NAME,
     OP_CONNECTION_ID,
     OP_CONNECTION_TERMINATION_DETAILS,
@@ -144,6 +151,11 @@ static const struct op_def op_defs[] = {
     {"DOWNSTREAM_LOCAL_ADDRESS_WITHOUT_PORT", OP_DOWNSTREAM_LOCAL_ADDRESS_WITHOUT_PORT, ARG_NONE},
     {"DOWNSTREAM_LOCAL_PORT", OP_DOWNSTREAM_LOCAL_PORT, ARG_NONE},
     {"DOWNSTREAM_PEER_URI_SAN", OP_DOWNSTREAM_PEER_URI_SAN, ARG_NONE},
+    {"DOWNSTREAM_PEER_SUBJECT", OP_DOWNSTREAM_PEER_SUBJECT, ARG_NONE},
+    {"DOWNSTREAM_LOCAL_URI_SAN", OP_DOWNSTREAM_LOCAL_URI_SAN, ARG_NONE},
+    {"DOWNSTREAM_TLS_VERSION", OP_DOWNSTREAM_TLS_VERSION, ARG_NONE},
+    {"REQUESTED_SERVER_NAME", OP_REQUESTED_SERVER_NAME, ARG_NONE},
+    {"DOWNSTREAM_PEER_FINGERPRINT_256", OP_DOWNSTREAM_PEER_FINGERPRINT_256, ARG_NONE},
     {"ROUTE_NAME", OP_ROUTE_NAME, ARG_NONE},
     {"CONNECTION_ID", OP_CONNECTION_ID, ARG_NONE},
     {"CONNECTION_TERMINATION_DETAILS", OP_CONNECTION_TERMINATION_DETAILS, ARG_NONE},
@@ -604,6 +616,11 @@ static struct val header_val(rs_access_header_fn fn, void *ctx, const struct op 
     return val_str(v, len);
 }
 
+static struct val val_z(const char *s)
+{
+    return val_str(s, s ? strlen(s) : 0);
+}
+
 /* Evaluates one non-literal op; scratch holds formatted strings the value points into. */
 static struct val eval(const struct op *op, const struct rs_access_info *in, char *scratch,
                        size_t scap)
@@ -663,6 +680,16 @@ static struct val eval(const struct op *op, const struct rs_access_info *in, cha
         return port < 0 ? val_str(NULL, 0) : val_num((uint64_t)port);
     case OP_DOWNSTREAM_PEER_URI_SAN:
         return val_rstr(in->downstream_peer_uri_san);
+    case OP_DOWNSTREAM_PEER_SUBJECT:
+        return val_z(in->downstream_conn ? rs_tls_peer_subject(in->downstream_conn) : NULL);
+    case OP_DOWNSTREAM_LOCAL_URI_SAN:
+        return val_z(in->downstream_conn ? rs_tls_local_uri_san(in->downstream_conn) : NULL);
+    case OP_DOWNSTREAM_TLS_VERSION:
+        return val_z(in->downstream_conn ? rs_tls_version(in->downstream_conn) : NULL);
+    case OP_REQUESTED_SERVER_NAME:
+        return val_z(in->downstream_conn ? rs_tls_sni(in->downstream_conn) : NULL);
+    case OP_DOWNSTREAM_PEER_FINGERPRINT_256:
+        return val_z(in->downstream_conn ? rs_tls_peer_cert_sha256(in->downstream_conn) : NULL);
     case OP_ROUTE_NAME:
         return val_rstr(in->route_name);
     case OP_CONNECTION_ID:
@@ -908,4 +935,12 @@ void rs_access_log_buf_free(struct rs_access_log_buf *b)
     if (b->log) rs_access_log_flush(b);
     rs_access_buf_free(&b->buf);
     b->log = NULL;
+}
+
+void rs_access_info_tls(struct rs_access_info *info, const struct rs_conn *c)
+{
+    if (!c || !rs_tls_is_tls(c)) return;
+    info->downstream_conn = c;
+    const char *san = rs_tls_peer_uri_san(c);
+    if (san) info->downstream_peer_uri_san = (struct rs_access_str){san, strlen(san)};
 }

@@ -14,6 +14,8 @@
 #include <stdint.h>
 #include <sys/socket.h>
 
+struct rs_conn;
+
 /* Envoy's response flags (StreamInfo::ResponseFlag), in Envoy's bit order, which is also the
  * order %RESPONSE_FLAGS% lists them in. */
 enum rs_resp_flag {
@@ -84,11 +86,20 @@ struct rs_access_info {
     struct rs_access_str response_code_details;
     struct rs_access_str connection_termination_details;
     struct rs_access_str downstream_peer_uri_san;
+    /* The downstream connection, for the TLS operators read only when a format uses them
+     * (%DOWNSTREAM_PEER_SUBJECT%, %DOWNSTREAM_LOCAL_URI_SAN%, %DOWNSTREAM_TLS_VERSION%,
+     * %REQUESTED_SERVER_NAME%, %DOWNSTREAM_PEER_FINGERPRINT_256%); NULL = none. */
+    const struct rs_conn *downstream_conn;
     rs_access_header_fn req_header;   /* NULL = no request headers */
     rs_access_header_fn resp_header;  /* NULL = no response headers */
     rs_access_header_fn resp_trailer; /* NULL = no response trailers */
     void *header_ctx;                 /* passed to the three callbacks */
 };
+
+struct rs_conn;
+/* Sets info's downstream TLS fields from connection c (its peer URI SAN and the connection the
+ * other TLS operators read); nothing for a non-TLS connection or NULL. */
+void rs_access_info_tls(struct rs_access_info *info, const struct rs_conn *c);
 
 /* A growable byte buffer the caller owns; zero-initialise it, free it with rs_access_buf_free. */
 struct rs_access_buf {

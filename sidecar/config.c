@@ -21,9 +21,11 @@
 #include "envoy/extensions/access_loggers/file/v3/file.pb-c.h"
 #include "envoy/extensions/access_loggers/stream/v3/stream.pb-c.h"
 #include "envoy/extensions/filters/http/buffer/v3/buffer.pb-c.h"
+#include "envoy/extensions/filters/http/rbac/v3/rbac.pb-c.h"
 #include "envoy/extensions/filters/http/router/v3/router.pb-c.h"
 #include "envoy/extensions/filters/network/connection_limit/v3/connection_limit.pb-c.h"
 #include "envoy/extensions/filters/network/http_connection_manager/v3/http_connection_manager.pb-c.h"
+#include "envoy/extensions/filters/network/rbac/v3/rbac.pb-c.h"
 #include "envoy/extensions/filters/network/tcp_proxy/v3/tcp_proxy.pb-c.h"
 #include "envoy/extensions/transport_sockets/raw_buffer/v3/raw_buffer.pb-c.h"
 #include "envoy/extensions/transport_sockets/tls/v3/tls.pb-c.h"
@@ -31,6 +33,7 @@
 #include "sidecar/config_impl.h"
 #include "sidecar/dns.h"
 #include "sidecar/log.h"
+#include "sidecar/rbac.h"
 #include "sidecar/router.h"
 #include "sidecar/tls.h"
 #include "envoy/extensions/upstreams/http/v3/http_protocol_options.pb-c.h"
@@ -444,6 +447,45 @@ static void skip_record(struct cctx *cx, const char *field, const char *name,
     rs_skipped_add(&cx->snap->skipped, where, name, d);
 }
 
+/* Appends an RBAC stage (filters run in configuration order). */
+static void add_rbac_stage(struct rs_rbac_stage **v, uint32_t *n, struct rs_rbac_filter *f,
+                           const char *name, const char *scope)
+{
+    *v = realloc(*v, (*n + 1) * sizeof **v);
+    if (!*v) abort(); /* control path */
+    rs_rbac_stage_init(&(*v)[*n], f, name ? name : "", scope);
+    (*n)++;
+}
+
+static void free_rbac_stages(struct rs_rbac_stage *v, uint32_t n)
+{
+    for (uint32_t i = 0; i < n; i++) rs_rbac_stage_fini(&v[i]);
+    free(v);
+}
+
+/* envoy.filters.http.rbac: compiled into a stage of the HCM, evaluated after the route match. */
+static int compile_http_rbac(
+    struct cctx *cx, struct rs_hcm_cfg *h, const char *field,
+    const Envoy__Extensions__Filters__Network__HttpConnectionManager__V3__HttpFilter *f)
+{
+    /* a disabled filter runs only on routes whose FilterConfig enables it: not implemented */
+    if (f->disabled)
+        return fail(cx, field, "%s: disabled: an RBAC filter enabled per route is not supported",
+                    f->name ? f->name : "");
+    char err[512];
+    ProtobufCMessage *m = xds_any_unpack(f->typed_config, NULL, err, sizeof err);
+    if (!m) return fail(cx, field, "%s", err);
+    struct rs_rbac_filter *rf = rs_rbac_filter_http((const void *)m, err, sizeof err);
+    protobuf_c_message_free_unpacked(m, NULL);
+    char tfield[96];
+    snprintf(tfield, sizeof tfield, "%s.typed_config", field);
+    if (!rf) return fail(cx, tfield, "%s", err);
+    char scope[300];
+    snprintf(scope, sizeof scope, "http.%s.", h->stat_prefix);
+    add_rbac_stage(&h->rbac, &h->nrbac, rf, f->name, scope);
+    return 0;
+}
+
 static int compile_http_filters(struct cctx *cx, struct rs_hcm_cfg *h, const Hcm *pm)
 {
     if (pm->n_http_filters == 0)
@@ -473,6 +515,10 @@ static int compile_http_filters(struct cctx *cx, struct rs_hcm_cfg *h, const Hcm
             if (!last) return fail(cx, field, "envoy.filters.http.router must be the last filter");
             continue;
         }
+        if (d.id == RS_FID_RBAC) {
+            if (compile_http_rbac(cx, h, field, f)) return -1;
+            continue;
+        }
         if (d.id != RS_FID_BUFFER || f->disabled) continue;
         char err[256];
         ProtobufCMessage *m = xds_any_unpack(f->typed_config, NULL, err, sizeof err);
@@ -488,9 +534,65 @@ static int compile_http_filters(struct cctx *cx, struct rs_hcm_cfg *h, const Hcm
  * filter table (RS_FILTER_ROUTE); skipped ones are recorded. */
 struct route_ctx {
     struct cctx *cx;
+    const struct rs_hcm_cfg *h;
 };
 
-static int per_filter_cb(void *ctx, const char *filter, const void *any, char *why, size_t len)
+static bool is_rbac_stage(const struct rs_hcm_cfg *h, const char *filter)
+{
+    for (uint32_t i = 0; h && i < h->nrbac; i++)
+        if (strcmp(h->rbac[i].name, filter) == 0) return true;
+    return false;
+}
+
+/* A route's RBACPerRoute (possibly inside a FilterConfig): the filter that replaces the HCM's
+ * on the route; one without rules (no `rbac`, or FilterConfig.disabled) disables it there. */
+static int compile_rbac_route(const Google__Protobuf__Any *any, void **compiled, char *why,
+                              size_t len)
+{
+    char err[512];
+    ProtobufCMessage *m = xds_any_unpack(any, NULL, err, sizeof err);
+    if (!m) {
+        snprintf(why, len, "%s", err);
+        return -1;
+    }
+    const ProtobufCMessage *inner = m;
+    ProtobufCMessage *unwrapped = NULL;
+    if (m->descriptor == &envoy__config__route__v3__filter_config__descriptor) {
+        const Envoy__Config__Route__V3__FilterConfig *fc = (const void *)m;
+        if (!fc->disabled && fc->config &&
+            !(unwrapped = xds_any_unpack(fc->config, NULL, err, sizeof err))) {
+            protobuf_c_message_free_unpacked(m, NULL);
+            snprintf(why, len, "config: %s", err);
+            return -1;
+        }
+        inner = unwrapped;
+    }
+    Envoy__Extensions__Filters__Http__Rbac__V3__RBAC none =
+        ENVOY__EXTENSIONS__FILTERS__HTTP__RBAC__V3__RBAC__INIT;
+    const Envoy__Extensions__Filters__Http__Rbac__V3__RBAC *r = &none;
+    if (inner && inner->descriptor ==
+                     &envoy__extensions__filters__http__rbac__v3__rbacper_route__descriptor) {
+        const Envoy__Extensions__Filters__Http__Rbac__V3__RBACPerRoute *pr = (const void *)inner;
+        if (pr->rbac) r = pr->rbac;
+    }
+    struct rs_rbac_filter *f = rs_rbac_filter_http(r, err, sizeof err);
+    if (unwrapped) protobuf_c_message_free_unpacked(unwrapped, NULL);
+    protobuf_c_message_free_unpacked(m, NULL);
+    if (!f) {
+        snprintf(why, len, "rbac.%s", err);
+        return -1;
+    }
+    *compiled = f;
+    return 0;
+}
+
+static void per_filter_free(void *compiled)
+{
+    rs_rbac_filter_free(compiled);
+}
+
+static int per_filter_cb(void *ctx, const char *filter, const void *any, void **compiled, char *why,
+                         size_t len)
 {
     struct route_ctx *rc = ctx;
     struct rs_filter_decision d;
@@ -498,6 +600,18 @@ static int per_filter_cb(void *ctx, const char *filter, const void *any, char *w
     if (d.verdict == RS_FILTER_REFUSED) {
         snprintf(why, len, "%s", d.reason);
         return -1;
+    }
+    /* RBACPerRoute, or a FilterConfig that disables one of this HCM's RBAC filters */
+    bool rbac_disable = d.verdict == RS_FILTER_SKIPPED && d.id == RS_FID_OTHER &&
+                        is_rbac_stage(rc->h, filter) && any &&
+                        strstr(((const Google__Protobuf__Any *)any)->type_url,
+                               "envoy.config.route.v3.FilterConfig");
+    if (d.id == RS_FID_RBAC || rbac_disable) {
+        if (!compiled) {
+            snprintf(why, len, "RBACPerRoute is not supported on a weighted cluster");
+            return -1;
+        }
+        return compile_rbac_route(any, compiled, why, len);
     }
     char field[300];
     snprintf(field, sizeof field, "typed_per_filter_config[\"%s\"]", filter);
@@ -563,6 +677,36 @@ static int hcm_upgrades(struct cctx *cx, const Hcm *pm)
     return 0;
 }
 
+/* forward_client_cert_details and set_current_client_cert_details (istiod: APPEND_FORWARD with
+ * subject, dns and uri inbound; SANITIZE_SET outbound). */
+static int compile_xfcc(struct cctx *cx, struct rs_hcm_cfg *h, const Hcm *pm)
+{
+    switch (pm->forward_client_cert_details) {
+    case ENVOY__EXTENSIONS__FILTERS__NETWORK__HTTP_CONNECTION_MANAGER__V3__HTTP_CONNECTION_MANAGER__FORWARD_CLIENT_CERT_DETAILS__FORWARD_ONLY:
+        h->xfcc_mode = RS_XFCC_FORWARD_ONLY;
+        break;
+    case ENVOY__EXTENSIONS__FILTERS__NETWORK__HTTP_CONNECTION_MANAGER__V3__HTTP_CONNECTION_MANAGER__FORWARD_CLIENT_CERT_DETAILS__APPEND_FORWARD:
+        h->xfcc_mode = RS_XFCC_APPEND_FORWARD;
+        break;
+    case ENVOY__EXTENSIONS__FILTERS__NETWORK__HTTP_CONNECTION_MANAGER__V3__HTTP_CONNECTION_MANAGER__FORWARD_CLIENT_CERT_DETAILS__SANITIZE_SET:
+        h->xfcc_mode = RS_XFCC_SANITIZE_SET;
+        break;
+    case ENVOY__EXTENSIONS__FILTERS__NETWORK__HTTP_CONNECTION_MANAGER__V3__HTTP_CONNECTION_MANAGER__FORWARD_CLIENT_CERT_DETAILS__ALWAYS_FORWARD_ONLY:
+        h->xfcc_mode = RS_XFCC_ALWAYS_FORWARD_ONLY;
+        break;
+    default:
+        h->xfcc_mode = RS_XFCC_SANITIZE;
+    }
+    const Envoy__Extensions__Filters__Network__HttpConnectionManager__V3__HttpConnectionManager__SetCurrentClientCertDetails
+        *d = pm->set_current_client_cert_details;
+    if (!d) return 0;
+    if (d->cert) return fail(cx, "set_current_client_cert_details.cert", "is not supported yet");
+    if (d->chain) return fail(cx, "set_current_client_cert_details.chain", "is not supported yet");
+    h->xfcc_set = (uint8_t)((d->subject && d->subject->value ? RS_XFCC_SUBJECT : 0) |
+                            (d->uri ? RS_XFCC_URI : 0) | (d->dns ? RS_XFCC_DNS : 0));
+    return 0;
+}
+
 static int compile_hcm(struct cctx *cx, struct rs_filter_chain *fc, const Hcm *pm, uint16_t port)
 {
     struct rs_hcm_cfg *h = fc->hcm = xcalloc(1, sizeof *h);
@@ -613,8 +757,7 @@ static int compile_hcm(struct cctx *cx, struct rs_filter_chain *fc, const Hcm *p
     if (pm->strip_trailing_host_dot) return fail(cx, "strip_trailing_host_dot", "is not supported");
     if (pm->represent_ipv4_remote_address_as_ipv4_mapped_ipv6)
         return fail(cx, "represent_ipv4_remote_address_as_ipv4_mapped_ipv6", "is not supported");
-    /* set_current_client_cert_details: without TLS there is no client certificate to
-     * describe, so it is a hint until the mutual-TLS work */
+    if (compile_xfcc(cx, h, pm)) return -1;
     if (pm->http_protocol_options) {
         const Envoy__Config__Core__V3__Http1ProtocolOptions *h1 = pm->http_protocol_options;
         if (h1->allow_absolute_url && !h1->allow_absolute_url->value)
@@ -642,9 +785,6 @@ static int compile_hcm(struct cctx *cx, struct rs_filter_chain *fc, const Hcm *p
     if (pm->local_reply_config) return fail(cx, "local_reply_config", "is not supported");
     if (pm->n_original_ip_detection_extensions)
         return fail(cx, "original_ip_detection_extensions", "are not supported");
-    /* forward_client_cert_details: every mode differs only by what is appended from the
-     * client certificate, and there is none without TLS: accepted (istiod: APPEND_FORWARD
-     * inbound, SANITIZE_SET outbound) */
     h->max_request_headers_kb = pm->max_request_headers_kb ? pm->max_request_headers_kb->value : 60;
     if (h->max_request_headers_kb == 0 || h->max_request_headers_kb > 8192)
         return fail(cx, "max_request_headers_kb", "must be 1..8192");
@@ -685,7 +825,7 @@ static int compile_hcm(struct cctx *cx, struct rs_filter_chain *fc, const Hcm *p
         pm->strip_port_mode_case ==
             ENVOY__EXTENSIONS__FILTERS__NETWORK__HTTP_CONNECTION_MANAGER__V3__HTTP_CONNECTION_MANAGER__STRIP_PORT_MODE_STRIP_ANY_HOST_PORT &&
         pm->strip_any_host_port;
-    struct route_ctx rctx = {.cx = cx};
+    struct route_ctx rctx = {.cx = cx, .h = h};
     struct rs_route_compile_opts ro = {
         .cluster_index = route_cluster_cb,
         .ctx = &rctx,
@@ -694,6 +834,7 @@ static int compile_hcm(struct cctx *cx, struct rs_filter_chain *fc, const Hcm *p
         .strip_matching_host_port = pm->strip_matching_host_port,
         .listener_port = port,
         .per_filter = per_filter_cb,
+        .per_filter_free = per_filter_free,
     };
     const Envoy__Config__Route__V3__RouteConfiguration *rc = pm->route_config;
     Envoy__Config__Route__V3__RouteConfiguration empty =
@@ -867,6 +1008,13 @@ static int compile_filters(struct cctx *cx, struct rs_filter_chain *fc,
             size_t o2 = path_push(cx, "typed_config");
             ret = compile_tcp(cx, fc, (const void *)m);
             if (!ret) path_pop(cx, o2);
+        } else if (d == &envoy__extensions__filters__network__rbac__v3__rbac__descriptor) {
+            char rerr[512];
+            struct rs_rbac_filter *rf = rs_rbac_filter_network((const void *)m, rerr, sizeof rerr);
+            if (!rf)
+                ret = fail(cx, "typed_config", "%s", rerr);
+            else
+                add_rbac_stage(&fc->rbac, &fc->nrbac, rf, f->name, rf->stat_prefix);
         } else if (
             d ==
             &envoy__extensions__filters__network__connection_limit__v3__connection_limit__descriptor) {
@@ -1068,7 +1216,9 @@ static void free_chain(struct rs_filter_chain *fc)
     rs_cfg_chain_match_free(&fc->m);
     rs_tls_ctx_unref(fc->tls_ctx);
     free(fc->active_cx);
+    free_rbac_stages(fc->rbac, fc->nrbac);
     if (fc->hcm) {
+        free_rbac_stages(fc->hcm->rbac, fc->hcm->nrbac);
         if (fc->hcm->routes) rs_route_table_free(fc->hcm->routes);
         free(fc->hcm->stat_prefix);
         free(fc->hcm->rds_name);

@@ -24,6 +24,7 @@ struct rs_upstream;     /* a pooled upstream HTTP connection (hcm.c) */
 struct rs_tls_ctx;      /* sidecar/tls.h */
 #define RS_TLS_NSTATS 7 /* enum rs_tls_stat's RS_TLS_STAT_COUNT (checked in tls_ctx.c) */
 struct rs_dns;
+struct rs_rbac_stage; /* sidecar/rbac.h */
 struct Envoy__Config__Bootstrap__V3__Bootstrap;
 
 struct rs_dns_slot {
@@ -232,6 +233,27 @@ struct rs_hcm_cfg {
     uint32_t *log_index;
     uint32_t nlogs;
     struct rs_hcm_stats st;
+    /* envoy.filters.http.rbac filters, in http_filters order, run after the route match */
+    struct rs_rbac_stage *rbac;
+    uint32_t nrbac;
+    /* x-forwarded-client-cert: forward_client_cert_details (enum rs_xfcc_mode) and
+     * set_current_client_cert_details (RS_XFCC_* bits) */
+    uint8_t xfcc_mode, xfcc_set;
+};
+
+enum rs_xfcc_mode {
+    RS_XFCC_SANITIZE, /* Envoy's default: the header is removed */
+    RS_XFCC_FORWARD_ONLY,
+    RS_XFCC_APPEND_FORWARD,
+    RS_XFCC_SANITIZE_SET,
+    RS_XFCC_ALWAYS_FORWARD_ONLY,
+};
+enum {
+    RS_XFCC_SUBJECT = 1,
+    RS_XFCC_URI = 2,
+    RS_XFCC_DNS = 4,
+    RS_XFCC_CERT = 8,
+    RS_XFCC_CHAIN = 16,
 };
 
 /* TCP proxy settings (envoy.filters.network.tcp_proxy). */
@@ -294,6 +316,10 @@ struct rs_filter_chain {
     rs_stat_id limited_connections, active_connections;
     struct rs_hcm_cfg *hcm;
     struct rs_tcp_cfg *tcp;
+    /* envoy.filters.network.rbac filters, in order: evaluated once per connection when the peer
+     * is known (at accept for plaintext, at the end of the TLS handshake) */
+    struct rs_rbac_stage *rbac;
+    uint32_t nrbac;
     /* transport_socket DownstreamTlsContext: connections are TLS, terminated with this server
      * context (NULL: plaintext) within transport_socket_connect_timeout (0: no limit) */
     struct rs_tls_ctx *tls_ctx;

@@ -39,48 +39,40 @@ struct entry {
 
 /* ---- config-dependent decisions -------------------------------------------------------------- */
 
-static const char *const RBAC_ENFORCING =
-    "enforces authorization rules Ringside cannot evaluate yet; skipping them would let denied "
-    "traffic through";
-
-/* An RBAC config changes nothing when it has no enforcing rules and no matcher (Envoy: rules
- * absent = no policy; shadow rules only log), or when its action is DENY or LOG with no policy
- * (nothing matches, so nothing is denied). ALLOW with no policy denies everything: refused. */
-static enum rs_filter_verdict rbac_rules(const Envoy__Config__Rbac__V3__RBAC *rules,
-                                         const void *matcher, char *why, size_t len)
+/* RBAC is enforced (sidecar/rbac.c compiles rules and shadow rules; what it cannot evaluate,
+ * such as CEL conditions or metadata principals, fails that compile with the field's path). The
+ * unified matcher form is not implemented: refused by name, never skipped. */
+static enum rs_filter_verdict rbac_matchers(const void *matcher, const void *shadow_matcher,
+                                            char *why, size_t len)
 {
-    if (matcher) {
-        snprintf(why, len, "matcher: %s", RBAC_ENFORCING);
-        return RS_FILTER_REFUSED;
-    }
-    if (!rules) return RS_FILTER_SKIPPED;
-    if (rules->action == ENVOY__CONFIG__RBAC__V3__RBAC__ACTION__LOG) return RS_FILTER_SKIPPED;
-    if (rules->action == ENVOY__CONFIG__RBAC__V3__RBAC__ACTION__DENY && rules->n_policies == 0)
-        return RS_FILTER_SKIPPED;
-    snprintf(why, len, "rules (action %s, %zu policies): %s",
-             rules->action == ENVOY__CONFIG__RBAC__V3__RBAC__ACTION__ALLOW ? "ALLOW" : "DENY",
-             rules->n_policies, RBAC_ENFORCING);
+    const char *f = matcher ? "matcher" : shadow_matcher ? "shadow_matcher" : NULL;
+    if (!f) return RS_FILTER_IMPLEMENTED;
+    snprintf(why, len,
+             "%s: the unified matcher form of RBAC is not implemented; skipping it would let "
+             "denied traffic through",
+             f);
     return RS_FILTER_REFUSED;
 }
 
 static enum rs_filter_verdict check_rbac_http(const struct fcfg *c, char *why, size_t len)
 {
     const Envoy__Extensions__Filters__Http__Rbac__V3__RBAC *r = (const void *)c->msg;
-    return rbac_rules(r->rules, r->matcher, why, len);
+    return rbac_matchers(r->matcher, r->shadow_matcher, why, len);
 }
 
 static enum rs_filter_verdict check_rbac_net(const struct fcfg *c, char *why, size_t len)
 {
     const Envoy__Extensions__Filters__Network__Rbac__V3__RBAC *r = (const void *)c->msg;
-    return rbac_rules(r->rules, r->matcher, why, len);
+    return rbac_matchers(r->matcher, r->shadow_matcher, why, len);
 }
 
-/* RBACPerRoute without `rbac` disables the filter on the route: nothing to enforce. */
+/* RBACPerRoute replaces the filter's configuration on the route; without `rbac` it disables the
+ * filter there (both implemented). */
 static enum rs_filter_verdict check_rbac_route(const struct fcfg *c, char *why, size_t len)
 {
     const Envoy__Extensions__Filters__Http__Rbac__V3__RBACPerRoute *r = (const void *)c->msg;
-    if (!r->rbac) return RS_FILTER_SKIPPED;
-    return rbac_rules(r->rbac->rules, r->rbac->matcher, why, len);
+    if (!r->rbac) return RS_FILTER_IMPLEMENTED;
+    return rbac_matchers(r->rbac->matcher, r->rbac->shadow_matcher, why, len);
 }
 
 /* Istio adds the fault filter to every HTTP chain; it only acts when a delay, an abort or a
@@ -177,8 +169,10 @@ static const struct entry table[] = {
     {N, "envoy.filters.network.connection_limit",
      "envoy.extensions.filters.network.connection_limit.v3.ConnectionLimit", IMPL,
      RS_FID_CONNECTION_LIMIT, "", NULL},
-    {N, "envoy.filters.network.rbac", "envoy.extensions.filters.network.rbac.v3.RBAC", SKIP,
-     RS_FID_OTHER, "no enforcing rules (absent, shadow-only, or DENY/LOG without policies)",
+    {N, "envoy.filters.network.rbac", "envoy.extensions.filters.network.rbac.v3.RBAC", IMPL,
+     RS_FID_RBAC,
+     "rules enforced once per connection when the peer is known (at accept, or at the end of the "
+     "TLS handshake), shadow_rules counted; the unified matcher is refused",
      check_rbac_net},
     {N, "envoy.filters.network.set_filter_state",
      "envoy.extensions.filters.network.set_filter_state.v3.Config", SKIP, RS_FID_OTHER,
@@ -204,8 +198,10 @@ static const struct entry table[] = {
      RS_FID_OTHER, "no active fault (delay, abort, response_rate_limit)", check_fault},
     {H, "envoy.filters.http.grpc_stats", "envoy.extensions.filters.http.grpc_stats.v3.FilterConfig",
      SKIP, RS_FID_OTHER, "gRPC statistics only", NULL},
-    {H, "envoy.filters.http.rbac", "envoy.extensions.filters.http.rbac.v3.RBAC", SKIP, RS_FID_OTHER,
-     "no enforcing rules (absent, shadow-only, or DENY/LOG without policies)", check_rbac_http},
+    {H, "envoy.filters.http.rbac", "envoy.extensions.filters.http.rbac.v3.RBAC", IMPL, RS_FID_RBAC,
+     "rules enforced after the route match (403 \"RBAC: access denied\"), shadow_rules counted; "
+     "the unified matcher is refused",
+     check_rbac_http},
     {H, "envoy.filters.http.ext_authz", "envoy.extensions.filters.http.ext_authz.v3.ExtAuthz", NACK,
      RS_FID_OTHER, AUTHZ, NULL},
     {H, "envoy.filters.http.jwt_authn",
@@ -237,8 +233,9 @@ static const struct entry table[] = {
      RS_FID_OTHER, "CORS policies are not implemented yet", NULL},
     {R, "envoy.filters.http.fault", "envoy.extensions.filters.http.fault.v3.HTTPFault", SKIP,
      RS_FID_OTHER, "no active fault (delay, abort, response_rate_limit)", check_fault},
-    {R, "envoy.filters.http.rbac", "envoy.extensions.filters.http.rbac.v3.RBACPerRoute", SKIP,
-     RS_FID_OTHER, "disables RBAC on the route, or has no enforcing rules", check_rbac_route},
+    {R, "envoy.filters.http.rbac", "envoy.extensions.filters.http.rbac.v3.RBACPerRoute", IMPL,
+     RS_FID_RBAC, "replaces the RBAC filter's rules on the route (without rbac: disables it)",
+     check_rbac_route},
     {R, "envoy.filters.http.ext_authz",
      "envoy.extensions.filters.http.ext_authz.v3.ExtAuthzPerRoute", SKIP, RS_FID_OTHER,
      "disables external authorization on the route", check_ext_authz_route},

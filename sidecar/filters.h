@@ -41,6 +41,8 @@ enum rs_filter_id {
     RS_FID_CONNECTION_LIMIT,
     RS_FID_ROUTER,
     RS_FID_BUFFER,
+    RS_FID_RBAC,  /* envoy.filters.{network,http}.rbac and RBACPerRoute: compiled by sidecar/rbac.c
+                   */
     RS_FID_OTHER, /* known to the table, no compile step of its own */
 };
 

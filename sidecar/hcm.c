@@ -16,6 +16,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "sidecar/authz.h"
 #include "sidecar/blk.h"
 #include "sidecar/headers.h"
 #include "sidecar/http1.h"
@@ -289,8 +290,7 @@ static void stream_end(struct stream *st)
             .resp_header = log_resp_header,
             .header_ctx = st,
         };
-        const char *san = s->down ? rs_tls_peer_uri_san(s->down) : NULL;
-        if (san) info.downstream_peer_uri_san = (struct rs_access_str){san, strlen(san)};
+        rs_access_info_tls(&info, s->down);
         if (st->counted_upstream && st->up) {
             info.upstream_host.ptr = st->up->host.name;
             info.upstream_host.len = strlen(st->up->host.name);
@@ -981,6 +981,7 @@ static int resp_head(void *ud, const struct rs_h1_head *h)
     }
     u->reusable = h->keep_alive;
     st->status = h->status;
+    st->details = "via_upstream"; /* Envoy's ResponseCodeDetails::ViaUpstream */
     st->last_active_ms = s->w->loop.now_ms;
     st->resp_started = true;
     char ust[20];
@@ -1144,6 +1145,93 @@ static int forward(struct hsess *s, struct stream *st, const struct rs_h1_head *
                    struct rs_hdrs *hs, const char *path, size_t path_len, const char *authority,
                    size_t auth_len);
 
+/* envoy.filters.http.rbac, after the route match (the route's RBACPerRoute replaces a filter's
+ * rules; Envoy runs the HTTP filters before the router's 404 and direct responses). Answers 403
+ * and returns true on a denial. */
+static bool http_rbac_denied(struct hsess *s, const struct rs_route *r,
+                             const struct rs_route_request *rq)
+{
+    const struct rs_hcm_cfg *cfg = s->cfg;
+    struct rs_rbac_input in = {
+        .http = true,
+        .method = rq->method,
+        .method_len = rq->method_len,
+        .path = rq->path,
+        .path_len = rq->path_len,
+        .authority = rq->authority,
+        .authority_len = rq->authority_len,
+        .header = rq->header,
+        .ctx = rq->ctx,
+    };
+    rs_authz_conn_input(&in, s->down, (struct sockaddr *)&s->peer, (struct sockaddr *)&s->local);
+    for (uint32_t i = 0; i < cfg->nrbac; i++) {
+        const struct rs_rbac_stage *stage = &cfg->rbac[i];
+        const struct rs_rbac_filter *f = rs_route_filter_config(cfg->routes, r, stage->name);
+        const char *policy;
+        if (!rs_rbac_stage_denies(stage, f ? f : stage->f, s->w->stats, &in, &policy)) continue;
+        char details[300];
+        rs_rbac_denied_details(policy, details, sizeof details);
+        rs_debug("http.%s: request %.*s %.*s from %s (principal \"%s\") denied by %s: %s",
+                 cfg->stat_prefix, (int)rq->method_len, rq->method, (int)rq->path_len, rq->path,
+                 s->peer_str, in.peer_principal ? in.peer_principal : "-", stage->name, details);
+        local_reply(s, 403, 0, "RBAC: access denied", details); /* details used before return */
+        return true;
+    }
+    return false;
+}
+
+/* x-forwarded-client-cert, as Envoy's ConnectionManagerUtility::mutateXfccRequestHeader: kept
+ * as received (ALWAYS_FORWARD_ONLY; FORWARD_ONLY on mutual TLS), removed (SANITIZE, or no peer
+ * certificate), or this hop's element By=...;Hash=...[;Subject=...;URI=...;DNS=...] appended
+ * (APPEND_FORWARD) or set (SANITIZE_SET). */
+static void xfcc(struct hsess *s, struct rs_hdrs *H)
+{
+    const struct rs_hcm_cfg *cfg = s->cfg;
+    if (cfg->xfcc_mode == RS_XFCC_ALWAYS_FORWARD_ONLY) return;
+    const char *hash = rs_tls_peer_cert_sha256(s->down);
+    if (cfg->xfcc_mode == RS_XFCC_SANITIZE || !hash) {
+        rs_hdrs_remove(H, "x-forwarded-client-cert", 23);
+        return;
+    }
+    if (cfg->xfcc_mode == RS_XFCC_FORWARD_ONLY) return;
+    char v[2048];
+    size_t n = 0;
+#define XPUT(...)                                                                                  \
+    do {                                                                                           \
+        int k = snprintf(v + n, sizeof v - n, __VA_ARGS__);                                        \
+        if (k < 0 || (size_t)k >= sizeof v - n) return; /* too long: left as received */           \
+        n += (size_t)k;                                                                            \
+    } while (0)
+    const char *by = rs_tls_local_uri_san(s->down);
+    if (by) XPUT("By=%s;", by);
+    XPUT("Hash=%s", hash);
+    if (cfg->xfcc_set & RS_XFCC_SUBJECT) {
+        const char *subj = rs_tls_peer_subject(s->down);
+        XPUT(";Subject=\"%s\"", subj ? subj : "");
+    }
+    if (cfg->xfcc_set & RS_XFCC_URI) {
+        const char *uri = rs_tls_peer_uri_san(s->down);
+        XPUT(";URI=%s", uri ? uri : "");
+    }
+    if (cfg->xfcc_set & RS_XFCC_DNS) {
+        const char *dns = rs_tls_peer_dns_san(s->down);
+        if (dns) XPUT(";DNS=%s", dns);
+    }
+    int xi = rs_hdrs_find(H, "x-forwarded-client-cert", 23);
+    if (cfg->xfcc_mode == RS_XFCC_APPEND_FORWARD && xi >= 0) {
+        char prev[2048];
+        int k = snprintf(prev, sizeof prev, "%.*s,%.*s", (int)H->h[xi].vl, H->h[xi].v, (int)n, v);
+        if (k < 0 || (size_t)k >= sizeof prev) return;
+        memcpy(v, prev, (size_t)k + 1);
+        n = (size_t)k;
+    }
+#undef XPUT
+    const char *kept = rs_hdrs_keep(H, v, n);
+    if (!kept) return;
+    rs_hdrs_remove(H, "x-forwarded-client-cert", 23);
+    rs_hdrs_add(H, "x-forwarded-client-cert", 23, kept, n);
+}
+
 static int req_head(void *ud, const struct rs_h1_head *h)
 {
     struct hsess *s = ud;
@@ -1261,6 +1349,7 @@ static int req_head(void *ud, const struct rs_h1_head *h)
     rs_stat_inc(w->stats, cfg->st.rq_total);
     const struct rs_route *r = rs_route_match(cfg->routes, &rq);
     st->route = r;
+    if (cfg->nrbac && http_rbac_denied(s, r, &rq)) return 0;
     if (!r) {
         rs_stat_inc(w->stats, cfg->st.no_route);
         local_reply(s, 404, RS_RF_NR, NULL, "route_not_found");
@@ -1369,8 +1458,11 @@ static int forward(struct hsess *s, struct stream *st, const struct rs_h1_head *
             rs_hdrs_add(H, "x-envoy-external-address", 24, s->peer_ip, strlen(s->peer_ip));
         }
     }
-    if (rs_hdrs_find(H, "x-forwarded-proto", 17) < 0)
-        rs_hdrs_add(H, "x-forwarded-proto", 17, "http", 4);
+    if (rs_hdrs_find(H, "x-forwarded-proto", 17) < 0) {
+        bool tls = rs_tls_is_tls(s->down);
+        rs_hdrs_add(H, "x-forwarded-proto", 17, tls ? "https" : "http", tls ? 5 : 4);
+    }
+    xfcc(s, H);
     char tbuf[20];
     if (st->timeout_ms) {
         size_t n = rs_h1_u64(tbuf, st->timeout_ms);
@@ -1533,6 +1625,24 @@ static void rebind(struct rs_session *link, struct rs_filter_chain *fc, struct r
         rs_worker_defer_free(w, snapshot_unref_cb, prev);
 }
 
+/* envoy.filters.network.rbac before the HCM: true when it denies the connection (closed before
+ * any request is read; Envoy writes no access log line for it either: there is no stream). */
+static bool net_rbac_denied(struct hsess *s)
+{
+    char details[300];
+    return rs_authz_network_denied(s->w->stats, s->fc, s->down, (struct sockaddr *)&s->peer,
+                                   (struct sockaddr *)&s->local, s->cfg->stat_prefix, details,
+                                   sizeof details);
+}
+
+/* The downstream TLS handshake ended: network RBAC decides before the first request is read
+ * (its bytes are decrypted after this call). */
+static void down_handshake(struct rs_conn *c, int err)
+{
+    struct hsess *s = c->owner;
+    if (!err && !s->dead && net_rbac_denied(s)) sess_destroy(s, true);
+}
+
 void rs_hcm_accept(struct rs_worker *w, const struct rs_accept *a)
 {
     struct rs_filter_chain *fc = a->fc;
@@ -1577,7 +1687,12 @@ void rs_hcm_accept(struct rs_worker *w, const struct rs_accept *a)
     arm_idle(s);
     if (cfg->max_connection_duration_ms)
         rs_timer_arm(&w->loop, &s->max_duration, cfg->max_connection_duration_ms);
-    if (rs_worker_downstream_start(w, a, NULL) != 0) sess_destroy(s, true);
+    if (fc->nrbac && !fc->tls_ctx && net_rbac_denied(s)) {
+        sess_destroy(s, true);
+        return;
+    }
+    if (rs_worker_downstream_start(w, a, fc->nrbac ? down_handshake : NULL) != 0)
+        sess_destroy(s, true);
 }
 
 static const struct rs_conn_handler down_handler = {

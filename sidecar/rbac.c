@@ -979,3 +979,83 @@ void rs_rbac_filter_eval(const struct rs_rbac_filter *f, const struct rs_rbac_in
         d->shadow_result = rs_rbac_eval(f->shadow, in, &d->shadow_policy);
     }
 }
+
+/* ---- stages ---------------------------------------------------------------------------------- */
+
+void rs_rbac_stage_init(struct rs_rbac_stage *s, struct rs_rbac_filter *f, const char *name,
+                        const char *scope)
+{
+    s->f = f;
+    s->name = dup_str(name);
+    char base[400];
+    size_t n = strlen(S(scope));
+    snprintf(base, sizeof base, "%s%srbac.", S(scope), n && scope[n - 1] != '.' ? "." : "");
+    const char *rp = f->rules_stat_prefix, *sp = f->shadow_rules_stat_prefix;
+    char full[600];
+#define REG(field, prefix, leaf)                                                                   \
+    (snprintf(full, sizeof full, "%s%s%s", base, prefix, leaf),                                    \
+     s->field = rs_stats_register(full, RS_STAT_COUNTER))
+    REG(allowed, rp, "allowed");
+    REG(denied, rp, "denied");
+    REG(logged, rp, "logged");
+    REG(not_logged, rp, "not_logged");
+    REG(shadow_allowed, sp, "shadow_allowed");
+    REG(shadow_denied, sp, "shadow_denied");
+#undef REG
+}
+
+void rs_rbac_stage_fini(struct rs_rbac_stage *s)
+{
+    rs_rbac_filter_free(s->f);
+    free(s->name);
+    s->f = NULL;
+    s->name = NULL;
+}
+
+static void count_result(struct rs_stats_shard *sh, const struct rs_rbac_stage *s,
+                         enum rs_rbac_result r, bool shadow)
+{
+    rs_stat_id id;
+    switch (r) {
+    case RS_RBAC_ALLOWED:
+        id = shadow ? s->shadow_allowed : s->allowed;
+        break;
+    case RS_RBAC_DENIED:
+        id = shadow ? s->shadow_denied : s->denied;
+        break;
+    case RS_RBAC_LOGGED: /* Envoy counts a shadow LOG engine as allowed */
+        id = shadow ? s->shadow_allowed : s->logged;
+        break;
+    default:
+        id = shadow ? s->shadow_allowed : s->not_logged;
+    }
+    if (id != UINT32_MAX) rs_stat_inc(sh, id);
+}
+
+bool rs_rbac_stage_denies(const struct rs_rbac_stage *s, const struct rs_rbac_filter *f,
+                          struct rs_stats_shard *sh, const struct rs_rbac_input *in,
+                          const char **policy)
+{
+    *policy = NULL;
+    if (!f) return false;
+    struct rs_rbac_decision d;
+    rs_rbac_filter_eval(f, in, &d);
+    if (d.shadowed) count_result(sh, s, d.shadow_result, true);
+    /* without rules nothing is enforced and nothing counted (Envoy: no engine) */
+    if (!f->rules) return false;
+    count_result(sh, s, d.result, false);
+    *policy = d.policy;
+    return d.result == RS_RBAC_DENIED;
+}
+
+const char *rs_rbac_denied_details(const char *policy, char *out, size_t cap)
+{
+    int n = snprintf(out, cap, "rbac_access_denied_matched_policy[%s]",
+                     policy && *policy ? policy : "none");
+    /* the policy name sits between the 34-byte prefix and the closing bracket */
+    for (int i = 34; n > 0 && i < n - 1 && (size_t)i < cap; i++)
+        if (out[i] == ' ' || out[i] == '\t' || out[i] == '\n' || out[i] == '\r' || out[i] == '\f' ||
+            out[i] == '\v')
+            out[i] = '_';
+    return out;
+}

@@ -52,6 +52,8 @@
 #include <stddef.h>
 #include <sys/socket.h>
 
+#include "sidecar/stats.h"
+
 struct Envoy__Config__Rbac__V3__RBAC;
 struct Envoy__Extensions__Filters__Http__Rbac__V3__RBAC;
 struct Envoy__Extensions__Filters__Network__Rbac__V3__RBAC;
@@ -163,5 +165,37 @@ void rs_rbac_filter_free(struct rs_rbac_filter *f);
  * both. Same thread-safety and allocation contract as rs_rbac_eval. */
 void rs_rbac_filter_eval(const struct rs_rbac_filter *f, const struct rs_rbac_input *in,
                          struct rs_rbac_decision *d);
+
+/* ---- the filters on the data path ------------------------------------------------------------
+ *
+ * A filter chain (network) or an HTTP connection manager (HTTP) holds its RBAC filters as
+ * stages, in configuration order (Istio sends one filter per action: DENY before ALLOW). The
+ * data path evaluates them in order; the first denial stops the chain, as Envoy's filter chain
+ * stops at a filter that closes the connection or sends a local reply. */
+
+struct rs_rbac_stage {
+    struct rs_rbac_filter *f;
+    char *name; /* the filter's name: the key of a route's typed_per_filter_config (HTTP) */
+    rs_stat_id allowed, denied, logged, not_logged, shadow_allowed, shadow_denied;
+};
+
+/* Takes f over and registers the stage's stats under `scope`: the network filter's stat_prefix,
+ * or "http.<HCM stat_prefix>." for the HTTP filter (Envoy's statPrefixJoin with "rbac." adds a
+ * '.' only when scope does not end with one). Control path. */
+void rs_rbac_stage_init(struct rs_rbac_stage *s, struct rs_rbac_filter *f, const char *name,
+                        const char *scope);
+void rs_rbac_stage_fini(struct rs_rbac_stage *s);
+
+/* Evaluates filter f (the stage's own, or a route's RBACPerRoute override) in stage s, counts
+ * rules and shadow rules into shard sh, and returns whether it denies; *policy then names the
+ * matched policy (NULL: none matched). */
+bool rs_rbac_stage_denies(const struct rs_rbac_stage *s, const struct rs_rbac_filter *f,
+                          struct rs_stats_shard *sh, const struct rs_rbac_input *in,
+                          const char **policy);
+
+/* Envoy's response code details (HTTP) / connection termination details (network) of a denial:
+ * "rbac_access_denied_matched_policy[<policy>]", "[none]" without one; whitespace in the name
+ * becomes '_' as in Envoy's RBAC::responseDetail. Returns out. */
+const char *rs_rbac_denied_details(const char *policy, char *out, size_t cap);
 
 #endif

@@ -133,7 +133,8 @@ struct pfc_entry {
     Google__Protobuf__Any *value;
 };
 
-static int per_filter_configs(struct cctx *c, size_t n, void *const *entries)
+static int per_filter_configs(struct cctx *c, size_t n, void *const *entries,
+                              const struct rs_route_filter_cfg **out)
 {
     if (!n) return 0;
     if (!c->o->per_filter) return unsupported(c, "typed_per_filter_config");
@@ -141,14 +142,23 @@ static int per_filter_configs(struct cctx *c, size_t n, void *const *entries)
         const struct pfc_entry *e = entries[i];
         char why[400];
         const char *key = e->key ? e->key : "";
-        if (c->o->per_filter(c->o->ctx, key, e->value, why, sizeof why))
+        void *compiled = NULL;
+        if (c->o->per_filter(c->o->ctx, key, e->value, out ? &compiled : NULL, why, sizeof why))
             return cfail(c, "typed_per_filter_config", "[\"%s\"]: %s", key, why);
+        if (!compiled) continue;
+        /* kept by the table, freed with it (rs_route_table_free) */
+        struct rs_route_filter_cfg *f = arena_alloc(c->t, sizeof *f);
+        f->filter = arena_strndup(c->t, key, strlen(key));
+        f->cfg = compiled;
+        f->next = *out;
+        *out = f;
+        c->t->filter_cfg_free = c->o->per_filter_free;
     }
     return 0;
 }
-#define PER_FILTER(c, m)                                                                           \
+#define PER_FILTER(c, m, out)                                                                      \
     per_filter_configs((c), (m)->n_typed_per_filter_config,                                        \
-                       (void *const *)(m)->typed_per_filter_config)
+                       (void *const *)(m)->typed_per_filter_config, (out))
 
 static const char *S(const char *s)
 {
@@ -573,7 +583,7 @@ static int compile_cluster_weight(struct cctx *c, const ClusterWeight *w,
 {
     if (*S(w->cluster_header)) return unsupported(c, "cluster_header");
     if (w->metadata_match) return unsupported(c, "metadata_match");
-    if (PER_FILTER(c, w)) return -1;
+    if (PER_FILTER(c, w, NULL)) return -1;
     if (resolve_cluster(c, "name", S(w->name), o)) return -1;
     o->weight = w->weight ? w->weight->value : 0;
     if (w->host_rewrite_specifier_case ==
@@ -819,7 +829,7 @@ static int compile_route(struct cctx *c, const Route *m, struct vhost_impl *vh, 
     r->vhost = &vh->pub;
     r->name = arena_strndup(c->t, S(m->name), strlen(S(m->name)));
     /* decorator, tracing, metadata, stat_prefix, name: observability hints, accepted. */
-    if (PER_FILTER(c, m)) return -1;
+    if (PER_FILTER(c, m, &r->filter_cfgs)) return -1;
     if (m->per_request_buffer_limit_bytes)
         r->per_request_buffer_limit_bytes = m->per_request_buffer_limit_bytes->value;
     size_t mk = ppush(c, "match");
@@ -864,13 +874,13 @@ static enum dom_kind domain_kind(const char *d, size_t n)
     return DOM_EXACT;
 }
 
-static int check_vhost_unsupported(struct cctx *c, const VirtualHost *v)
+static int check_vhost_unsupported(struct cctx *c, const VirtualHost *v, struct rs_vhost *vh)
 {
     if (v->matcher) return unsupported(c, "matcher");
     if (v->require_tls) return unsupported(c, "require_tls");
     if (v->n_rate_limits) return unsupported(c, "rate_limits");
     if (v->cors) return unsupported(c, "cors");
-    if (PER_FILTER(c, v)) return -1;
+    if (PER_FILTER(c, v, &vh->filter_cfgs)) return -1;
     if (v->retry_policy_typed_config) return unsupported(c, "retry_policy_typed_config");
     if (v->hedge_policy) return unsupported(c, "hedge_policy");
     if (v->n_request_mirror_policies) return unsupported(c, "request_mirror_policies");
@@ -881,7 +891,7 @@ static int check_vhost_unsupported(struct cctx *c, const VirtualHost *v)
 static int compile_vhost(struct cctx *c, const VirtualHost *v, struct vhost_impl *vh,
                          struct domain_tmp *doms, size_t *n_doms)
 {
-    if (check_vhost_unsupported(c, v)) return -1;
+    if (check_vhost_unsupported(c, v, &vh->pub)) return -1;
     vh->pub.name = arena_strndup(c->t, S(v->name), strlen(S(v->name)));
     vh->pub.include_request_attempt_count = v->include_request_attempt_count;
     vh->pub.include_attempt_count_in_response = v->include_attempt_count_in_response;
@@ -987,7 +997,7 @@ static int check_config_unsupported(struct cctx *c, const RouteConfiguration *rc
     if (rc->n_request_mirror_policies) return unsupported(c, "request_mirror_policies");
     if (rc->ignore_path_parameters_in_path_matching)
         return unsupported(c, "ignore_path_parameters_in_path_matching");
-    if (PER_FILTER(c, rc)) return -1;
+    if (PER_FILTER(c, rc, &c->t->filter_cfgs)) return -1;
     return 0;
 }
 
@@ -1060,15 +1070,42 @@ const void *rs_route_table_source(const struct rs_route_table *t, uint64_t *key)
     return t->src;
 }
 
+static void free_filter_cfgs(const struct rs_route_table *t, const struct rs_route_filter_cfg *f)
+{
+    for (; f && t->filter_cfg_free; f = f->next) t->filter_cfg_free(f->cfg);
+}
+
 void rs_route_table_free(struct rs_route_table *t)
 {
     if (!t || __atomic_sub_fetch(&t->refs, 1, __ATOMIC_ACQ_REL) != 0) return;
+    free_filter_cfgs(t, t->filter_cfgs);
+    for (uint32_t i = 0; t->vhosts && i < t->n_vhosts; i++) {
+        free_filter_cfgs(t, t->vhosts[i].pub.filter_cfgs);
+        for (uint32_t j = 0; t->vhosts[i].routes && j < t->vhosts[i].n_routes; j++)
+            free_filter_cfgs(t, t->vhosts[i].routes[j].filter_cfgs);
+    }
     for (struct re_node *n = t->regexes; n; n = n->next) pcre2_code_free(n->re);
     for (struct chunk *c = t->chunks, *next; c; c = next) {
         next = c->next;
         free(c);
     }
     free(t);
+}
+
+static const void *find_filter_cfg(const struct rs_route_filter_cfg *f, const char *filter)
+{
+    for (; f; f = f->next)
+        if (strcmp(f->filter, filter) == 0) return f->cfg;
+    return NULL;
+}
+
+const void *rs_route_filter_config(const struct rs_route_table *t, const struct rs_route *r,
+                                   const char *filter)
+{
+    const void *cfg = r ? find_filter_cfg(r->filter_cfgs, filter) : NULL;
+    if (!cfg && r && r->vhost) cfg = find_filter_cfg(r->vhost->filter_cfgs, filter);
+    if (!cfg && t) cfg = find_filter_cfg(t->filter_cfgs, filter);
+    return cfg;
 }
 
 const struct rs_header_edits *rs_route_table_req_edits(const struct rs_route_table *t)

@@ -76,8 +76,17 @@ struct rs_retry_policy {
     bool previous_hosts; /* envoy.retry_host_predicates.previous_hosts configured */
 };
 
+/* A typed_per_filter_config entry the configuration compiler compiled (per_filter's *compiled),
+ * held by the route table and freed with it through the options' per_filter_free. */
+struct rs_route_filter_cfg {
+    const struct rs_route_filter_cfg *next;
+    const char *filter; /* the map key: the HTTP filter's name */
+    void *cfg;
+};
+
 struct rs_vhost {
     const char *name;
+    const struct rs_route_filter_cfg *filter_cfgs; /* compiled typed_per_filter_config */
     struct rs_header_edits req, resp;
     const struct rs_retry_policy *retry; /* NULL: none */
     bool include_request_attempt_count;
@@ -124,6 +133,7 @@ struct rs_route {
     size_t direct_body_len;
 
     struct rs_header_edits req, resp;
+    const struct rs_route_filter_cfg *filter_cfgs; /* compiled typed_per_filter_config */
 
     /* private */
     const struct rs_route_match *match;
@@ -150,8 +160,12 @@ struct rs_route_compile_opts {
     uint16_t listener_port;
     /* Decides one typed_per_filter_config entry (filter name, its google.protobuf.Any config,
      * passed as const void *): 0 accepts, -1 refuses with a reason in why. NULL: any
-     * typed_per_filter_config is refused. Called with `ctx`. */
-    int (*per_filter)(void *ctx, const char *filter, const void *any, char *why, size_t len);
+     * typed_per_filter_config is refused. Called with `ctx`. `compiled` is where the callback may
+     * leave a compiled form of the entry for the data path (rs_route_filter_config), freed with
+     * the table by per_filter_free; NULL where the router keeps none (weighted clusters). */
+    int (*per_filter)(void *ctx, const char *filter, const void *any, void **compiled, char *why,
+                      size_t len);
+    void (*per_filter_free)(void *compiled);
 };
 
 /* Compiles `rc`. Returns a table the caller owns (free with rs_route_table_free), or NULL with a
@@ -171,6 +185,12 @@ struct rs_route_table *rs_route_table_ref(struct rs_route_table *t);
  * opaque source identity and a key of the options that shape the table; NULL when unset. */
 void rs_route_table_set_source(struct rs_route_table *t, const void *src, uint64_t key);
 const void *rs_route_table_source(const struct rs_route_table *t, uint64_t *key);
+
+/* The most specific compiled typed_per_filter_config of `filter` for route r (the route's, else
+ * its virtual host's, else the route configuration's), or NULL: Envoy's
+ * mostSpecificPerFilterConfig. */
+const void *rs_route_filter_config(const struct rs_route_table *t, const struct rs_route *r,
+                                   const char *filter);
 
 /* Route-configuration-level header edits (applied last unless most_specific_wins). */
 const struct rs_header_edits *rs_route_table_req_edits(const struct rs_route_table *t);

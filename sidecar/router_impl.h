@@ -67,6 +67,8 @@ struct rs_route_table {
     uint16_t listener_port;
     bool most_specific_wins;
     struct rs_header_edits req, resp;
+    const struct rs_route_filter_cfg *filter_cfgs; /* route-configuration level */
+    void (*filter_cfg_free)(void *cfg);
 };
 
 /* ---- private matcher types ----------------------------------------------------------------- */

@@ -8,6 +8,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "sidecar/authz.h"
 #include "sidecar/log.h"
 #include "sidecar/server.h"
 #include "sidecar/tls.h"
@@ -28,6 +29,7 @@ struct tcp_session {
     uint64_t start_us, start_ms, last_active_ms;
     struct rs_timer idle;
     struct sockaddr_storage peer, local;
+    char *term_details; /* connection termination details (an RBAC denial), or NULL */
 };
 
 static const struct rs_conn_handler down_handler, up_handler;
@@ -70,8 +72,10 @@ static void session_end(struct tcp_session *s)
             .upstream_host = {s->has_host ? s->host.name : NULL,
                               s->has_host ? strlen(s->host.name) : 0},
         };
-        const char *san = s->down ? rs_tls_peer_uri_san(s->down) : NULL;
-        if (san) info.downstream_peer_uri_san = (struct rs_access_str){san, strlen(san)};
+        if (s->term_details)
+            info.connection_termination_details =
+                (struct rs_access_str){s->term_details, strlen(s->term_details)};
+        rs_access_info_tls(&info, s->down);
         rs_worker_access_log(w, s->link.snap, s->cfg->logs, s->cfg->nlogs, &info);
     }
     rs_timer_cancel(&w->loop, &s->idle);
@@ -80,7 +84,31 @@ static void session_end(struct tcp_session *s)
     if (s->up) rs_conn_close_after_flush(s->up);
     rs_host_ref_release(&s->href);
     rs_cluster_unref(s->cluster);
+    free(s->term_details);
     free(s);
+}
+
+/* envoy.filters.network.rbac: true when the chain's RBAC filters deny the connection (then
+ * closed: Envoy's NoFlush close, with the details in %CONNECTION_TERMINATION_DETAILS%). */
+static bool rbac_denied(struct tcp_session *s)
+{
+    char details[300];
+    if (!rs_authz_network_denied(s->w->stats, s->fc, s->down, (struct sockaddr *)&s->peer,
+                                 (struct sockaddr *)&s->local, s->cfg->stat_prefix, details,
+                                 sizeof details))
+        return false;
+    s->term_details = strdup(details);
+    return true;
+}
+
+/* The downstream TLS handshake ended: the peer's identity is known, and no byte of it has been
+ * read yet (the decrypted bytes follow this call), so RBAC decides before any goes upstream. The
+ * upstream connect runs meanwhile, as Envoy's does. */
+static void down_handshake(struct rs_conn *c, int err)
+{
+    struct tcp_session *s = c->owner;
+    if (err || !rbac_denied(s)) return;
+    session_end(s);
 }
 
 static void on_idle(struct rs_loop *loop, struct rs_timer *t)
@@ -327,6 +355,11 @@ void rs_tcp_proxy_accept(struct rs_worker *w, const struct rs_accept *a)
         session_end(s);
         return;
     }
+    /* plaintext: the peer is known now, before the upstream connect and the first read */
+    if (fc->nrbac && !fc->tls_ctx && rbac_denied(s)) {
+        session_end(s);
+        return;
+    }
     s->cluster = w->snap->clusters[cfg->clusters[pick]];
     rs_cluster_ref(s->cluster); /* outlives the snapshot if the session moves to a newer one */
     if (cfg->idle_timeout_ms) rs_timer_arm(&w->loop, &s->idle, cfg->idle_timeout_ms);
@@ -335,7 +368,7 @@ void rs_tcp_proxy_accept(struct rs_worker *w, const struct rs_accept *a)
         session_end(s);
         return;
     }
-    if (rs_worker_downstream_start(w, a, NULL) != 0) session_end(s);
+    if (rs_worker_downstream_start(w, a, fc->nrbac ? down_handshake : NULL) != 0) session_end(s);
 }
 
 static const struct rs_conn_handler down_handler = {

@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include <openssl/err.h>
+#include <openssl/x509v3.h>
 
 #include "sidecar/blk.h"
 #include "sidecar/conn.h"
@@ -42,6 +43,7 @@ struct tls_conn {
     rs_stat_id stats[RS_TLS_STAT_COUNT];
     char *peer_uri_san;
     char alpn[256];
+    char *peer_names; /* rs_tls_peer_subject etc.: computed on first use, freed with t */
 };
 
 static const struct rs_transport tls_transport;
@@ -337,6 +339,7 @@ static void tls_destroy(struct rs_conn *c)
     SSL_free(t->ssl);
     free(t->out);
     free(t->peer_uri_san);
+    free(t->peer_names);
     rs_tls_ctx_unref(t->ctx);
     free(t);
     c->tp_state = NULL;
@@ -509,4 +512,120 @@ void rs_tls_set_on_handshake(struct rs_conn *c, void (*on_handshake)(struct rs_c
 {
     struct tls_conn *t = tls_of(c);
     if (t) t->on_handshake = on_handshake;
+}
+
+/* ---- peer and local certificate names (access log, XFCC, RBAC principals) ------------------- */
+
+enum { PN_SUBJECT, PN_DNS, PN_LOCAL_URI, PN_HASH, PN_COUNT };
+
+/* Envoy prints subjects in RFC 2253 form ("CN=a,O=b"). */
+static char *name_rfc2253(X509_NAME *n)
+{
+    BIO *b = BIO_new(BIO_s_mem());
+    if (!b) return NULL;
+    char *out = NULL;
+    if (X509_NAME_print_ex(b, n, 0, XN_FLAG_RFC2253) >= 0) {
+        const uint8_t *p;
+        size_t len;
+        if (BIO_mem_contents(b, &p, &len)) out = strndup((const char *)p, len);
+    }
+    BIO_free(b);
+    return out;
+}
+
+static char *first_dns_san(X509 *cert)
+{
+    GENERAL_NAMES *gens = X509_get_ext_d2i(cert, NID_subject_alt_name, NULL, NULL);
+    char *out = NULL;
+    for (size_t i = 0; gens && !out && i < sk_GENERAL_NAME_num(gens); i++) {
+        const GENERAL_NAME *gn = sk_GENERAL_NAME_value(gens, i);
+        if (gn->type != GEN_DNS) continue;
+        const ASN1_STRING *s = gn->d.dNSName;
+        size_t n = (size_t)ASN1_STRING_length(s);
+        if (memchr(ASN1_STRING_get0_data(s), 0, n)) continue;
+        out = strndup((const char *)ASN1_STRING_get0_data(s), n);
+    }
+    GENERAL_NAMES_free(gens);
+    return out;
+}
+
+static char *cert_sha256_hex(X509 *cert)
+{
+    uint8_t md[32];
+    unsigned n = 0;
+    if (!X509_digest(cert, EVP_sha256(), md, &n) || n != sizeof md) return NULL;
+    char *out = malloc(65);
+    if (!out) return NULL;
+    for (unsigned i = 0; i < n; i++) {
+        out[2 * i] = "0123456789abcdef"[md[i] >> 4];
+        out[2 * i + 1] = "0123456789abcdef"[md[i] & 15];
+    }
+    out[64] = 0;
+    return out;
+}
+
+/* The names are computed once, after the handshake, into one block of NUL-separated strings
+ * (an empty string: the certificate has no such name). */
+static const char *peer_name(const struct rs_conn *c, int which)
+{
+    struct tls_conn *t = tls_of(c);
+    if (!t || t->state != TLS_OPEN) return NULL;
+    if (!t->peer_names) {
+        char *v[PN_COUNT] = {0};
+        X509 *peer = SSL_get_peer_certificate(t->ssl);
+        if (peer) {
+            v[PN_SUBJECT] = name_rfc2253(X509_get_subject_name(peer));
+            v[PN_DNS] = first_dns_san(peer);
+            v[PN_HASH] = cert_sha256_hex(peer);
+            X509_free(peer);
+        }
+        X509 *local = SSL_get_certificate(t->ssl); /* not referenced */
+        if (local) v[PN_LOCAL_URI] = rs_tls_first_uri_san(local);
+        size_t len = 0;
+        for (int i = 0; i < PN_COUNT; i++) len += (v[i] ? strlen(v[i]) : 0) + 1;
+        char *blk = malloc(len), *p = blk;
+        for (int i = 0; i < PN_COUNT; i++) {
+            size_t n = v[i] ? strlen(v[i]) : 0;
+            if (p) {
+                memcpy(p, v[i] ? v[i] : "", n + 1);
+                p += n + 1;
+            }
+            free(v[i]);
+        }
+        if (!blk) return NULL; /* out of memory: no name this time */
+        t->peer_names = blk;
+    }
+    const char *p = t->peer_names;
+    for (int i = 0; i < which; i++) p += strlen(p) + 1;
+    return *p ? p : NULL;
+}
+
+const char *rs_tls_peer_subject(const struct rs_conn *c)
+{
+    return peer_name(c, PN_SUBJECT);
+}
+
+const char *rs_tls_peer_dns_san(const struct rs_conn *c)
+{
+    return peer_name(c, PN_DNS);
+}
+
+const char *rs_tls_local_uri_san(const struct rs_conn *c)
+{
+    return peer_name(c, PN_LOCAL_URI);
+}
+
+const char *rs_tls_peer_cert_sha256(const struct rs_conn *c)
+{
+    return peer_name(c, PN_HASH);
+}
+
+const char *rs_tls_peer_principal(const struct rs_conn *c)
+{
+    const struct tls_conn *t = tls_of(c);
+    if (!t || t->state != TLS_OPEN) return NULL;
+    const char *p = t->peer_uri_san;
+    if (!p) p = rs_tls_peer_dns_san(c);
+    if (!p) p = rs_tls_peer_subject(c);
+    return p ? p : "";
 }

@@ -98,6 +98,20 @@ const char *rs_tls_alpn(const struct rs_conn *c);
 const char *rs_tls_sni(const struct rs_conn *c);
 const char *rs_tls_version(const struct rs_conn *c);
 bool rs_tls_session_reused(const struct rs_conn *c);
+/* More of the certificates after the handshake (NULL before it, on a non-TLS connection, or when
+ * the certificate has no such name), computed on first use and valid while c is open: the peer
+ * certificate's subject in RFC 2253 form ("CN=a,O=b"), its first DNS SAN, the SHA-256 of its DER
+ * in lower-case hex (Envoy's %DOWNSTREAM_PEER_FINGERPRINT_256%, XFCC's Hash), and the first URI
+ * SAN of our own certificate. */
+const char *rs_tls_peer_subject(const struct rs_conn *c);
+const char *rs_tls_peer_dns_san(const struct rs_conn *c);
+const char *rs_tls_peer_cert_sha256(const struct rs_conn *c);
+const char *rs_tls_local_uri_san(const struct rs_conn *c);
+/* The principal RBAC's `authenticated` matcher sees, as Envoy: the peer's URI SAN, else its DNS
+ * SAN, else its subject; "" for a TLS peer with none (no client certificate), NULL when c is not
+ * a TLS connection past its handshake. */
+const char *rs_tls_peer_principal(const struct rs_conn *c);
+
 /* Replaces the callback given to rs_tls_attach (a protocol taking over a connection the listener
  * attached TLS to). */
 void rs_tls_set_on_handshake(struct rs_conn *c, void (*on_handshake)(struct rs_conn *c, int err));

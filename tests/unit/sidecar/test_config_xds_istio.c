@@ -107,8 +107,10 @@ static void test_istiod_resources_serve(void)
         CHECK(skipped(s, "envoy.filters.http.cors", NULL));
         CHECK(skipped(s, "envoy.filters.http.fault", NULL));
         CHECK(skipped(s, "envoy.filters.http.grpc_stats", NULL));
-        CHECK(skipped(s, "envoy.filters.http.rbac", NULL)); /* shadow rules only */
-        CHECK(skipped(s, "envoy.filters.network.rbac", NULL));
+        /* RBAC is enforced (here: shadow rules only, counted) */
+        CHECK(!skipped(s, "envoy.filters.http.rbac", NULL));
+        CHECK(!skipped(s, "envoy.filters.network.rbac", NULL));
+        CHECK(vi && vi->chains[1].nrbac == 1 && vi->chains[3].hcm && vi->chains[3].hcm->nrbac == 1);
         CHECK(skipped(s, "istio_authn", NULL));
         CHECK(skipped(s, "envoy.filters.network.set_filter_state", NULL));
         /* an inactive per-route fault config is recorded against the route configuration */
@@ -197,10 +199,11 @@ static void test_istiod_refusals(void)
          "envoy.filters.http.ext_authz: an authorization filter Ringside cannot enforce"},
         {"lds-wasm.json", "http_filters[0]: envoy.filters.http.wasm: Wasm plugins are not "
                           "supported"},
-        {"lds-rbac-http.json", "http_filters[0]: envoy.filters.http.rbac: rules (action ALLOW, 1 "
-                               "policies): enforces authorization rules"},
-        {"lds-rbac-network.json", "Listener \"0.0.0.0_9999\": filter_chains[0].filters[0]: "
-                                  "envoy.filters.network.rbac: rules (action DENY, 1 policies)"},
+        {"lds-rbac-http.json", "http_filters[0].typed_config: rules.policies[\"ns[default]-policy["
+                               "reviews-viewer]-rule[0]\"].principals[0].metadata: not supported"},
+        {"lds-rbac-network.json", "Listener \"0.0.0.0_9999\": filter_chains[0].filters[0]."
+                                  "typed_config: rules.policies[\"ns[default]-policy[deny-mysql]-"
+                                  "rule[0]\"].condition: not supported: CEL expressions"},
         {"lds-set-filter-state.json", "object_key \"envoy.tcp_proxy.cluster\""},
         {"lds-istio-authn.json", "istio_authn: carries an authentication policy"},
         {"rds-fault.json", "RouteConfiguration \"9080\": virtual_hosts[0].routes[0]."

@@ -177,31 +177,15 @@ static void test_authorization_never_skipped(void)
     any.type_url = "type.googleapis.com/envoy.extensions.filters.http.ext_authz.v3.ExtAuthz";
     rs_filter_decide(RS_FILTER_HTTP, "x", &any, true, &d);
     CHECK_EQ_INT(d.verdict, RS_FILTER_REFUSED);
-    /* RBAC with an ALLOW policy is enforcement: refused */
+    /* RBAC is enforced: implemented, whatever its rules */
     CHECK_EQ_INT(
         decide_json(RS_FILTER_HTTP,
                     "{\"name\": \"envoy.filters.http.rbac\", " TC(
                         "envoy.extensions.filters.http.rbac.v3.RBAC") ", \"rules\": {\"action\": "
-                                                                      "\"ALLOW\", \"policies\": "
-                                                                      "{\"ns[foo]-policy[a]-rule[0]"
-                                                                      "\": {\"permissions\": "
-                                                                      "[{\"any\": true}], "
-                                                                      "\"principals\": "
-                                                                      "[{\"any\": true}]}}}}}",
+                                                                      "\"ALLOW\"}}}",
                     &d),
-        RS_FILTER_REFUSED);
-    CHECK(strstr(d.reason, "rules (action ALLOW, 1 policies)") != NULL);
-    /* ALLOW with no policy denies everything: refused too */
-    CHECK_EQ_INT(
-        decide_json(RS_FILTER_NETWORK,
-                    "{\"name\": \"envoy.filters.network.rbac\", " TC(
-                        "envoy.extensions.filters.network.rbac.v3.RBAC") ", "
-                                                                         "\"stat_prefix\": "
-                                                                         "\"tcp.\", "
-                                                                         "\"rules\": {}}}",
-                    &d),
-        RS_FILTER_REFUSED);
-    /* shadow rules only: nothing enforced */
+        RS_FILTER_IMPLEMENTED);
+    CHECK_EQ_INT(d.id, RS_FID_RBAC);
     CHECK_EQ_INT(
         decide_json(RS_FILTER_NETWORK,
                     "{\"name\": \"envoy.filters.network.rbac\", " TC(
@@ -211,15 +195,19 @@ static void test_authorization_never_skipped(void)
                                                                          "\"shadow_rules\":"
                                                                          " {}}}",
                     &d),
-        RS_FILTER_SKIPPED);
-    /* DENY with no policy matches nothing */
+        RS_FILTER_IMPLEMENTED);
+    /* ... except the unified matcher form: refused by name, never skipped */
     CHECK_EQ_INT(
-        decide_json(RS_FILTER_HTTP,
-                    "{\"name\": \"envoy.filters.http.rbac\", " TC(
-                        "envoy.extensions.filters.http.rbac.v3.RBAC") ", \"rules\": {\"action\": "
-                                                                      "\"DENY\"}}}",
+        decide_json(RS_FILTER_NETWORK,
+                    "{\"name\": \"envoy.filters.network.rbac\", " TC(
+                        "envoy.extensions.filters.network.rbac.v3.RBAC") ", "
+                                                                         "\"stat_prefix\": "
+                                                                         "\"tcp.\", "
+                                                                         "\"shadow_matcher\":"
+                                                                         " {}}}",
                     &d),
-        RS_FILTER_SKIPPED);
+        RS_FILTER_REFUSED);
+    CHECK(strstr(d.reason, "shadow_matcher: the unified matcher form of RBAC") != NULL);
     CHECK_EQ_INT(decide_opaque(RS_FILTER_HTTP, "envoy.filters.http.wasm",
                                "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm", 0,
                                &d),
@@ -308,7 +296,7 @@ static void test_route_configs(void)
                              "{\"name\": \"envoy.filters.http.rbac\", " TC(
                                  "envoy.extensions.filters.http.rbac.v3.RBACPerRoute") "}}",
                              &d),
-                 RS_FILTER_SKIPPED);
+                 RS_FILTER_IMPLEMENTED);
     CHECK_EQ_INT(
         decide_json(
             RS_FILTER_ROUTE,
