@@ -35,6 +35,7 @@
 #include "sidecar/log.h"
 #include "sidecar/rbac.h"
 #include "sidecar/router.h"
+#include "sidecar/secrets.h"
 #include "sidecar/tls.h"
 #include "envoy/extensions/upstreams/http/v3/http_protocol_options.pb-c.h"
 #include "xds/any.h"
@@ -130,29 +131,42 @@ rs_stat_id rs_cfg_stat(const char *prefix, const char *name, const char *leaf,
     return rs_stats_register(full, kind);
 }
 
-/* Istio's contexts take their certificates from SDS: such a context is built once the secrets
- * are resolved (the mutual-TLS work); until then it validates, and a host that selects it is
- * refused (RS_TLS_SDS_NOT_YET). */
-static bool tls_uses_sds(const Envoy__Extensions__TransportSockets__Tls__V3__UpstreamTlsContext *u)
+/* A TLS context's common part with its SDS secrets substituted (rs_secrets_subst), built by
+ * `build`, then put back. Returns 0 (*ctx set, or NULL when r->dry), 1 when a secret has not
+ * arrived (r->pending), -1 with the error in cx. */
+static int build_tls(struct cctx *cx, ProtobufCMessage *m,
+                     Envoy__Extensions__TransportSockets__Tls__V3__CommonTlsContext *c,
+                     struct rs_tls_resolve *r, struct rs_tls_ctx **ctx)
 {
-    const Envoy__Extensions__TransportSockets__Tls__V3__CommonTlsContext *c = u->common_tls_context;
-    return c &&
-           (c->n_tls_certificate_sds_secret_configs ||
-            c->validation_context_type_case ==
-                ENVOY__EXTENSIONS__TRANSPORT_SOCKETS__TLS__V3__COMMON_TLS_CONTEXT__VALIDATION_CONTEXT_TYPE_VALIDATION_CONTEXT_SDS_SECRET_CONFIG ||
-            (c->validation_context_type_case ==
-                 ENVOY__EXTENSIONS__TRANSPORT_SOCKETS__TLS__V3__COMMON_TLS_CONTEXT__VALIDATION_CONTEXT_TYPE_COMBINED_VALIDATION_CONTEXT &&
-             c->combined_validation_context->validation_context_sds_secret_config));
+    struct rs_tls_subst u;
+    int ret = rs_secrets_subst(cx, c, &u, &r->fp);
+    if (ret) {
+        if (ret > 0) r->pending = true;
+        return ret;
+    }
+    if (!r->dry && ctx) {
+        char e[512];
+        bool server =
+            m->descriptor ==
+            &envoy__extensions__transport_sockets__tls__v3__downstream_tls_context__descriptor;
+        *ctx = server ? rs_tls_ctx_server((const void *)m, e, sizeof e)
+                      : rs_tls_ctx_client((const void *)m, e, sizeof e);
+        if (!*ctx) ret = fail(cx, "", "%s", e);
+    }
+    rs_secrets_undo(c, &u);
+    return ret;
 }
 
 int rs_cfg_transport_is_tls(struct cctx *cx, const Envoy__Config__Core__V3__TransportSocket *ts,
                             const char *field, bool *tls)
 {
-    return rs_cfg_transport_client(cx, ts, field, tls, NULL);
+    struct rs_tls_resolve r = {.dry = true};
+    return rs_cfg_transport_client(cx, ts, field, tls, NULL, &r);
 }
 
 int rs_cfg_transport_client(struct cctx *cx, const Envoy__Config__Core__V3__TransportSocket *ts,
-                            const char *field, bool *tls, struct rs_tls_ctx **ctx)
+                            const char *field, bool *tls, struct rs_tls_ctx **ctx,
+                            struct rs_tls_resolve *r)
 {
     *tls = false;
     if (ctx) *ctx = NULL;
@@ -176,15 +190,16 @@ int rs_cfg_transport_client(struct cctx *cx, const Envoy__Config__Core__V3__Tran
                &envoy__extensions__transport_sockets__tls__v3__upstream_tls_context__descriptor ||
            m->descriptor ==
                &envoy__extensions__transport_sockets__tls__v3__downstream_tls_context__descriptor;
-    if (ctx &&
-        m->descriptor ==
-            &envoy__extensions__transport_sockets__tls__v3__upstream_tls_context__descriptor &&
-        !tls_uses_sds((const void *)m)) {
-        /* an upstream TLS context: built now (certificates read, validation set up), shared by
-         * every connection of the cluster; its errors name the field */
-        char e[512];
-        *ctx = rs_tls_ctx_client((const void *)m, e, sizeof e);
-        if (!*ctx) ret = fail(cx, "typed_config", "%s", e);
+    if (m->descriptor ==
+        &envoy__extensions__transport_sockets__tls__v3__upstream_tls_context__descriptor) {
+        /* built now (secrets substituted, certificates read, validation set up), shared by every
+         * connection of the cluster; its errors name the field. A secret that has not arrived
+         * leaves *ctx NULL with r->pending: the cluster warms. */
+        Envoy__Extensions__TransportSockets__Tls__V3__UpstreamTlsContext *u = (void *)m;
+        size_t o2 = path_push(cx, "typed_config");
+        struct rs_tls_resolve dry = {.dry = true};
+        if (build_tls(cx, m, u->common_tls_context, r ? r : &dry, ctx) < 0) ret = -1;
+        path_pop(cx, o2);
     }
     protobuf_c_message_free_unpacked(m, NULL);
     if (!raw && !*tls) ret = fail(cx, "typed_config", "unsupported transport socket %s", ts->name);
@@ -193,23 +208,15 @@ out:
     return ret;
 }
 
-static bool
-downstream_uses_sds(const Envoy__Extensions__TransportSockets__Tls__V3__DownstreamTlsContext *d)
-{
-    Envoy__Extensions__TransportSockets__Tls__V3__UpstreamTlsContext u = {
-        .common_tls_context = d->common_tls_context};
-    return tls_uses_sds(&u);
-}
-
 /* A filter chain's transport socket: raw_buffer, or TLS terminated with a server context built
- * from its DownstreamTlsContext. An HTTP chain serves HTTP/1.1 only, so "h2" is left out of the
- * ALPN it offers (a client that also offers http/1.1 gets that; Envoy would pick h2). */
+ * from its DownstreamTlsContext (SDS secrets substituted; one that has not arrived sets
+ * cx->warming: the listener is compiled but not served, as Envoy's SDS init target). An HTTP
+ * chain serves HTTP/1.1 only, so "h2" is left out of the ALPN it offers (a client that also
+ * offers http/1.1 gets that; Envoy would pick h2). */
 int rs_cfg_transport_server(struct cctx *cx, const Envoy__Config__Core__V3__TransportSocket *ts,
-                            const char *field, bool http, struct rs_tls_ctx **ctx,
-                            bool *sds_pending)
+                            const char *field, bool http, struct rs_tls_ctx **ctx)
 {
     *ctx = NULL;
-    *sds_pending = false;
     if (!ts) return 0;
     size_t old = path_push(cx, "%s", field);
     int ret = 0;
@@ -237,10 +244,6 @@ int rs_cfg_transport_server(struct cctx *cx, const Envoy__Config__Core__V3__Tran
         goto done;
     }
     Envoy__Extensions__TransportSockets__Tls__V3__DownstreamTlsContext *d = (void *)m;
-    if (downstream_uses_sds(d)) {
-        *sds_pending = true; /* no context until the secrets are resolved */
-        goto done;
-    }
     Envoy__Extensions__TransportSockets__Tls__V3__CommonTlsContext *c = d->common_tls_context;
     size_t nalpn = c ? c->n_alpn_protocols : 0, kept = 0;
     for (size_t i = 0; http && i < nalpn; i++) /* h2 to the end, out of the count */
@@ -250,9 +253,13 @@ int rs_cfg_transport_server(struct cctx *cx, const Envoy__Config__Core__V3__Tran
             c->alpn_protocols[i] = t;
         }
     if (http && c) c->n_alpn_protocols = kept;
-    *ctx = rs_tls_ctx_server(d, err, sizeof err);
+    struct rs_tls_resolve r = {0};
+    size_t o2 = path_push(cx, "typed_config");
+    int b = build_tls(cx, m, c, &r, ctx);
+    path_pop(cx, o2);
     if (c) c->n_alpn_protocols = nalpn;
-    if (!*ctx) ret = fail(cx, "typed_config", "%s", err);
+    if (b < 0) ret = -1;
+    if (b > 0) cx->warming = true; /* its secrets have not arrived */
 done:
     protobuf_c_message_free_unpacked(m, NULL);
 out:
@@ -1043,7 +1050,7 @@ static int compile_filters(struct cctx *cx, struct rs_filter_chain *fc,
         return fail(cx, "filters",
                     "a terminal filter (http_connection_manager or tcp_proxy) is required");
     if (rs_cfg_transport_server(cx, pfc->transport_socket, "transport_socket", fc->hcm != NULL,
-                                &fc->tls_ctx, &fc->tls_sds_pending))
+                                &fc->tls_ctx))
         return -1;
     fc->handshake_timeout_ms = rs_duration_ms(pfc->transport_socket_connect_timeout, 0);
     return 0;
@@ -1334,8 +1341,6 @@ static int compile_bootstrap(struct cctx *cx, const Envoy__Config__Bootstrap__V3
                     "needs the ADS client: compile with rs_config_compile_xds");
     const Envoy__Config__Bootstrap__V3__Bootstrap__StaticResources *sr = bs->static_resources;
     if (!sr) return 0;
-    if (sr->n_secrets && cx->serve)
-        return fail(cx, "static_resources.secrets", "comes with the mutual-TLS work");
     s->clusters = xcalloc(sr->n_clusters + 1, sizeof *s->clusters);
     for (uint32_t i = 0; i < sr->n_clusters; i++) {
         struct rs_cluster *c = xcalloc(1, sizeof *c);

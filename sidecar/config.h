@@ -120,8 +120,10 @@ struct rs_ts_match {
     char *name;
     char **keys, **values;
     uint32_t nkv;
-    bool tls;                   /* TLS transport socket */
-    struct rs_tls_ctx *tls_ctx; /* its client context (UpstreamTlsContext), or NULL */
+    bool tls; /* TLS transport socket */
+    /* its client context (UpstreamTlsContext), or NULL; atomic: swapped in place when its
+     * secrets or certificate files rotate (read with rs_cluster_host_tls) */
+    struct rs_tls_ctx *tls_ctx;
 };
 
 /* A cluster as one worker sees it: its cached host set and its idle upstream connections. Only
@@ -179,7 +181,10 @@ struct rs_cluster {
     struct rs_ts_match *ts_matches;
     uint32_t n_ts_matches;
     bool tls;                   /* its transport_socket is TLS */
-    struct rs_tls_ctx *tls_ctx; /* that transport socket's client context, or NULL */
+    struct rs_tls_ctx *tls_ctx; /* that transport socket's client context, or NULL; atomic */
+    /* Fingerprint of the secrets and certificate-file generation its contexts were built from:
+     * a reused cluster whose fingerprint changed gets new contexts swapped in place. */
+    uint64_t tls_fp;
     bool control_plane; /* a static cluster of the control-plane clients (xds-grpc, sds-grpc) */
     /* upstream_bind_config.source_address (Istio's inbound passthrough: 127.0.0.6): the data path
      * binds upstream sockets to it before connecting; addrlen 0 = none */
@@ -324,7 +329,6 @@ struct rs_filter_chain {
      * context (NULL: plaintext) within transport_socket_connect_timeout (0: no limit) */
     struct rs_tls_ctx *tls_ctx;
     uint32_t handshake_timeout_ms;
-    bool tls_sds_pending; /* TLS whose SDS secrets are not resolved: connections are refused */
 };
 
 struct rs_listener_stats {
@@ -462,6 +466,14 @@ struct rs_xds_input {
     void *keep;
     void *(*retain)(void *keep);
     void (*release)(void *keep);
+    /* Secrets from separate SDS servers (SdsSecretConfig.sds_config.api_config_source naming a
+     * cluster: Istio's sds-grpc): the secret `name` server `cluster` sent, or NULL while it has
+     * not (the cluster or listener needing it warms). NULL callback: none has arrived. */
+    const struct rs_xds_resource *(*grpc_secret)(void *ctx, const char *cluster, const char *name);
+    void *grpc_ctx;
+    /* A static bootstrap compiled here only for its secrets and certificate files (no ADS): its
+     * resources keep the static compile's rules (no RDS/EDS, tcp_proxy clusters must exist). */
+    bool bootstrap_only;
 };
 
 /* An input over xds/ads.h's accepted state (struct xds_state): resources, warming status, and
@@ -472,8 +484,11 @@ void rs_xds_input_free(struct rs_xds_input *in);
 
 /* Compiles the bootstrap's static resources plus the xDS resources. `bs` stays the caller's
  * (it must outlive the snapshot). Clusters of `prev` whose definition is byte-identical are
- * reused (their host sets, pools and gauges carry over). Warming as Envoy: an EDS cluster whose
- * assignment is pending is left out, as is a listener whose RDS route configuration is pending.
+ * reused (their host sets, pools and gauges carry over; a reused cluster whose secrets or
+ * certificate files changed gets new TLS contexts swapped in place, the old ones retired with
+ * rs_secrets_retire). Warming as Envoy: an EDS cluster whose assignment is pending is left out,
+ * as is a listener whose RDS route configuration is pending, and a cluster or listener whose SDS
+ * secrets have not arrived.
  * On error returns NULL with err naming the resource and field:
  *   Listener "0.0.0.0_9080": filter_chains[0].filters[0].typed_config.x: reason
  * (what the ADS client sends as the NACK's error_detail). */

@@ -9,6 +9,7 @@
 
 #include "envoy/extensions/upstreams/http/v3/http_protocol_options.pb-c.h"
 #include "sidecar/config_impl.h"
+#include "sidecar/secrets.h"
 #include "sidecar/tls.h"
 #include "sidecar/dns.h"
 #include "sidecar/log.h"
@@ -441,64 +442,107 @@ static int cluster_filters(struct cctx *cx, const Cluster *pc)
     return 0;
 }
 
+/* The client contexts of a cluster's transport_socket and of each transport_socket_matches
+ * entry, with the secrets they name substituted. */
+int rs_cfg_cluster_tls(struct cctx *cx, const Cluster *pc, struct rs_cluster_tls *t)
+{
+    bool tls;
+    t->n = (uint32_t)pc->n_transport_socket_matches;
+    t->match = xcalloc(t->n, sizeof *t->match);
+    if (rs_cfg_transport_client(cx, pc->transport_socket, "transport_socket", &tls, &t->ctx, &t->r))
+        return -1;
+    for (uint32_t i = 0; i < t->n; i++) {
+        const Envoy__Config__Cluster__V3__Cluster__TransportSocketMatch *m =
+            pc->transport_socket_matches[i];
+        size_t old = path_push(cx, "transport_socket_matches[%u]", i);
+        if (!m->transport_socket) return fail(cx, "transport_socket", "is required");
+        if (rs_cfg_transport_client(cx, m->transport_socket, "transport_socket", &tls, &t->match[i],
+                                    &t->r))
+            return -1;
+        path_pop(cx, old);
+    }
+    return 0;
+}
+
+void rs_cfg_cluster_tls_drop(struct rs_cluster_tls *t)
+{
+    rs_tls_ctx_unref(t->ctx);
+    for (uint32_t i = 0; i < t->n; i++) rs_tls_ctx_unref(t->match[i]);
+    free(t->match);
+    memset(t, 0, sizeof *t);
+}
+
 /* transport_socket and transport_socket_matches (Istio: tlsMode-istio → TLS, tlsMode-disabled
- * → raw_buffer). The TLS entries compile; a host that would use one is refused in serve mode
- * when its assignment is applied (EDS), so a cluster whose endpoints all select raw_buffer
- * serves. A STATIC/DNS cluster uses transport_socket (or an entry with an empty match). */
+ * → raw_buffer), chosen per host by rs_cluster_host_tls. A context whose SDS secrets have not
+ * arrived sets cx->warming: the cluster is compiled but not served until they do (Envoy's SDS
+ * init target). */
 static int cluster_transport(struct cctx *cx, struct rs_cluster *c, const Cluster *pc)
 {
-    if (rs_cfg_transport_client(cx, pc->transport_socket, "transport_socket", &c->tls, &c->tls_ctx))
+    struct rs_cluster_tls t = {0};
+    if (rs_cfg_cluster_tls(cx, pc, &t)) {
+        rs_cfg_cluster_tls_drop(&t);
         return -1;
-    c->n_ts_matches = (uint32_t)pc->n_transport_socket_matches;
+    }
+    if (t.r.pending) cx->warming = true;
+    c->tls_fp = t.r.fp;
+    rs_cfg_transport_is_tls(cx, pc->transport_socket, "transport_socket", &c->tls);
+    c->tls_ctx = t.ctx;
+    c->n_ts_matches = t.n;
     c->ts_matches = xcalloc(c->n_ts_matches, sizeof *c->ts_matches);
+    for (uint32_t i = 0; i < c->n_ts_matches; i++) c->ts_matches[i].tls_ctx = t.match[i];
+    free(t.match);
     for (uint32_t i = 0; i < c->n_ts_matches; i++) {
         const Envoy__Config__Cluster__V3__Cluster__TransportSocketMatch *m =
             pc->transport_socket_matches[i];
-        struct rs_ts_match *t = &c->ts_matches[i];
+        struct rs_ts_match *tm = &c->ts_matches[i];
         size_t old = path_push(cx, "transport_socket_matches[%u]", i);
-        t->name = xstrdup(m->name);
-        if (!m->transport_socket) return fail(cx, "transport_socket", "is required");
-        if (rs_cfg_transport_client(cx, m->transport_socket, "transport_socket", &t->tls,
-                                    &t->tls_ctx))
-            return -1;
+        tm->name = xstrdup(m->name);
+        rs_cfg_transport_is_tls(cx, m->transport_socket, "transport_socket", &tm->tls);
         size_t n = m->match ? m->match->n_fields : 0;
-        t->keys = xcalloc(n, sizeof *t->keys);
-        t->values = xcalloc(n, sizeof *t->values);
+        tm->keys = xcalloc(n, sizeof *tm->keys);
+        tm->values = xcalloc(n, sizeof *tm->values);
         for (size_t k = 0; k < n; k++) {
             const Google__Protobuf__Value *v = m->match->fields[k]->value;
             if (!v || v->kind_case != GOOGLE__PROTOBUF__VALUE__KIND_STRING_VALUE)
                 return fail(cx, "match", "value of \"%s\" must be a string",
                             m->match->fields[k]->key);
-            t->keys[k] = xstrdup(m->match->fields[k]->key);
-            t->values[k] = xstrdup(v->string_value);
-            t->nkv++;
+            tm->keys[k] = xstrdup(m->match->fields[k]->key);
+            tm->values[k] = xstrdup(v->string_value);
+            tm->nkv++;
         }
         path_pop(cx, old);
-    }
-    /* STATIC / DNS / ORIGINAL_DST hosts have no metadata: what they select is known now */
-    if (c->type != RS_CLUSTER_EDS && cx->serve) {
-        bool tls = c->tls;
-        struct rs_tls_ctx *ctx = c->tls_ctx;
-        for (uint32_t i = 0; i < c->n_ts_matches; i++)
-            if (c->ts_matches[i].nkv == 0) {
-                tls = c->ts_matches[i].tls;
-                ctx = c->ts_matches[i].tls_ctx;
-                break;
-            }
-        if (tls && !ctx) return fail(cx, "transport_socket.typed_config", "%s", RS_TLS_SDS_NOT_YET);
     }
     return 0;
 }
 
+/* Swapping in place (a reused cluster whose secrets or certificate files rotated): workers read
+ * the pointers with rs_cluster_host_tls and take their own reference in rs_tls_attach within the
+ * same batch, so an old context may only be released after every worker has finished the batches
+ * that could have read it. It is retired (rs_secrets_retire), and the control thread releases it
+ * once every worker runs on the publication that follows the swap (rs_secrets_reap). Connections
+ * already established keep the reference they took. */
+void rs_cfg_cluster_tls_swap(struct rs_cluster *c, struct rs_cluster_tls *t)
+{
+    rs_secrets_retire(__atomic_exchange_n(&c->tls_ctx, t->ctx, __ATOMIC_ACQ_REL));
+    for (uint32_t i = 0; i < c->n_ts_matches && i < t->n; i++)
+        rs_secrets_retire(
+            __atomic_exchange_n(&c->ts_matches[i].tls_ctx, t->match[i], __ATOMIC_ACQ_REL));
+    c->tls_fp = t->r.fp;
+    free(t->match);
+    memset(t, 0, sizeof *t);
+}
+
 struct rs_tls_ctx *rs_cluster_host_tls(const struct rs_cluster *c, const struct rs_endpoint *ep)
 {
+    /* acquire: a context swapped in by rs_cfg_cluster_tls_swap is seen fully built */
     if (ep && ep->ts_match >= 0 && (uint32_t)ep->ts_match < c->n_ts_matches)
-        return c->ts_matches[ep->ts_match].tls_ctx;
+        return __atomic_load_n(&c->ts_matches[ep->ts_match].tls_ctx, __ATOMIC_ACQUIRE);
     /* no metadata to match (static hosts, original destinations): an entry with an empty
      * match, else the cluster's transport socket */
     for (uint32_t i = 0; i < c->n_ts_matches; i++)
-        if (c->ts_matches[i].nkv == 0) return c->ts_matches[i].tls_ctx;
-    return c->tls_ctx;
+        if (c->ts_matches[i].nkv == 0)
+            return __atomic_load_n(&c->ts_matches[i].tls_ctx, __ATOMIC_ACQUIRE);
+    return __atomic_load_n(&c->tls_ctx, __ATOMIC_ACQUIRE);
 }
 
 static uint32_t u32v(const Google__Protobuf__UInt32Value *v, uint32_t dflt)

@@ -99,9 +99,6 @@ static inline void *xmemdup(const void *p, size_t n)
     return d;
 }
 
-#define RS_TLS_SDS_NOT_YET                                                                         \
-    "a TLS context with SDS secrets is not served yet (SDS comes with the mutual-TLS work)"
-
 /* config.c */
 rs_stat_id rs_cfg_stat(const char *prefix, const char *name, const char *leaf,
                        enum rs_stat_kind kind);
@@ -119,21 +116,42 @@ int64_t rs_cfg_snapshots_live(void);
 void rs_cfg_snapshot_born(void);
 void rs_cfg_listener_free(struct rs_listener *l);
 /* Whether a TransportSocket is TLS (-1 with an error when it is neither TLS nor raw_buffer). */
-/* The same, and for an UpstreamTlsContext its client context in *ctx (NULL otherwise). */
-struct rs_tls_ctx;
-int rs_cfg_transport_client(struct cctx *cx, const Envoy__Config__Core__V3__TransportSocket *ts,
-                            const char *field, bool *tls, struct rs_tls_ctx **ctx);
-/* A filter chain's transport socket: *ctx the server context of a DownstreamTlsContext (NULL:
- * raw_buffer, or *sds_pending: its certificates come from SDS and are not resolved). */
-int rs_cfg_transport_server(struct cctx *cx, const Envoy__Config__Core__V3__TransportSocket *ts,
-                            const char *field, bool http, struct rs_tls_ctx **ctx,
-                            bool *sds_pending);
 int rs_cfg_transport_is_tls(struct cctx *cx, const Envoy__Config__Core__V3__TransportSocket *ts,
                             const char *field, bool *tls);
+/* Resolving a TLS context's secrets: `fp` accumulates a fingerprint of the secrets and certificate
+ * files it is built from; `pending` is set when a secret has not arrived; `dry` resolves without
+ * building a context (to compare fingerprints). */
+struct rs_tls_resolve {
+    uint64_t fp;
+    bool pending;
+    bool dry;
+};
+/* The same, and for an UpstreamTlsContext its client context in *ctx (NULL otherwise, or when a
+ * secret has not arrived: r->pending; or r->dry). ctx and r may be NULL (validation only). */
+struct rs_tls_ctx;
+int rs_cfg_transport_client(struct cctx *cx, const Envoy__Config__Core__V3__TransportSocket *ts,
+                            const char *field, bool *tls, struct rs_tls_ctx **ctx,
+                            struct rs_tls_resolve *r);
+/* A filter chain's transport socket: *ctx the server context of a DownstreamTlsContext (NULL:
+ * raw_buffer, or its secrets have not arrived: cx->warming is set, the listener warms). */
+int rs_cfg_transport_server(struct cctx *cx, const Envoy__Config__Core__V3__TransportSocket *ts,
+                            const char *field, bool http, struct rs_tls_ctx **ctx);
 
 /* config_cluster.c */
 struct rs_cluster *rs_cfg_cluster_new(void);
 int rs_cfg_cluster(struct cctx *cx, struct rs_cluster *c, const Cluster *pc);
+/* A cluster's client contexts (transport_socket, and transport_socket_matches in order) with
+ * their secrets substituted; r.dry (set by the caller) only resolves and fingerprints. Release
+ * with rs_cfg_cluster_tls_drop, or hand to rs_cfg_cluster_tls_swap, which replaces a live
+ * cluster's contexts in place (control thread; the old ones are retired, see secrets.h). */
+struct rs_cluster_tls {
+    struct rs_tls_ctx *ctx, **match;
+    uint32_t n;
+    struct rs_tls_resolve r;
+};
+int rs_cfg_cluster_tls(struct cctx *cx, const Cluster *pc, struct rs_cluster_tls *t);
+void rs_cfg_cluster_tls_drop(struct rs_cluster_tls *t);
+void rs_cfg_cluster_tls_swap(struct rs_cluster *c, struct rs_cluster_tls *t);
 
 /* config_xds.c: an EDS cluster's host set from its assignment (la may be NULL: empty). */
 int rs_cfg_eds_hosts(struct cctx *cx, struct rs_cluster *c,

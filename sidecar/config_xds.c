@@ -1,8 +1,10 @@
 /* Compiling xDS resources into a snapshot: the bootstrap's static resources plus the accepted
  * CDS/EDS/LDS/RDS resources, with Envoy's warming (an EDS cluster waits for its assignment, a
  * listener for its route configuration), reuse of unchanged cluster objects across compiles
- * (byte-identical definitions keep their host sets, pools and gauges), and EDS-only updates
- * that swap host sets into the live clusters without a new snapshot. */
+ * (byte-identical definitions keep their host sets, pools and gauges; their TLS contexts are
+ * swapped in place when secrets rotate), SDS warming (a cluster or listener whose secrets have
+ * not arrived is left out), and EDS-only updates that swap host sets into the live clusters
+ * without a new snapshot. */
 #include <arpa/inet.h>
 
 #include "envoy/config/endpoint/v3/endpoint.pb-c.h"
@@ -136,12 +138,6 @@ static int eds_endpoint(struct cctx *cx, struct rs_cluster *c,
     rs_addr_str((struct sockaddr *)&e->addr, e->name, sizeof e->name);
     int m = ts_match(c, lbe->metadata);
     e->ts_match = (int8_t)(m > 127 ? 127 : m);
-    bool tls = m >= 0 ? c->ts_matches[m].tls : c->tls;
-    struct rs_tls_ctx *ctx = m >= 0 ? c->ts_matches[m].tls_ctx : c->tls_ctx;
-    if (tls && !ctx && cx->serve)
-        return fail(cx, "metadata", "host %s selects %s%s%s: %s", e->name,
-                    m >= 0 ? "transport_socket_matches \"" : "the cluster's transport_socket",
-                    m >= 0 ? c->ts_matches[m].name : "", m >= 0 ? "\"" : "", RS_TLS_SDS_NOT_YET);
     return 0;
 }
 
@@ -185,11 +181,47 @@ struct swap {
     const struct rs_xds_resource *cla;
 };
 
+/* New TLS contexts for a reused cluster whose secrets or certificate files changed, swapped in
+ * when the whole compile succeeds (rs_cfg_cluster_tls_swap). */
+struct tls_swap {
+    struct rs_cluster *c;
+    struct rs_cluster_tls t;
+};
+
 struct xcompile {
     struct cctx cx;
     struct swap *swaps;
     size_t nswaps;
+    struct tls_swap *tls;
+    size_t ntls;
 };
+
+static void xcompile_done(struct xcompile *xc, bool apply)
+{
+    if (apply) {
+        for (size_t i = 0; i < xc->nswaps; i++) {
+            struct rs_cluster *c = xc->swaps[i].c;
+            rs_cluster_set_hosts(c, xc->swaps[i].hs);
+            free(c->cla_bytes);
+            c->cla_bytes =
+                xc->swaps[i].cla ? xmemdup(xc->swaps[i].cla->bytes, xc->swaps[i].cla->len) : NULL;
+            c->cla_len = xc->swaps[i].cla ? xc->swaps[i].cla->len : 0;
+            c->cla_seen = xc->swaps[i].cla != NULL;
+        }
+        for (size_t i = 0; i < xc->ntls; i++) {
+            rs_info("cluster %s: TLS contexts rotated in place", xc->tls[i].c->name);
+            rs_cfg_cluster_tls_swap(xc->tls[i].c, &xc->tls[i].t);
+        }
+    } else {
+        for (size_t i = 0; i < xc->nswaps; i++) rs_hostset_unref(xc->swaps[i].hs);
+        for (size_t i = 0; i < xc->ntls; i++) rs_cfg_cluster_tls_drop(&xc->tls[i].t);
+    }
+    free(xc->swaps);
+    free(xc->tls);
+    xc->swaps = NULL;
+    xc->tls = NULL;
+    xc->nswaps = xc->ntls = 0;
+}
 
 static void swap_add(struct xcompile *xc, struct rs_cluster *c, struct rs_hostset *hs,
                      const struct rs_xds_resource *cla)
@@ -197,23 +229,6 @@ static void swap_add(struct xcompile *xc, struct rs_cluster *c, struct rs_hostse
     xc->swaps = realloc(xc->swaps, (xc->nswaps + 1) * sizeof *xc->swaps);
     if (!xc->swaps) abort(); /* control path */
     xc->swaps[xc->nswaps++] = (struct swap){.c = c, .hs = hs, .cla = cla};
-}
-
-static void swaps_apply(struct swap *sw, size_t n)
-{
-    for (size_t i = 0; i < n; i++) {
-        struct rs_cluster *c = sw[i].c;
-        rs_cluster_set_hosts(c, sw[i].hs);
-        free(c->cla_bytes);
-        c->cla_bytes = sw[i].cla ? xmemdup(sw[i].cla->bytes, sw[i].cla->len) : NULL;
-        c->cla_len = sw[i].cla ? sw[i].cla->len : 0;
-        c->cla_seen = sw[i].cla != NULL;
-    }
-}
-
-static void swaps_drop(struct swap *sw, size_t n)
-{
-    for (size_t i = 0; i < n; i++) rs_hostset_unref(sw[i].hs);
 }
 
 static bool cla_unchanged(const struct rs_cluster *c, const struct rs_xds_resource *cla)
@@ -244,6 +259,27 @@ static int eds_refresh(struct xcompile *xc, struct rs_cluster *c, bool fresh)
     return 0;
 }
 
+/* A reused cluster's TLS contexts, rebuilt when the secrets or certificate files they come from
+ * changed (queued for swapping in place). A secret that went missing keeps the contexts it has,
+ * as Envoy keeps the last secret. */
+static int tls_refresh(struct xcompile *xc, struct rs_cluster *c, const Cluster *pc)
+{
+    struct rs_cluster_tls t = {.r = {.dry = true}};
+    int ret = rs_cfg_cluster_tls(&xc->cx, pc, &t);
+    bool same = t.r.pending || t.r.fp == c->tls_fp;
+    rs_cfg_cluster_tls_drop(&t);
+    if (ret || same) return ret;
+    ret = rs_cfg_cluster_tls(&xc->cx, pc, &t);
+    if (ret || t.r.pending) {
+        rs_cfg_cluster_tls_drop(&t);
+        return ret;
+    }
+    xc->tls = realloc(xc->tls, (xc->ntls + 1) * sizeof *xc->tls);
+    if (!xc->tls) abort(); /* control path */
+    xc->tls[xc->ntls++] = (struct tls_swap){.c = c, .t = t};
+    return 0;
+}
+
 static struct rs_cluster *prev_cluster(const struct rs_snapshot *prev, const char *name)
 {
     int i = prev ? rs_config_cluster_index(prev, name) : -1;
@@ -262,14 +298,22 @@ static int add_cluster(struct xcompile *xc, const Cluster *pc, const uint8_t *de
     struct rs_cluster *c = prev_cluster(cx->prev, name);
     if (c && c->def && c->def_len == len && memcmp(c->def, def, len) == 0) {
         if (c->type == RS_CLUSTER_EDS && eds_refresh(xc, c, false) < 0) return -1;
+        if (tls_refresh(xc, c, pc) < 0) return -1;
         rs_cluster_ref(c);
         rs_snapshot_add_cluster(s, c);
         return 0;
     }
     c = rs_cfg_cluster_new();
+    cx->warming = false;
     if (rs_cfg_cluster(cx, c, pc)) {
         rs_cluster_unref(c);
         return -1;
+    }
+    if (cx->warming) { /* compiled (errors NACK now), not served until its secrets arrive */
+        rs_debug("cluster %s: warming (SDS secrets pending)", name);
+        cx->warming = false;
+        rs_cluster_unref(c);
+        return 0;
     }
     c->def = xmemdup(def, len);
     c->def_len = len;
@@ -324,8 +368,8 @@ static int add_listener(struct cctx *cx, const Listener *pl)
         if (strcmp(s->listeners[j].name, l->name) == 0)
             return fail(cx, "name", "duplicate listener name \"%s\"", l->name);
     if (cx->warming) {
-        /* its routes have not arrived: compiled (so errors NACK now) but not served */
-        rs_debug("listener %s: warming (route configuration pending)", l->name);
+        /* its routes or secrets have not arrived: compiled (so errors NACK now), not served */
+        rs_debug("listener %s: warming (route configuration or secrets pending)", l->name);
         s->nlisteners--;
         rs_cfg_listener_free(l);
         memset(l, 0, sizeof *l);
@@ -389,7 +433,7 @@ struct rs_snapshot *rs_config_compile_xds(const Envoy__Config__Bootstrap__V3__Bo
     struct rs_xds_input none = {0};
     struct xcompile xc = {.cx = {.snap = s,
                                  .serve = serve,
-                                 .xds = true,
+                                 .xds = !(in && in->bootstrap_only),
                                  .in = in ? in : &none,
                                  .prev = prev,
                                  .err = err,
@@ -397,13 +441,11 @@ struct rs_snapshot *rs_config_compile_xds(const Envoy__Config__Bootstrap__V3__Bo
     err[0] = '\0';
     if (rs_cfg_bootstrap_head(&xc.cx, bs) || compile_clusters(&xc, bs) ||
         compile_listeners(&xc.cx, bs)) {
-        swaps_drop(xc.swaps, xc.nswaps);
-        free(xc.swaps);
+        xcompile_done(&xc, false);
         rs_cfg_snapshot_free(s);
         return NULL;
     }
-    swaps_apply(xc.swaps, xc.nswaps);
-    free(xc.swaps);
+    xcompile_done(&xc, true);
     if (in && in->keep && in->retain) {
         s->xds = in->retain(in->keep);
         s->xds_release = in->release;
@@ -422,14 +464,12 @@ int rs_config_apply_eds(struct rs_snapshot *s, const struct rs_xds_input *in, bo
         struct rs_cluster *c = s->clusters[i];
         if (c->type != RS_CLUSTER_EDS) continue;
         if (eds_refresh(&xc, c, false) < 0) {
-            swaps_drop(xc.swaps, xc.nswaps);
-            free(xc.swaps);
+            xcompile_done(&xc, false);
             return -1;
         }
     }
     int n = (int)xc.nswaps;
-    swaps_apply(xc.swaps, xc.nswaps);
-    free(xc.swaps);
+    xcompile_done(&xc, true);
     return n;
 }
 

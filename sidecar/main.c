@@ -15,6 +15,7 @@
 #include "sidecar/config.h"
 #include "sidecar/dns.h"
 #include "sidecar/log.h"
+#include "sidecar/sds_client.h"
 #include "sidecar/server.h"
 #include "sidecar/xds_client.h"
 #include "xds/bootstrap.h"
@@ -208,8 +209,11 @@ static uint64_t hook_uptime(void *ctx)
 
 uint32_t rs_server_sessions(struct rs_server *srv);
 
-static struct rs_xds *xds; /* NULL for a static bootstrap */
+static struct rs_xds *xds; /* NULL for a static bootstrap without watched secrets */
 static bool dynamic;
+/* The control thread compiles: ADS, or a static bootstrap whose TLS takes secrets from a separate
+ * SDS server or reads certificate files it watches (rotation rebuilds contexts in place). */
+static bool controlled;
 
 static const char *hook_config_source(void *ctx)
 {
@@ -226,9 +230,12 @@ static void reload(const struct options *o, struct rs_dns *dns)
     char err[1024];
     unsigned flags = o->allow_unknown ? XDS_LOAD_ALLOW_UNKNOWN : 0;
     xds_bootstrap *bs = xds_bootstrap_load(o->config_path, o->config_yaml, flags, err, sizeof err);
-    if (bs && bs->dynamic_resources) {
-        rs_error("reload refused: a bootstrap with dynamic_resources is not reloaded (its "
-                 "configuration comes from xDS; restart to change the bootstrap)");
+    if (bs && (bs->dynamic_resources || controlled)) {
+        rs_error("reload refused: %s (restart to change the bootstrap)",
+                 bs->dynamic_resources
+                     ? "a bootstrap with dynamic_resources is not reloaded (its configuration "
+                       "comes from xDS)"
+                     : "its TLS certificates are watched and rotated by the control thread");
         rs_stat_inc(rs_stats_shard(-1), stat_reload_failed);
         xds_bootstrap_free(bs);
         return;
@@ -294,10 +301,11 @@ int main(int argc, char **argv)
     /* With dynamic_resources the bootstrap compiles to its static part first; xDS brings the
      * rest. The bootstrap then stays ours (snapshots point into it). */
     dynamic = bs->dynamic_resources != NULL;
-    struct rs_xds_input no_resources = {0};
+    controlled = dynamic || rs_sds_bootstrap_needs(bs);
+    struct rs_xds_input no_resources = {.bootstrap_only = !dynamic};
     struct rs_snapshot *snap =
-        dynamic ? rs_config_compile_xds(bs, &no_resources, NULL, !validate, err, sizeof err)
-                : rs_config_compile(bs, !validate, err, sizeof err);
+        controlled ? rs_config_compile_xds(bs, &no_resources, NULL, !validate, err, sizeof err)
+                   : rs_config_compile(bs, !validate, err, sizeof err);
     if (!snap) {
         fprintf(stderr, "ringside: error initializing configuration '%s': %s\n",
                 o.config_path ? o.config_path : "--config-yaml", err);
@@ -306,7 +314,7 @@ int main(int argc, char **argv)
     if (validate) {
         printf("configuration '%s' OK\n", o.config_path ? o.config_path : "--config-yaml");
         rs_snapshot_unref(snap);
-        if (dynamic) xds_bootstrap_free(bs);
+        if (controlled) xds_bootstrap_free(bs);
         return 0;
     }
     if (o.service_node) {
@@ -370,9 +378,9 @@ int main(int argc, char **argv)
         return 1;
     }
     if (rs_server_start(&server) != 0) return 1;
-    if (dynamic) {
+    if (controlled) {
         /* INITIALIZING (/ready says so) until the control plane's first listeners are in */
-        __atomic_store_n(&server.state, RS_STATE_INITIALIZING, __ATOMIC_RELEASE);
+        if (dynamic) __atomic_store_n(&server.state, RS_STATE_INITIALIZING, __ATOMIC_RELEASE);
         struct rs_xds_opts xo = {
             .cache_path = o.xds_cache,
             .token_file = o.xds_token_file,
@@ -384,9 +392,8 @@ int main(int argc, char **argv)
             rs_error("xds: %s", err);
             return 1;
         }
-    } else {
-        __atomic_store_n(&server.state, RS_STATE_LIVE, __ATOMIC_RELEASE);
     }
+    if (!dynamic) __atomic_store_n(&server.state, RS_STATE_LIVE, __ATOMIC_RELEASE);
     rs_info("ringside %s started: %d workers, %u listeners, %u clusters", RS_VERSION, o.concurrency,
             snap->nlisteners, snap->nclusters);
 
@@ -416,7 +423,7 @@ int main(int argc, char **argv)
     rs_server_join(&server);
     rs_dns_stop(dns);
     rs_snapshot_unref(snap);
-    if (dynamic) xds_bootstrap_free(bs);
+    if (controlled) xds_bootstrap_free(bs);
     rs_info("exiting");
     return 0;
 }

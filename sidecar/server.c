@@ -554,11 +554,6 @@ static void dispatch(struct rs_worker *w, struct rs_accept *a, const struct rs_c
         rs_conn_close(a->conn);
         return;
     }
-    if (fc->tls_sds_pending) {
-        rs_stat_inc(w->stats, l->st.ssl[RS_TLS_STAT_CONNECTION_ERROR]);
-        rs_conn_close(a->conn);
-        return;
-    }
     if (fc->active_cx) {
         if ((uint64_t)__atomic_add_fetch(fc->active_cx, 1, __ATOMIC_RELAXED) > fc->max_cx) {
             __atomic_sub_fetch(fc->active_cx, 1, __ATOMIC_RELAXED);

@@ -1,6 +1,9 @@
-/* The xDS control thread: ADS client callbacks compile and publish snapshots; a 1 s timer
- * mirrors the client's counters into the stats registry. Everything here runs on the control
- * thread except rs_xds_start/rs_xds_stop (main thread) and rs_xds_serving_cache (admin). */
+/* The xDS control thread: ADS client callbacks compile and publish snapshots; so do secrets from
+ * separate SDS servers and changed certificate files (sds_client.c), also for a static bootstrap
+ * whose TLS needs them (no ADS then). A 1 s timer mirrors the client's counters into the stats
+ * registry and releases the TLS contexts retired by in-place rotations once every worker has
+ * moved on. Everything here runs on the control thread except rs_xds_start/rs_xds_stop (main
+ * thread) and rs_xds_serving_cache (admin). */
 #include "sidecar/xds_client.h"
 
 #include <errno.h>
@@ -15,6 +18,8 @@
 #include "sidecar/config.h"
 #include "sidecar/config_impl.h"
 #include "sidecar/log.h"
+#include "sidecar/sds_client.h"
+#include "sidecar/secrets.h"
 #include "sidecar/server.h"
 #include "sidecar/stats.h"
 #include "xds/ads.h"
@@ -31,7 +36,8 @@ struct rs_xds {
     struct rs_dns *dns;
     const xds_bootstrap *bs;
     xds_loop *loop;
-    xds_ads *ads;
+    xds_ads *ads; /* NULL: a static bootstrap (secrets and certificate files only) */
+    struct rs_sds *sds;
     pthread_t thread;
     bool started;
     char *service_node, *service_cluster;
@@ -94,6 +100,7 @@ static void register_stats(struct rs_xds *x)
 
 static void mirror_stats(struct rs_xds *x)
 {
+    if (!x->ads) return;
     const struct xds_ads_stats *s = xds_ads_stats(x->ads);
 #define M(id, v) rs_stat_set(id, atomic_load_explicit(&(v), memory_order_relaxed))
     M(x->connected_state, s->connected_state);
@@ -116,10 +123,25 @@ static void mirror_stats(struct rs_xds *x)
     rs_stat_set(x->from_cache, (uint64_t)__atomic_load_n(&x->serving_cache, __ATOMIC_RELAXED));
 }
 
+/* The lowest publication sequence any worker runs on: a worker adopts a publication between
+ * batches, so one on sequence >= q has finished every batch that began before q was published.
+ * (w->pub_seq is the worker's; an aligned 64-bit load sees either value.) */
+static uint64_t workers_seq(const struct rs_server *srv)
+{
+    if (!srv->workers) return 0;
+    uint64_t m = UINT64_MAX;
+    for (int i = 0; i < srv->nworkers; i++) {
+        uint64_t v = __atomic_load_n(&srv->workers[i].pub_seq, __ATOMIC_ACQUIRE);
+        if (v < m) m = v;
+    }
+    return m == UINT64_MAX ? 0 : m;
+}
+
 static void on_tick(xds_loop *loop, void *arg)
 {
     struct rs_xds *x = arg;
     mirror_stats(x);
+    rs_secrets_reap(workers_seq(x->srv));
     x->tick = xds_loop_timer(loop, 1000, on_tick, x);
 }
 
@@ -192,18 +214,21 @@ static bool initialized(const struct xds_state *st)
     return true;
 }
 
-static int apply(void *arg, struct xds_state *cand, int changed, char *err, size_t errlen)
+/* Compiles the bootstrap with the ADS state (NULL: none) and the separate servers' secrets, and
+ * publishes it. changed: the type an ADS update changed, or -1. 0, or -1 with err. */
+static int compile_publish(struct rs_xds *x, struct xds_state *cand, int changed, char *err,
+                           size_t errlen)
 {
-    struct rs_xds *x = arg;
-    uint64_t t0 = now_us();
-    struct rs_xds_input *in = rs_xds_input_from_state(cand);
+    struct rs_xds_input *in = cand ? rs_xds_input_from_state(cand) : calloc(1, sizeof *in);
     if (!in) {
         snprintf(err, errlen, "out of memory");
         return -1;
     }
+    rs_sds_fill(x->sds, in);
+    in->bootstrap_only = !x->ads;
     struct rs_snapshot *cur = rs_server_snapshot(x->srv);
     int rc = 0;
-    if (changed == XDS_EDS && eds_in_place(cur, cand)) {
+    if (cand && changed == XDS_EDS && eds_in_place(cur, cand)) {
         if (rs_config_apply_eds(cur, in, true, err, errlen) < 0) rc = -1;
     } else {
         struct rs_snapshot *next = rs_config_compile_xds(x->bs, in, cur, true, err, errlen);
@@ -224,8 +249,22 @@ static int apply(void *arg, struct xds_state *cand, int changed, char *err, size
             }
         }
     }
+    /* contexts a reused cluster swapped out: released once every worker is on a publication
+     * after the swap (the one just made; if publishing failed, the next) */
+    rs_secrets_seal(__atomic_load_n(&x->srv->pub_seq, __ATOMIC_ACQUIRE) + (rc ? 1 : 0));
     rs_snapshot_unref(cur);
     rs_xds_input_free(in);
+    rs_sds_watch_files(x->sds);
+    return rc;
+}
+
+static int apply(void *arg, struct xds_state *cand, int changed, char *err, size_t errlen)
+{
+    struct rs_xds *x = arg;
+    uint64_t t0 = now_us();
+    int rc = compile_publish(x, cand, changed, err, errlen);
+    if (changed == XDS_SDS) rs_sds_count(xds_ads_current(x->ads), cand, rc == 0);
+    if (rc == 0) rs_sds_sync(x->sds, cand); /* subscriptions follow the accepted resources */
     if (changed >= 0 && changed < XDS_NTYPES)
         rs_hist_record(rs_stats_shard(-1), x->t[changed].update_duration, now_us() - t0);
     if (rc) {
@@ -282,12 +321,15 @@ static void *thread_main(void *arg)
     xds_loop_timer_cancel(x->loop, x->tick);
     xds_loop_timer_cancel(x->loop, x->cache_timer);
     xds_loop_timer_cancel(x->loop, x->mirror_soon);
-    xds_ads_stop(x->ads);
+    if (x->ads) xds_ads_stop(x->ads);
+    rs_sds_free(x->sds); /* its streams and watches live on this loop */
+    x->sds = NULL;
     return NULL;
 }
 
 static void xds_free(struct rs_xds *x)
 {
+    rs_sds_free(x->sds);
     if (x->ads) xds_ads_free(x->ads);
     if (x->loop) xds_loop_free(x->loop);
     free(x->service_node);
@@ -299,6 +341,57 @@ static void xds_free(struct rs_xds *x)
 static void ads_log(const char *msg)
 {
     rs_warn("%s", msg);
+}
+
+/* A separate SDS server sent secrets: compile with them (the ADS state as accepted). */
+static int on_secrets(void *arg, char *err, size_t errlen)
+{
+    struct rs_xds *x = arg;
+    int rc = compile_publish(x, x->ads ? xds_ads_current(x->ads) : NULL, -1, err, errlen);
+    if (rc == 0) rs_debug("sds: secrets applied");
+    return rc;
+}
+
+/* A certificate file changed: the contexts reading it are rebuilt (a reused cluster's in place). A
+ * refused build (say a certificate written before its key) keeps what runs; the next change
+ * retries. */
+static void on_files(void *arg)
+{
+    struct rs_xds *x = arg;
+    char err[1024];
+    if (compile_publish(x, x->ads ? xds_ads_current(x->ads) : NULL, -1, err, sizeof err) != 0)
+        rs_warn("sds: certificate files changed but the configuration was not rebuilt: %s", err);
+}
+
+/* The ADS client, for a bootstrap with dynamic_resources. */
+static int ads_start(struct rs_xds *x, const xds_bootstrap *bs, const struct rs_xds_opts *o,
+                     Envoy__Config__Core__V3__Node **node, char *err, size_t errlen)
+{
+    struct xds_ads_config cfg = {0};
+    char e[512];
+    if (xds_ads_config_from_bootstrap(&cfg, bs, e, sizeof e) != 0) {
+        snprintf(err, errlen, "dynamic_resources: %s", e);
+        return -1;
+    }
+    if (o->token_file) snprintf(cfg.token_file, sizeof cfg.token_file, "%s", o->token_file);
+    cfg.node = *node;
+    cfg.apply = apply;
+    cfg.connected = connected;
+    cfg.arg = x;
+    x->ads = xds_ads_new(&cfg);
+    rs_info("xds: node id %s, control plane %s (%s, %s)", cfg.node->id, cfg.target,
+            cfg.cluster_name, cfg.delta ? "delta" : "state of the world");
+    if (!x->ads) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    if (x->cache_path) xds_ads_set_cache(x->ads, x->cache_path);
+    int ret = xds_ads_start(x->ads, x->loop);
+    if (ret) {
+        snprintf(err, errlen, "cannot start the ADS client: %s", strerror(-ret));
+        return -1;
+    }
+    return 0;
 }
 
 struct rs_xds *rs_xds_start(struct rs_server *srv, struct rs_dns *dns, const xds_bootstrap *bs,
@@ -317,60 +410,50 @@ struct rs_xds *rs_xds_start(struct rs_server *srv, struct rs_dns *dns, const xds
     x->service_cluster = o->service_cluster ? strdup(o->service_cluster) : NULL;
     x->cache_path = o->cache_path ? strdup(o->cache_path) : NULL;
     x->cache_wait_ms = o->cache_wait_ms ? o->cache_wait_ms : 3000;
-    struct xds_ads_config cfg = {0};
+    bool ads = bs->dynamic_resources != NULL;
     char e[512];
-    if (xds_ads_config_from_bootstrap(&cfg, bs, e, sizeof e) != 0) {
-        snprintf(err, errlen, "dynamic_resources: %s", e);
-        xds_free(x);
-        return NULL;
-    }
-    if (o->token_file) snprintf(cfg.token_file, sizeof cfg.token_file, "%s", o->token_file);
-    cfg.node = xds_ads_node_build(bs->node, NULL, e, sizeof e);
-    if (!cfg.node) {
+    Envoy__Config__Core__V3__Node *node = xds_ads_node_build(bs->node, NULL, e, sizeof e);
+    if (!node && ads) {
         snprintf(err, errlen, "node: %s", e);
         xds_free(x);
         return NULL;
     }
-    if (o->service_node) {
-        free(cfg.node->id);
-        cfg.node->id = strdup(o->service_node);
+    if (node && o->service_node) {
+        free(node->id);
+        node->id = strdup(o->service_node);
     }
-    if (o->service_cluster) {
-        free(cfg.node->cluster);
-        cfg.node->cluster = strdup(o->service_cluster);
+    if (node && o->service_cluster) {
+        free(node->cluster);
+        node->cluster = strdup(o->service_cluster);
     }
-    cfg.apply = apply;
-    cfg.connected = connected;
-    cfg.arg = x;
-    x->ads = xds_ads_new(&cfg);
-    rs_info("xds: node id %s, control plane %s (%s, %s)", cfg.node->id, cfg.target,
-            cfg.cluster_name, cfg.delta ? "delta" : "state of the world");
-    protobuf_c_message_free_unpacked(&cfg.node->base, NULL);
     x->loop = xds_loop_new();
-    if (!x->ads || !x->loop) {
+    if (!x->loop) {
         snprintf(err, errlen, "out of memory");
-        xds_free(x);
-        return NULL;
+        goto fail;
     }
     register_stats(x);
-    if (x->cache_path) xds_ads_set_cache(x->ads, x->cache_path);
-    int ret = xds_ads_start(x->ads, x->loop);
-    if (ret) {
-        snprintf(err, errlen, "cannot start the ADS client: %s", strerror(-ret));
-        xds_free(x);
-        return NULL;
-    }
+    struct rs_sds_hooks hooks = {.secrets = on_secrets, .files = on_files, .arg = x};
+    x->sds = rs_sds_new(x->loop, bs, node ? node : bs->node, &hooks);
+    if (ads && ads_start(x, bs, o, &node, err, errlen) != 0) goto fail;
+    /* what the bootstrap's own resources take from separate SDS servers, and the files the
+     * first compile read */
+    rs_sds_sync(x->sds, x->ads ? xds_ads_current(x->ads) : NULL);
+    rs_sds_watch_files(x->sds);
     x->tick = xds_loop_timer(x->loop, 1000, on_tick, x);
-    if (x->cache_path)
+    if (x->cache_path && ads)
         x->cache_timer = xds_loop_timer(x->loop, x->cache_wait_ms, on_cache_timer, x);
     if (pthread_create(&x->thread, NULL, thread_main, x) != 0) {
         snprintf(err, errlen, "cannot start the xDS thread: %s", strerror(errno));
-        xds_ads_stop(x->ads);
-        xds_free(x);
-        return NULL;
+        if (x->ads) xds_ads_stop(x->ads);
+        goto fail;
     }
+    if (node) protobuf_c_message_free_unpacked(&node->base, NULL);
     x->started = true;
     return x;
+fail:
+    if (node) protobuf_c_message_free_unpacked(&node->base, NULL);
+    xds_free(x);
+    return NULL;
 }
 
 void rs_xds_stop(struct rs_xds *x)

@@ -94,6 +94,8 @@ void xds_ads_free(xds_ads *a)
 {
     if (!a) return;
     for (int t = 0; t < XDS_NTYPES; t++) sub_reset(&a->sub[t]);
+    for (size_t i = 0; i < a->n_sds_names; i++) free(a->sds_names[i]);
+    free(a->sds_names);
     xds_state_unref(a->cur);
     if (a->node) protobuf_c_message_free_unpacked(&a->node->base, NULL);
     free(a->cache_path);
@@ -277,6 +279,7 @@ static void send_delta_ack(xds_ads *a, enum xds_type t, const char *nonce, const
 
 static bool wanted(const xds_ads *a, enum xds_type t)
 {
+    if (a->cfg.sds_only) return t == XDS_SDS;
     if (t == XDS_CDS) return true;
     if (t == XDS_LDS) return a->cur->cds_initialized;
     return a->cur->n_watch[t] > 0 || a->sub[t].requested;
@@ -352,6 +355,11 @@ static void derive_watches(xds_ads *a, struct xds_state *s)
         for (int src = XDS_CDS; src <= XDS_LDS; src += XDS_LDS - XDS_CDS)
             for (size_t i = 0; i < s->types[src]->n; i++)
                 xds_res_deps(s->types[src]->res[i], t, &names, &n, &cap);
+        if (a->cfg.sds_only && t == XDS_SDS) { /* the caller's subscription */
+            names = malloc((a->n_sds_names + 1) * sizeof *names);
+            if (!names) abort();
+            for (n = 0; n < a->n_sds_names; n++) names[n] = dupstr(a->sds_names[n]);
+        }
         uint64_t timeout = a->cfg.initial_fetch_timeout_ms[t];
         xds_state_set_watch(s, t, names, n, timeout ? now + timeout : 0);
         /* Prune resources nobody watches any more. */
@@ -654,6 +662,27 @@ void xds_ads_stream_up(xds_ads *a)
     a->up = true;
     set(&a->stats.connected_state, 1);
     if (a->cfg.connected) a->cfg.connected(a->cfg.arg, true);
+}
+
+void xds_ads_set_sds_names(xds_ads *a, const char *const *names, size_t n)
+{
+    bool same = n == a->n_sds_names;
+    for (size_t i = 0; same && i < n; i++) same = strcmp(names[i], a->sds_names[i]) == 0;
+    if (same) return;
+    for (size_t i = 0; i < a->n_sds_names; i++) free(a->sds_names[i]);
+    free(a->sds_names);
+    a->sds_names = malloc((n + 1) * sizeof *a->sds_names);
+    if (!a->sds_names) abort();
+    for (size_t i = 0; i < n; i++) a->sds_names[i] = dupstr(names[i]);
+    a->n_sds_names = n;
+    /* only the watch list changes (and secrets nobody names are dropped): no resource arrived,
+     * so nothing is offered to the sidecar */
+    struct xds_state *s = xds_state_clone(a->cur);
+    derive_watches(a, s);
+    xds_state_unref(a->cur);
+    a->cur = s;
+    sync_subscriptions(a);
+    xds_ads_timer_changed(a);
 }
 
 /* ---- initial fetch timeouts --------------------------------------------------------------- */

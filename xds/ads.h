@@ -174,6 +174,10 @@ struct xds_ads_config {
     void *arg;
     /* Monotonic clock for timeouts (tests); NULL: CLOCK_MONOTONIC. */
     uint64_t (*now_ms)(void);
+    /* A secrets-only client (Istio's sds-grpc: pilot-agent's SecretDiscoveryService on a Unix
+     * socket): one SotW StreamSecrets call carrying SDS alone, subscribed to the names given with
+     * xds_ads_set_sds_names instead of names derived from CDS/LDS. delta must be false. */
+    bool sds_only;
 };
 
 /* Fills cfg from a loaded bootstrap: dynamic_resources.ads_config (GRPC or DELTA_GRPC) and the
@@ -183,6 +187,11 @@ struct xds_ads_config {
  * cluster missing or without an address). */
 int xds_ads_config_from_bootstrap(struct xds_ads_config *cfg, const xds_bootstrap *b, char *err,
                                   size_t errlen);
+
+/* The gRPC target of static cluster `name`: its first endpoint, "unix:<path>" for a pipe or
+ * "host:port". 0, or -1 with err (no such cluster, no address). */
+int xds_bootstrap_cluster_target(const xds_bootstrap *b, const char *name, char *out, size_t outlen,
+                                 char *err, size_t errlen);
 
 /* Istio's node identity: a copy of the bootstrap's node, with id built as
  * sidecar~<INSTANCE_IP>~<POD_NAME>.<POD_NAMESPACE>~<POD_NAMESPACE>.svc.cluster.local when absent,
@@ -242,6 +251,10 @@ struct xds_loop;
  * and full jitter (base 500 ms, cap 30 s; reset after a stream that got a response), the state
  * serving meanwhile. 0 or -errno. Call on the loop's thread (or before it runs). */
 int xds_ads_start(xds_ads *a, struct xds_loop *loop);
+
+/* A secrets-only client's subscription: the SDS names[0..n) (copied). Sends the new subscription
+ * when it changed and a stream is open; names no longer listed are dropped from the state. */
+void xds_ads_set_sds_names(xds_ads *a, const char *const *names, size_t n);
 
 /* Stops the stream and timers (before xds_ads_free, on the loop's thread). */
 void xds_ads_stop(xds_ads *a);

@@ -12,6 +12,7 @@
     "/envoy.service.discovery.v3.AggregatedDiscoveryService/StreamAggregatedResources"
 #define DELTA_METHOD                                                                               \
     "/envoy.service.discovery.v3.AggregatedDiscoveryService/DeltaAggregatedResources"
+#define SDS_METHOD "/envoy.service.secret.v3.SecretDiscoveryService/StreamSecrets"
 #define BACKOFF_BASE_MS 500
 #define BACKOFF_CAP_MS 30000
 #define KEEPALIVE_MS 30000
@@ -137,8 +138,8 @@ static const struct xds_grpc_call_cbs call_cbs = {
 
 static void start_stream(xds_ads *a)
 {
-    a->call = xds_grpc_call_start(a->grpc, a->cfg.delta ? DELTA_METHOD : SOTW_METHOD, NULL, 0,
-                                  &call_cbs, a);
+    const char *method = a->cfg.sds_only ? SDS_METHOD : a->cfg.delta ? DELTA_METHOD : SOTW_METHOD;
+    a->call = xds_grpc_call_start(a->grpc, method, NULL, 0, &call_cbs, a);
     if (!a->call) {
         schedule_retry(a);
         return;

@@ -55,6 +55,8 @@ struct xds_ads_sub {
 
 struct xds_ads {
     struct xds_ads_config cfg;
+    char **sds_names; /* sds_only: the subscription (xds_ads_set_sds_names) */
+    size_t n_sds_names;
     Envoy__Config__Core__V3__Node *node;
     struct xds_state *cur;
     struct xds_ads_stats stats;

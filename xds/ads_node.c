@@ -185,8 +185,8 @@ static uint32_t duration_ms(const Google__Protobuf__Duration *d, uint32_t dflt)
 }
 
 /* The static cluster's first endpoint as a gRPC target. */
-static int cluster_target(const xds_bootstrap *b, const char *name, char *out, size_t outlen,
-                          char *err, size_t errlen)
+int xds_bootstrap_cluster_target(const xds_bootstrap *b, const char *name, char *out, size_t outlen,
+                                 char *err, size_t errlen)
 {
     const Envoy__Config__Bootstrap__V3__Bootstrap__StaticResources *sr = b->static_resources;
     for (size_t i = 0; sr && i < sr->n_clusters; i++) {
@@ -214,11 +214,10 @@ static int cluster_target(const xds_bootstrap *b, const char *name, char *out, s
                      addr->socket_address->port_value);
             return 0;
         }
-        snprintf(err, errlen, "ads_config: cluster \"%s\" has no socket address or pipe endpoint",
-                 name);
+        snprintf(err, errlen, "cluster \"%s\" has no socket address or pipe endpoint", name);
         return -1;
     }
-    snprintf(err, errlen, "ads_config: no static cluster named \"%s\"", name);
+    snprintf(err, errlen, "no static cluster named \"%s\"", name);
     return -1;
 }
 
@@ -264,7 +263,15 @@ int xds_ads_config_from_bootstrap(struct xds_ads_config *cfg, const xds_bootstra
     }
     const char *cluster = ads->grpc_services[0]->envoy_grpc->cluster_name;
     snprintf(cfg->cluster_name, sizeof cfg->cluster_name, "%s", cluster);
-    if (cluster_target(b, cluster, cfg->target, sizeof cfg->target, err, errlen) < 0) return -1;
+    if (xds_bootstrap_cluster_target(b, cluster, cfg->target, sizeof cfg->target, err, errlen) <
+        0) {
+        size_t n = strlen(err);
+        if (n + 12 < errlen) {
+            memmove(err + 12, err, n + 1);
+            memcpy(err, "ads_config: ", 12);
+        }
+        return -1;
+    }
     cfg->node_first_only = ads->set_node_on_first_message_only;
     /* Envoy's initial_fetch_timeout default is 15 s; Istio sets 0s (wait forever). */
     uint32_t cds =

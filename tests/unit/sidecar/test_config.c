@@ -167,7 +167,7 @@ static void test_refusals_name_the_field(void)
                  true, "\"not-an-ip\" is not an IP address");
 }
 
-static void test_upstream_tls_is_served_sds_is_not(void)
+static void test_upstream_tls_is_served_static_secret_named(void)
 {
     const char *yaml =
         "static_resources:\n"
@@ -198,8 +198,8 @@ static void test_upstream_tls_is_served_sds_is_not(void)
              "{ name: default } ] } }\n",
              (int)(strlen(yaml) - 3), yaml);
     expect_error(sds, true,
-                 "static_resources.clusters[0].transport_socket.typed_config: a TLS context with "
-                 "SDS secrets is not served yet");
+                 "static_resources.clusters[0].transport_socket.typed_config.common_tls_context."
+                 "tls_certificate_sds_secret_configs[0]: no static secret named \"default\"");
 }
 
 static void test_weighted_round_robin_order(void)
@@ -257,5 +257,5 @@ static void test_stats_names_follow_envoy(void)
 }
 
 RUN_TESTS(TEST_CASE(test_serves_tcp_and_http), TEST_CASE(test_refusals_name_the_field),
-          TEST_CASE(test_upstream_tls_is_served_sds_is_not),
+          TEST_CASE(test_upstream_tls_is_served_static_secret_named),
           TEST_CASE(test_weighted_round_robin_order), TEST_CASE(test_stats_names_follow_envoy))

@@ -3,8 +3,11 @@
  * refused with its reason. */
 #include <arpa/inet.h>
 
+#include <unistd.h>
+
 #include "sidecar/chain_match.h"
 #include "test.h"
+#include "test_tls_util.h"
 #include "xds/bootstrap.h"
 #include "xds_input.h"
 
@@ -29,6 +32,40 @@ static int load_all(struct tin *t)
     tin_init(t);
     return tin_file(t, data("cds.json")) || tin_file(t, data("eds.json")) ||
            tin_file(t, data("lds.json")) || tin_file(t, data("rds.json"));
+}
+
+/* pilot-agent's secrets on sds-grpc: `default` (workload certificate and key) and `ROOTCA`, as
+ * files in a temporary directory. */
+static void agent_secrets(struct tin *g, char *dir, size_t cap)
+{
+    (void)test_rsa_key;
+    snprintf(dir, cap, "/tmp/rs-istio-sds-XXXXXX");
+    if (!mkdtemp(dir)) abort();
+    struct test_cert ca = test_cert_make("root", NULL, NULL, -1, 30);
+    struct test_cert w = test_cert_make(
+        "w", &ca, "URI:spiffe://cluster.local/ns/default/sa/bookinfo-reviews", -1, 1);
+    test_cert_write(&ca, dir, "root");
+    test_cert_write(&w, dir, "w");
+    test_cert_free(&ca);
+    test_cert_free(&w);
+    tin_init(g);
+    char y[1024];
+    snprintf(y, sizeof y,
+             "name: default\ntls_certificate: { certificate_chain: { filename: %s/w.pem }, "
+             "private_key: { filename: %s/w.key } }\n",
+             dir, dir);
+    CHECK(tin_yaml(g, RS_XDS_SDS, y) == 0);
+    snprintf(y, sizeof y,
+             "name: ROOTCA\nvalidation_context: { trusted_ca: { filename: %s/root.pem } }\n", dir);
+    CHECK(tin_yaml(g, RS_XDS_SDS, y) == 0);
+}
+
+static void agent_secrets_free(struct tin *g, const char *dir)
+{
+    tin_free(g);
+    char cmd[600];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    CHECK(system(cmd) == 0);
 }
 
 static bool skipped(const struct rs_snapshot *s, const char *name, const char *where_part)
@@ -79,11 +116,19 @@ static void test_bootstrap_alone_serves(void)
 static void test_istiod_resources_serve(void)
 {
     xds_bootstrap *bs = bootstrap();
-    struct tin t;
+    struct tin t, g;
+    char dir[64];
     CHECK(load_all(&t) == 0);
     char err[1024];
+    /* before pilot-agent sent the secrets: the clusters and the listener with mTLS warm */
     struct rs_snapshot *s =
         bs ? rs_config_compile_xds(bs, &t.in, NULL, true, err, sizeof err) : NULL;
+    CHECK(s && rs_config_cluster_index(s, "outbound|9080||reviews.default.svc.cluster.local") < 0);
+    CHECK(s && listener(s, "virtualInbound") == NULL);
+    rs_snapshot_unref(s);
+    agent_secrets(&g, dir, sizeof dir);
+    t.in.grpc_ctx = &g;
+    s = bs ? rs_config_compile_xds(bs, &t.in, NULL, true, err, sizeof err) : NULL;
     if (!s) fprintf(stderr, "  %s\n", err);
     CHECK(s != NULL);
     if (s) {
@@ -162,7 +207,7 @@ static void test_istiod_resources_serve(void)
         fc = vi ? rs_listener_pick_chain(vi, (void *)&local, (void *)&remote, &http) : NULL;
         CHECK(fc && strcmp(fc->name, "virtualInbound-catchall-http") == 0 && fc->hcm);
         fc = vi ? rs_listener_pick_chain(vi, (void *)&local, (void *)&remote, &mtls) : NULL;
-        CHECK(fc && strcmp(fc->name, "virtualInbound-catchall-tls") == 0 && fc->tls_sds_pending);
+        CHECK(fc && strcmp(fc->name, "virtualInbound-catchall-tls") == 0 && fc->tls_ctx);
         local.sin_port = htons(9080);
         fc = vi ? rs_listener_pick_chain(vi, (void *)&local, (void *)&remote, &mtls) : NULL;
         CHECK(fc && strcmp(fc->name, "virtualInbound-catchall-tls") == 0);
@@ -185,6 +230,7 @@ static void test_istiod_resources_serve(void)
     }
     rs_snapshot_unref(s);
     tin_free(&t);
+    agent_secrets_free(&g, dir);
     xds_bootstrap_free(bs);
 }
 
@@ -215,10 +261,6 @@ static void test_istiod_refusals(void)
                            "typed_extension_protocol_options[\"envoy.extensions.upstreams.http.v3."
                            "HttpProtocolOptions\"]: explicit_http_config: HTTP/2 upstreams are "
                            "not implemented yet"},
-        {"eds-tls.json", "ClusterLoadAssignment \"outbound|9080||reviews.default.svc.cluster."
-                         "local\": endpoints[0].lb_endpoints[0].metadata: host 10.244.1.11:9080 "
-                         "selects transport_socket_matches \"tlsMode-istio\": a TLS context "
-                         "with SDS secrets is not served yet"},
     };
     xds_bootstrap *bs = bootstrap();
     if (!bs) {

@@ -13,6 +13,7 @@
 #include "envoy/config/endpoint/v3/endpoint.pb-c.h"
 #include "envoy/config/listener/v3/listener.pb-c.h"
 #include "envoy/config/route/v3/route.pb-c.h"
+#include "envoy/extensions/transport_sockets/tls/v3/secret.pb-c.h"
 #include "envoy/service/discovery/v3/discovery.pb-c.h"
 #include "sidecar/config.h"
 #include "xds/any.h"
@@ -40,6 +41,8 @@ static const ProtobufCMessageDescriptor *tin_desc(enum rs_xds_type t)
         return &envoy__config__listener__v3__listener__descriptor;
     case RS_XDS_RDS:
         return &envoy__config__route__v3__route_configuration__descriptor;
+    case RS_XDS_SDS:
+        return &envoy__extensions__transport_sockets__tls__v3__secret__descriptor;
     default:
         return NULL;
     }
@@ -56,6 +59,8 @@ static const char *tin_name(enum rs_xds_type t, const ProtobufCMessage *m)
         return ((const Envoy__Config__Listener__V3__Listener *)m)->name;
     case RS_XDS_RDS:
         return ((const Envoy__Config__Route__V3__RouteConfiguration *)m)->name;
+    case RS_XDS_SDS:
+        return ((const Envoy__Extensions__TransportSockets__Tls__V3__Secret *)m)->name;
     default:
         return "";
     }
@@ -69,12 +74,24 @@ static int tin_watch(void *ctx, enum rs_xds_type t, const char *name)
     return RS_XDS_PENDING;
 }
 
+/* A secret "sent" by any separate SDS server: the SDS table of another tin set as in.grpc_ctx. */
+static const struct rs_xds_resource *tin_grpc_secret(void *ctx, const char *cluster,
+                                                     const char *name)
+{
+    (void)cluster;
+    struct tin *g = ctx;
+    for (size_t i = 0; g && i < g->in.n[RS_XDS_SDS]; i++)
+        if (strcmp(g->res[RS_XDS_SDS][i].name, name) == 0) return &g->res[RS_XDS_SDS][i];
+    return NULL;
+}
+
 static void tin_init(struct tin *t)
 {
     memset(t, 0, sizeof *t);
     for (int k = 0; k < RS_XDS_NTYPES; k++) t->in.res[k] = t->res[k];
     t->in.watch = tin_watch;
     t->in.ctx = t;
+    t->in.grpc_secret = tin_grpc_secret;
 }
 
 /* Takes ownership of m. */
