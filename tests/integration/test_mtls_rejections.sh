@@ -11,7 +11,7 @@ need openssl
 need nginx
 
 read -r P_ADMIN P_STRICT P_EXACT P_PREFIX P_PLAIN P_PERM P_OUT_GOOD P_OUT_EXP P_OUT_SAN UP \
-    N_GOOD N_EXP N_SAN <<<"$(free_ports 13)"
+    N_GOOD N_EXP N_SAN P_OUT_TCP <<<"$(free_ports 14)"
 start_upstream up "$UP"
 tls_certs_init
 ca root
@@ -158,11 +158,21 @@ $(hcm_filter perm_plain)
 $(plain_listener out_good $P_OUT_GOOD nginx_good)
 $(plain_listener out_expired $P_OUT_EXP nginx_expired)
 $(plain_listener out_badsan $P_OUT_SAN nginx_badsan)
+  - name: out_tcp_badsan
+    address: { socket_address: { address: 127.0.0.1, port_value: $P_OUT_TCP } }
+    filter_chains:
+    - filters:
+      - name: envoy.filters.network.tcp_proxy
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy
+          stat_prefix: out_tcp_badsan
+          cluster: nginx_badsan_tcp
   clusters:
 $(yaml_static_cluster up $UP)
 $(up_tls_cluster nginx_good $N_GOOD)
 $(up_tls_cluster nginx_expired $N_EXP)
 $(up_tls_cluster nginx_badsan $N_SAN)
+$(up_tls_cluster nginx_badsan_tcp $N_SAN)
 EOF
 
 # NGINX: the upstream for Ringside as a TLS client; one good server, one with an expired
@@ -323,6 +333,12 @@ up_refused() { # WHAT PORT CLUSTER SSL_STAT
 up_refused "an upstream with an expired certificate" $P_OUT_EXP nginx_expired ssl.fail_verify_error
 up_refused "an upstream with the wrong SPIFFE ID" $P_OUT_SAN nginx_badsan ssl.fail_verify_san
 assert_eq "$(stat_value cluster.nginx_good.upstream_rq_5xx)" "0" "the good cluster had no 5xx"
+# tcp_proxy: the client's connection is closed without a byte of NGINX's answer
+out=$(raw "$P_OUT_TCP" 'GET / HTTP/1.1\r\nHost: x\r\n\r\n' --idle 5)
+assert_eq "$(printf '%s' "$out" | tr -d '\n')" "<<CLOSED>>" "tcp_proxy to an upstream with the wrong SPIFFE ID: closed, nothing relayed"
+wait_stat cluster.nginx_badsan_tcp.upstream_cx_connect_fail 1
+log "ok: tcp_proxy: the refused handshake counted as a connect failure"
+later "tcp_proxy: cluster.nginx_badsan_tcp.ssl.fail_verify_san >= 1" "stat_at_least cluster.nginx_badsan_tcp.ssl.fail_verify_san 1"
 later "the good cluster counts its handshakes (cluster.nginx_good.ssl.handshake)" "stat_at_least cluster.nginx_good.ssl.handshake 1"
 
 kill -0 "$RS_PID" || fail "ringside died"
