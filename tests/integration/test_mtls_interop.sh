@@ -266,7 +266,7 @@ body=$(curl -s --max-time 5 -A out "http://127.0.0.1:$P_OUT_HTTP/")
 assert_match "$body" "^haproxy verify=0 used=1 proto=TLSv1\\.[23]$" \
     "Ringside -> HAProxy over HTTP: HAProxy verified Ringside's client certificate"
 logged "out_http 200 out peer=-"
-for i in 1 2 3 4; do curl -s -o /dev/null --max-time 5 "http://127.0.0.1:$P_OUT_HTTP/"; done
+for _ in 1 2 3 4; do curl -s -o /dev/null --max-time 5 "http://127.0.0.1:$P_OUT_HTTP/"; done
 assert_le "$(stat_value cluster.haproxy_http.upstream_cx_total)" 2 "five requests on pooled TLS connections"
 out=$(printf 'hello through haproxy\n' | raw "$P_OUT_TCP" - --idle 2)
 assert_contains "$out" "hello through haproxy" "Ringside tcp_proxy -> HAProxy (mTLS, tcp mode) -> echo: bytes come back"

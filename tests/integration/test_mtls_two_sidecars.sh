@@ -236,12 +236,12 @@ EOF
 # start_sidecar NAME CONFIG: one of the two Ringsides, logs in $TMP/ringside-NAME.{out,err}
 start_sidecar() {
     "$RINGSIDE" -c "$2" --concurrency 2 --drain-time-s 5 >"$TMP/ringside-$1.out" 2>"$TMP/ringside-$1.err" &
-    local pid=$!
-    PIDS+=($pid)
-    eval "PID_$1=$pid"
+    PIDS+=("$!")
 }
 start_sidecar a "$TMP/a.yaml"
+PID_a=$!
 start_sidecar b "$TMP/b.yaml"
+PID_b=$!
 # on A|B CMD...: runs a lib.sh admin helper (stat_value, wait_stat, ...) against that sidecar
 on() {
     local side=$1
