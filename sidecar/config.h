@@ -168,6 +168,10 @@ struct rs_cluster {
     uint32_t per_connection_buffer_limit;
     struct rs_hostset *hosts; /* atomic: read with rs_cluster_hosts() */
     struct rs_cluster_stats st;
+    /* cluster.<name>.ssl.* (enum rs_tls_stat), registered when ssl_stats: counted by its
+     * upstream TLS connections (rs_tls_opts.stats) */
+    bool ssl_stats;
+    rs_stat_id ssl[RS_TLS_NSTATS];
     int64_t active_cx, pending_rq, active_rq; /* circuit-breaker gauges, atomic */
     /* STRICT_DNS: one resolver target per configured endpoint; results merged into `hosts` */
     struct rs_dns_slot *dns;

@@ -186,7 +186,15 @@ static const size_t cluster_offs[] = {CLUSTER_STATS(OFF, OFF, OFF)};
 _Static_assert(sizeof(struct rs_cluster_stats) == NSPECS * sizeof(rs_stat_id),
                "every field of rs_cluster_stats is in CLUSTER_STATS");
 
-static void cluster_stats(struct rs_cluster *c)
+/* cluster.<name>.ssl.* of a cluster that may originate TLS (enum rs_tls_stat's order). */
+static const struct rs_stat_spec cluster_ssl_specs[RS_TLS_NSTATS] = {
+    {"ssl.handshake", RS_STAT_COUNTER},         {"ssl.session_reused", RS_STAT_COUNTER},
+    {"ssl.connection_error", RS_STAT_COUNTER},  {"ssl.fail_verify_no_cert", RS_STAT_COUNTER},
+    {"ssl.fail_verify_error", RS_STAT_COUNTER}, {"ssl.fail_verify_san", RS_STAT_COUNTER},
+    {"ssl.handshake_timeout", RS_STAT_COUNTER},
+};
+
+static void cluster_stats(struct rs_cluster *c, const Cluster *pc)
 {
     /* Envoy's alt_stat_name replaces the name in the cluster's stats */
     char prefix[512];
@@ -195,6 +203,9 @@ static void cluster_stats(struct rs_cluster *c)
     rs_stats_register_block(prefix, cluster_specs, NSPECS, ids);
     for (size_t i = 0; i < NSPECS; i++)
         memcpy((char *)&c->st + cluster_offs[i], &ids[i], sizeof ids[i]);
+    /* as Envoy, only a cluster with a transport socket has ssl.* stats */
+    c->ssl_stats = pc->transport_socket || pc->n_transport_socket_matches;
+    if (c->ssl_stats) rs_stats_register_block(prefix, cluster_ssl_specs, RS_TLS_NSTATS, c->ssl);
 }
 
 /* A Unix-socket endpoint (Istio's xds-grpc and sds-grpc clusters: ./etc/istio/proxy/XDS and
@@ -585,7 +596,7 @@ int rs_cfg_cluster(struct cctx *cx, struct rs_cluster *c, const Cluster *pc)
     c->name = xstrdup(pc->name);
     pthread_mutex_init(&c->dns_lock, NULL);
     c->stat_name = pc->alt_stat_name && pc->alt_stat_name[0] ? xstrdup(pc->alt_stat_name) : NULL;
-    cluster_stats(c);
+    cluster_stats(c, pc);
     if (pc->cluster_discovery_type_case ==
         ENVOY__CONFIG__CLUSTER__V3__CLUSTER__CLUSTER_DISCOVERY_TYPE_CLUSTER_TYPE)
         return fail(cx, "cluster_type", "custom cluster types are not supported");

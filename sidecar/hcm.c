@@ -812,8 +812,23 @@ static void up_eof(struct rs_conn *c)
 
 static void up_error(struct rs_conn *c, int err)
 {
-    (void)err;
     struct rs_upstream *u = c->owner;
+    if (rs_tls_is_tls(c) && !rs_tls_handshake_done(c)) {
+        /* Envoy raises Connected only after the TLS handshake: a failed one is a failed
+         * connect (UF), with the transport's reason */
+        rs_stat_inc(u->w->stats, u->cluster->st.upstream_cx_connect_fail);
+        rs_host_stat_add(&u->href, u->w->id + 1, RS_HS_CX_CONNECT_FAIL, 1);
+        if (err == -ETIMEDOUT) rs_stat_inc(u->w->stats, u->cluster->st.upstream_cx_connect_timeout);
+        rs_debug("cluster %s: TLS handshake with %s failed: %s", u->cluster->name, u->host.name,
+                 strerror(-err));
+        up_failed(u, RS_RF_UF,
+                  err == -EACCES ? "connection failure, transport failure reason: TLS_error: "
+                                   "CERTIFICATE_VERIFY_FAILED"
+                  : err == -ETIMEDOUT
+                      ? "connection failure, transport failure reason: TLS handshake timeout"
+                      : "connection failure, transport failure reason: TLS_error");
+        return;
+    }
     rs_stat_inc(u->w->stats, u->cluster->st.upstream_rq_rx_reset);
     up_failed(u, RS_RF_UC, "connection termination");
 }
@@ -896,7 +911,9 @@ static struct rs_upstream *up_acquire(struct hsess *s, struct rs_cluster *cl,
     if (tls) {
         /* TLS from the cluster's transport socket: the ClientHello leaves when the connect
          * completes; the request written meanwhile is held and encrypted after the handshake */
-        struct rs_tls_opts o = {.handshake_timeout_ms = cl->connect_timeout_ms};
+        struct rs_tls_opts o = {.handshake_timeout_ms = cl->connect_timeout_ms,
+                                .shard = cl->ssl_stats ? w->stats : NULL,
+                                .stats = cl->ssl};
         if (rs_tls_attach(u->c, tls, &o) != 0) {
             up_destroy(u);
             return NULL;

@@ -212,8 +212,20 @@ static void down_error(struct rs_conn *c, int err)
 
 static void up_error(struct rs_conn *c, int err)
 {
-    (void)err;
     struct tcp_session *s = c->owner;
+    if (rs_tls_is_tls(c) && !rs_tls_handshake_done(c)) {
+        /* Envoy: the upstream is connected only once its TLS handshake is, so a failed one is
+         * a connect failure (UF). Not retried: downstream bytes may already sit in the failed
+         * connection's TLS buffer. */
+        rs_stat_inc(s->w->stats, s->cluster->st.upstream_cx_connect_fail);
+        rs_host_stat_add(&s->href, s->w->id + 1, RS_HS_CX_CONNECT_FAIL, 1);
+        if (err == -ETIMEDOUT) rs_stat_inc(s->w->stats, s->cluster->st.upstream_cx_connect_timeout);
+        rs_debug("tcp_proxy %s: TLS handshake with %s failed: %s", s->cfg->stat_prefix,
+                 s->host.name, strerror(-err));
+        s->flags |= RS_RF_UF;
+        session_end(s);
+        return;
+    }
     s->flags |= RS_RF_UC;
     session_end(s);
 }
@@ -273,7 +285,9 @@ static bool try_connect(struct tcp_session *s)
     struct rs_tls_ctx *tls = rs_cluster_host_tls(s->cluster, ep);
     if (tls) {
         struct rs_tls_opts o = {.handshake_timeout_ms = s->cluster->connect_timeout_ms,
-                                .on_handshake = up_handshake};
+                                .on_handshake = up_handshake,
+                                .shard = s->cluster->ssl_stats ? s->w->stats : NULL,
+                                .stats = s->cluster->ssl};
         if (rs_tls_attach(s->up, tls, &o) != 0) return false;
     }
     rs_conn_connect(s->up, (const struct sockaddr *)&ep->addr, ep->addrlen,
