@@ -475,9 +475,6 @@ struct rs_xds_input {
      * not (the cluster or listener needing it warms). NULL callback: none has arrived. */
     const struct rs_xds_resource *(*grpc_secret)(void *ctx, const char *cluster, const char *name);
     void *grpc_ctx;
-    /* A static bootstrap compiled here only for its secrets and certificate files (no ADS): its
-     * resources keep the static compile's rules (no RDS/EDS, tcp_proxy clusters must exist). */
-    bool bootstrap_only;
 };
 
 /* An input over xds/ads.h's accepted state (struct xds_state): resources, warming status, and

@@ -433,7 +433,7 @@ struct rs_snapshot *rs_config_compile_xds(const Envoy__Config__Bootstrap__V3__Bo
     struct rs_xds_input none = {0};
     struct xcompile xc = {.cx = {.snap = s,
                                  .serve = serve,
-                                 .xds = !(in && in->bootstrap_only),
+                                 .xds = true,
                                  .in = in ? in : &none,
                                  .prev = prev,
                                  .err = err,

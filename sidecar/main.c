@@ -212,7 +212,9 @@ uint32_t rs_server_sessions(struct rs_server *srv);
 static struct rs_xds *xds; /* NULL for a static bootstrap without watched secrets */
 static bool dynamic;
 /* The control thread compiles: ADS, or a static bootstrap whose TLS takes secrets from a separate
- * SDS server or reads certificate files it watches (rotation rebuilds contexts in place). */
+ * SDS server or reads certificate files it watches (rotation rebuilds contexts in place). Such a
+ * bootstrap compiles as xDS resources do: a route may name a cluster still warming (503 until
+ * its secrets arrive; Envoy would hold the listeners until then). */
 static bool controlled;
 
 static const char *hook_config_source(void *ctx)
@@ -302,7 +304,7 @@ int main(int argc, char **argv)
      * rest. The bootstrap then stays ours (snapshots point into it). */
     dynamic = bs->dynamic_resources != NULL;
     controlled = dynamic || rs_sds_bootstrap_needs(bs);
-    struct rs_xds_input no_resources = {.bootstrap_only = !dynamic};
+    struct rs_xds_input no_resources = {0};
     struct rs_snapshot *snap =
         controlled ? rs_config_compile_xds(bs, &no_resources, NULL, !validate, err, sizeof err)
                    : rs_config_compile(bs, !validate, err, sizeof err);

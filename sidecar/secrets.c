@@ -88,7 +88,9 @@ static int lookup(struct cctx *cx, const SdsSecretConfig *sc, const char *field,
     const struct rs_xds_resource *r = NULL;
     if (cs->config_source_specifier_case ==
         ENVOY__CONFIG__CORE__V3__CONFIG_SOURCE__CONFIG_SOURCE_SPECIFIER_ADS) {
-        if (!cx->xds) return fail(cx, field, "an SDS secret over ADS needs dynamic_resources");
+        const Envoy__Config__Bootstrap__V3__Bootstrap *bs = cx->snap->bootstrap;
+        if (!cx->in || !bs || !bs->dynamic_resources)
+            return fail(cx, field, "an SDS secret over ADS needs dynamic_resources");
         r = find_ads(cx->in, name);
     } else {
         const char *cluster = grpc_source(cs);

@@ -225,7 +225,6 @@ static int compile_publish(struct rs_xds *x, struct xds_state *cand, int changed
         return -1;
     }
     rs_sds_fill(x->sds, in);
-    in->bootstrap_only = !x->ads;
     struct rs_snapshot *cur = rs_server_snapshot(x->srv);
     int rc = 0;
     if (cand && changed == XDS_EDS && eds_in_place(cur, cand)) {
