@@ -997,8 +997,11 @@ void rs_rbac_stage_init(struct rs_rbac_stage *s, struct rs_rbac_filter *f, const
      s->field = rs_stats_register(full, RS_STAT_COUNTER))
     REG(allowed, rp, "allowed");
     REG(denied, rp, "denied");
-    REG(logged, rp, "logged");
-    REG(not_logged, rp, "not_logged");
+    s->logged = s->not_logged = UINT32_MAX;
+    if (f->rules && f->rules->action == RS_RBAC_ACTION_LOG) { /* only a LOG engine has them */
+        REG(logged, rp, "logged");
+        REG(not_logged, rp, "not_logged");
+    }
     REG(shadow_allowed, sp, "shadow_allowed");
     REG(shadow_denied, sp, "shadow_denied");
 #undef REG

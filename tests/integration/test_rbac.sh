@@ -10,7 +10,7 @@
 need openssl
 need curl
 
-read -r P_ADMIN P_HTTP P_TCP P_PLAIN UP U_ECHO <<<"$(free_ports 6)"
+read -r P_ADMIN P_HTTP P_TCP P_PLAIN P_HNET UP U_ECHO <<<"$(free_ports 7)"
 start_upstream up "$UP"
 python3 "$RS_SRC/tests/integration/echoserver.py" "$U_ECHO" >"$TMP/echo.out" 2>"$TMP/echo.err" &
 PIDS+=($!)
@@ -143,6 +143,36 @@ $(any_any shadow-allow-all 14)
               "@type": type.googleapis.com/envoy.extensions.access_loggers.file.v3.FileAccessLog
               path: $TMP/tcp.log
               log_format: { text_format_source: { inline_string: "tcp peer=%DOWNSTREAM_PEER_URI_SAN% details=%CONNECTION_TERMINATION_DETAILS% flags=%RESPONSE_FLAGS%\n" } }
+  - name: hnet
+    address: { socket_address: { address: 127.0.0.1, port_value: $P_HNET } }
+    filter_chains:
+    - name: hnet-mtls
+$(tls_socket)
+      filters:
+      - name: envoy.filters.network.rbac
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.filters.network.rbac.v3.RBAC
+          stat_prefix: hnet
+          rules:
+            action: ALLOW
+            policies:
+              "pp-only":
+                permissions: [{ any: true }]
+                principals: [{ authenticated: { principal_name: { exact: "$PP" } } }]
+      - name: envoy.filters.network.http_connection_manager
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
+          stat_prefix: hnet_http
+          http_filters:
+          - name: envoy.filters.http.router
+            typed_config: { "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router }
+          route_config:
+            virtual_hosts:
+            - name: all
+              domains: ["*"]
+              routes:
+              - match: { prefix: "/" }
+                route: { cluster: up, prefix_rewrite: "/echo/" }
   - name: plain
     address: { socket_address: { address: 127.0.0.1, port_value: $P_PLAIN } }
     filter_chains:
@@ -241,6 +271,14 @@ assert_contains "$(cat "$TMP/tcp.log")" "tcp peer=$RATINGS details=rbac_access_d
     "the denied connection logged with its peer and termination details"
 assert_contains "$(cat "$TMP/ringside.err")" "principal \"$RATINGS\") denied by envoy.filters.network.rbac" \
     "the network denial logged with the peer identity"
+
+# ---- network RBAC before the HCM: decided at the end of the handshake, before any request ----
+hnet=$(curl -s --max-time 10 "${AS_PP[@]}" -H 'x-forwarded-client-cert: By=spiffe://forged;Hash=00' "https://localhost:$P_HNET/x")
+assert_contains "$hnet" '"path": "/echo/x"' "network RBAC + HCM: productpage's request is served"
+assert_not_contains "$hnet" "x-forwarded-client-cert" "SANITIZE (the default): a client's XFCC header is removed"
+assert_eq "$(status "${AS_RATINGS[@]}" "https://localhost:$P_HNET/x")" 000 "network RBAC + HCM: ratings' connection is closed, no response"
+wait_stat hnet.rbac.denied 1
+assert_eq "$(stat_value http.hnet_http.downstream_rq_total)" 1 "the denied connection never reached the HCM as a request"
 
 # ---- plaintext TCP: denied at accept, before any upstream connect ----------------------------
 out=$(printf 'plain\n' | timeout 5 python3 -c '

@@ -170,6 +170,12 @@ static void test_all_operators_text(void)
                           &in),
               "outbound|8080||items default 42 1 via_upstream UF,URX 0 "
               "spiffe://cluster.local/ns/a/sa/b");
+    /* the TLS operators read the downstream connection: none here */
+    CHECK_STR(render_text("%DOWNSTREAM_PEER_SUBJECT% %DOWNSTREAM_LOCAL_URI_SAN% "
+                          "%DOWNSTREAM_TLS_VERSION% %REQUESTED_SERVER_NAME% "
+                          "%DOWNSTREAM_PEER_FINGERPRINT_256%",
+                          &in),
+              "- - - - -");
     CHECK_STR(render_text("%REQUEST_DURATION% %RESPONSE_DURATION% %DURATION% "
                           "%UPSTREAM_TRANSPORT_FAILURE_REASON% %CONNECTION_TERMINATION_DETAILS%",
                           &in),
