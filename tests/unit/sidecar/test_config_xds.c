@@ -299,9 +299,17 @@ static void test_refusals_name_resource_and_field(void)
     {
         /* its secret has not arrived: warming (left out), not refused */
         char err[512];
-        struct rs_snapshot *s = rs_config_compile_xds(bs, &t.in, NULL, true, err, sizeof err);
+        xds_bootstrap *ads = xds_bootstrap_load_yaml_string(
+            "node: { id: n, cluster: c }\ndynamic_resources: { ads_config: { api_type: GRPC, "
+            "grpc_services: [ { envoy_grpc: { cluster_name: xds-grpc } } ] } }\n",
+            0, err, sizeof err);
+        struct rs_snapshot *s =
+            ads ? rs_config_compile_xds(ads, &t.in, NULL, true, err, sizeof err) : NULL;
         CHECK(s != NULL && rs_config_cluster_index(s, "s") < 0);
         rs_snapshot_unref(s);
+        xds_bootstrap_free(ads);
+        /* and without ADS, a secret over ADS is refused */
+        expect_nack(bs, &t, "an SDS secret over ADS needs dynamic_resources");
     }
     tin_remove(&t, RS_XDS_CDS, "s");
     /* duplicate listener names across static and dynamic are refused too; a listener filter

@@ -11,6 +11,7 @@
 #include "envoy/config/route/v3/route.pb-c.h"
 #include "envoy/service/discovery/v3/discovery.pb-c.h"
 #include "google/rpc/status.pb-c.h"
+#include "envoy/extensions/transport_sockets/tls/v3/secret.pb-c.h"
 #include "test.h"
 #include "xds/ads.h"
 #include "xds/bootstrap.h"
@@ -747,6 +748,60 @@ static void test_config_from_bootstrap(void)
     xds_bootstrap_free(b);
 }
 
+/* A secrets-only client (pilot-agent's socket): SDS alone, the names it is given, a changed
+ * subscription re-sent, secrets nobody names dropped, a rejected secret NACKed. */
+static void test_sds_only_client(void)
+{
+    reset_fakes();
+    struct xds_ads_config cfg = {
+        .sds_only = true, .node = &test_node, .apply = apply_fn, .now_ms = clock_fn};
+    xds_ads *a = xds_ads_new(&cfg);
+    xds_ads_stream_open(a, send_fn, NULL);
+    CHECK_EQ_INT(sent.n, 1); /* no CDS/LDS wildcard: SDS, with no names yet */
+    Request *r = rq(0);
+    CHECK(r && strcmp(r->type_url, xds_type_url(XDS_SDS)) == 0 && r->n_resource_names == 0);
+    if (r) envoy__service__discovery__v3__discovery_request__free_unpacked(r, NULL);
+    const char *names[] = {"ROOTCA", "default"};
+    xds_ads_set_sds_names(a, names, 2);
+    CHECK_EQ_INT(sent.n, 2);
+    r = rq(1);
+    CHECK(r && r->n_resource_names == 2 && strcmp(r->resource_names[0], "ROOTCA") == 0 &&
+          strcmp(r->resource_names[1], "default") == 0);
+    if (r) envoy__service__discovery__v3__discovery_request__free_unpacked(r, NULL);
+    xds_ads_set_sds_names(a, names, 2); /* unchanged: nothing sent */
+    CHECK_EQ_INT(sent.n, 2);
+    const char *secret =
+        "name: default\ntls_certificate: { certificate_chain: { inline_string: x } }\n";
+    struct blob b[2] = {
+        pack_yaml(&envoy__extensions__transport_sockets__tls__v3__secret__descriptor, secret),
+        pack_yaml(&envoy__extensions__transport_sockets__tls__v3__secret__descriptor,
+                  "name: ROOTCA\nvalidation_context: { trusted_ca: { inline_string: y } }\n")};
+    CHECK(respond(a, XDS_SDS, "v1", "n1", b, 2) == 0);
+    CHECK_EQ_INT(apply_calls, 1);
+    CHECK(xds_state_find(xds_ads_current(a), XDS_SDS, "default") != NULL);
+    r = rq(sent.n - 1); /* the ACK */
+    CHECK(r && strcmp(r->version_info, "v1") == 0 && !r->error_detail);
+    if (r) envoy__service__discovery__v3__discovery_request__free_unpacked(r, NULL);
+    /* the sidecar refuses the next one: NACK, the previous secrets stay */
+    apply_reject_type = XDS_SDS;
+    struct blob c = pack_yaml(&envoy__extensions__transport_sockets__tls__v3__secret__descriptor,
+                              "name: default\ntls_certificate: { certificate_chain: { "
+                              "inline_string: z } }\n");
+    CHECK(respond(a, XDS_SDS, "v2", "n2", &c, 1) == 0);
+    r = rq(sent.n - 1);
+    CHECK(r && r->error_detail && strcmp(r->version_info, "v1") == 0);
+    if (r) envoy__service__discovery__v3__discovery_request__free_unpacked(r, NULL);
+    /* a name dropped from the subscription: re-sent, and its secret pruned */
+    xds_ads_set_sds_names(a, names, 1);
+    r = rq(sent.n - 1);
+    CHECK(r && r->n_resource_names == 1 && strcmp(r->resource_names[0], "ROOTCA") == 0);
+    if (r) envoy__service__discovery__v3__discovery_request__free_unpacked(r, NULL);
+    CHECK(xds_state_find(xds_ads_current(a), XDS_SDS, "default") == NULL);
+    CHECK(xds_state_find(xds_ads_current(a), XDS_SDS, "ROOTCA") != NULL);
+    xds_ads_free(a);
+    reset_fakes();
+}
+
 static void test_backoff(void)
 {
     CHECK(xds_ads_backoff_ms(0, 12345) <= 500);
@@ -762,4 +817,5 @@ RUN_TESTS(TEST_CASE(test_sotw_startup_order), TEST_CASE(test_sotw_node_every_req
           TEST_CASE(test_sotw_cluster_removed_unsubscribes_eds),
           TEST_CASE(test_initial_fetch_timeout), TEST_CASE(test_delta_flow),
           TEST_CASE(test_cache_round_trip), TEST_CASE(test_node_identity),
-          TEST_CASE(test_config_from_bootstrap), TEST_CASE(test_backoff))
+          TEST_CASE(test_config_from_bootstrap), TEST_CASE(test_backoff),
+          TEST_CASE(test_sds_only_client))
