@@ -527,7 +527,8 @@ static char *name_rfc2253(X509_NAME *n)
     if (X509_NAME_print_ex(b, n, 0, XN_FLAG_RFC2253) >= 0) {
         const uint8_t *p;
         size_t len;
-        if (BIO_mem_contents(b, &p, &len)) out = strndup((const char *)p, len);
+        if (BIO_mem_contents(b, &p, &len))
+            out = strndup(len ? (const char *)p : "", len); /* empty subject: p is NULL */
     }
     BIO_free(b);
     return out;
