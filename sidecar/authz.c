@@ -3,7 +3,10 @@
  * headers are. */
 #include "sidecar/authz.h"
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <stdio.h>
+#include <string.h>
 
 #include "sidecar/config.h"
 #include "sidecar/log.h"
@@ -17,6 +20,39 @@ void rs_authz_conn_input(struct rs_rbac_input *in, const struct rs_conn *c,
     in->remote = NULL;
     in->destination = local;
     in->server_name = rs_tls_sni(c);
+}
+
+bool rs_authz_xff_addr(const char *xff, size_t len, uint32_t skip, struct sockaddr_storage *out)
+{
+    size_t end = len;
+    for (;;) {
+        size_t start = end;
+        while (start > 0 && xff[start - 1] != ',') start--;
+        if (skip == 0) {
+            size_t a = start, b = end;
+            while (a < b && (xff[a] == ' ' || xff[a] == '\t')) a++;
+            while (b > a && (xff[b - 1] == ' ' || xff[b - 1] == '\t')) b--;
+            char ip[INET6_ADDRSTRLEN];
+            if (b - a == 0 || b - a >= sizeof ip) return false;
+            memcpy(ip, xff + a, b - a);
+            ip[b - a] = 0;
+            memset(out, 0, sizeof *out);
+            struct sockaddr_in *v4 = (struct sockaddr_in *)out;
+            struct sockaddr_in6 *v6 = (struct sockaddr_in6 *)out;
+            if (inet_pton(AF_INET, ip, &v4->sin_addr) == 1) {
+                v4->sin_family = AF_INET;
+                return true;
+            }
+            if (inet_pton(AF_INET6, ip, &v6->sin6_addr) == 1) {
+                v6->sin6_family = AF_INET6;
+                return true;
+            }
+            return false;
+        }
+        if (start == 0) return false;
+        skip--;
+        end = start - 1;
+    }
 }
 
 bool rs_authz_network_denied(struct rs_stats_shard *sh, const struct rs_filter_chain *fc,

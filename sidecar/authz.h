@@ -19,6 +19,11 @@ struct rs_stats_shard;
 void rs_authz_conn_input(struct rs_rbac_input *in, const struct rs_conn *c,
                          const struct sockaddr *peer, const struct sockaddr *local);
 
+/* Envoy's getLastAddressFromXFF: the IP address `skip` entries from the end of an
+ * x-forwarded-for value (port 0). False when there are not that many entries or the entry is not
+ * an IP address. */
+bool rs_authz_xff_addr(const char *xff, size_t len, uint32_t skip, struct sockaddr_storage *out);
+
 /* The filter chain's envoy.filters.network.rbac stages, run once when the peer is known (at
  * accept for plaintext, at the end of the TLS handshake). Counts allowed/denied/shadow_* in
  * shard sh; on a denial writes Envoy's connection termination details

@@ -1181,6 +1181,17 @@ static bool http_rbac_denied(struct hsess *s, const struct rs_route *r,
         .ctx = rq->ctx,
     };
     rs_authz_conn_input(&in, s->down, (struct sockaddr *)&s->peer, (struct sockaddr *)&s->local);
+    /* remote_ip is the client as the HCM trusts x-forwarded-for (Envoy's
+     * mutateRequestHeaders): with use_remote_address the peer unless xff_num_trusted_hops
+     * names an earlier hop; without it, the entry xff_num_trusted_hops from the end */
+    struct sockaddr_storage remote;
+    const char *xff;
+    size_t xlen;
+    uint32_t hops = cfg->xff_num_trusted_hops;
+    if ((!cfg->use_remote_address || hops > 0) &&
+        rq->header(rq->ctx, "x-forwarded-for", 15, &xff, &xlen) &&
+        rs_authz_xff_addr(xff, xlen, cfg->use_remote_address ? hops - 1 : hops, &remote))
+        in.remote = (struct sockaddr *)&remote;
     for (uint32_t i = 0; i < cfg->nrbac; i++) {
         const struct rs_rbac_stage *stage = &cfg->rbac[i];
         const struct rs_rbac_filter *f = rs_route_filter_config(cfg->routes, r, stage->name);

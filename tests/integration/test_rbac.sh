@@ -75,6 +75,9 @@ $(tls_socket)
                     - url_path: { path: { prefix: /admin } }
                     - url_path: { path: { exact: /open/secret } }
                     principals: [{ any: true }]
+                  "ns[default]-policy[blocked-ip]-rule[0]":
+                    permissions: [{ any: true }]
+                    principals: [{ remote_ip: { address_prefix: 198.51.100.0, prefix_len: 24 } }]
           - name: envoy.filters.http.rbac
             typed_config:
               "@type": type.googleapis.com/envoy.extensions.filters.http.rbac.v3.RBAC
@@ -222,8 +225,14 @@ assert_ge "$(stat_value http.authz.rbac.allowed)" 5 "http.<prefix>.rbac.allowed"
 assert_ge "$(stat_value http.authz.rbac.shadow_denied)" 5 "shadow rules counted (shadow_denied)"
 assert_ge "$(stat_value http.authz.downstream_rq_4xx)" 5 "denials are 4xx responses"
 
+# remote_ip: the client as x-forwarded-for says (use_remote_address false, no trusted hops)
+assert_eq "$(status "${AS_PP[@]}" -H 'x-forwarded-for: 203.0.113.1, 198.51.100.9' "$U/reviews")" 403 \
+    "remote_ip: the last x-forwarded-for entry is the client, and it is blocked"
+assert_eq "$(status "${AS_PP[@]}" -H 'x-forwarded-for: 198.51.100.9, 203.0.113.1' "$U/reviews")" 200 \
+    "remote_ip: an earlier x-forwarded-for entry is not trusted"
+
 # the access log: details, peer identity and the TLS operators
-wait_for "access log lines" 5 bash -c "[ \$(wc -l <'$TMP/access.log') -ge 9 ]"
+wait_for "access log lines" 5 bash -c "[ \$(wc -l <'$TMP/access.log') -ge 11 ]"
 alog=$(cat "$TMP/access.log")
 fp=$(openssl x509 -in "$C/pp.pem" -outform DER | sha256sum | cut -d' ' -f1)
 assert_contains "$alog" "GET /reviews 403 rbac_access_denied_matched_policy[none] peer=$RATINGS" \

@@ -4,6 +4,7 @@
  * stages' decisions (rs_rbac_stage_denies) and the denial details are checked here too. */
 #include <arpa/inet.h>
 
+#include "sidecar/authz.h"
 #include "sidecar/config.h"
 #include "sidecar/rbac.h"
 #include "sidecar/router.h"
@@ -295,5 +296,23 @@ static void test_refusals(void)
                    "typed_per_filter_config: [\"envoy.filters.http.rbac\"]: rbac.rules.policies");
 }
 
-RUN_TESTS(TEST_CASE(test_network_rbac_compiled), TEST_CASE(test_http_rbac_stages_and_per_route),
-          TEST_CASE(test_refusals))
+static void test_xff_addr(void)
+{
+    struct sockaddr_storage a;
+    char ip[64];
+    const char *x = "203.0.113.7, 10.0.0.1,  2001:db8::1 ";
+    CHECK(rs_authz_xff_addr(x, strlen(x), 0, &a) && a.ss_family == AF_INET6);
+    CHECK(rs_authz_xff_addr(x, strlen(x), 1, &a) && a.ss_family == AF_INET);
+    inet_ntop(AF_INET, &((struct sockaddr_in *)&a)->sin_addr, ip, sizeof ip);
+    CHECK_STR(ip, "10.0.0.1");
+    CHECK(rs_authz_xff_addr(x, strlen(x), 2, &a));
+    inet_ntop(AF_INET, &((struct sockaddr_in *)&a)->sin_addr, ip, sizeof ip);
+    CHECK_STR(ip, "203.0.113.7");
+    CHECK(!rs_authz_xff_addr(x, strlen(x), 3, &a)); /* not that many hops */
+    CHECK(!rs_authz_xff_addr("unknown", 7, 0, &a));
+    CHECK(!rs_authz_xff_addr("1.2.3.4,", 8, 0, &a)); /* an empty last entry */
+    CHECK(!rs_authz_xff_addr("", 0, 0, &a));
+}
+
+RUN_TESTS(TEST_CASE(test_network_rbac_compiled), TEST_CASE(test_xff_addr),
+          TEST_CASE(test_http_rbac_stages_and_per_route), TEST_CASE(test_refusals))
