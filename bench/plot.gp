@@ -35,12 +35,15 @@ set output base."-overhead.png"
 # that measured <= 0 (within noise) has no bar.
 set multiplot layout 1,nblocks title "Per-hop overhead: (proxied − direct) / hops, µs, log scale (median of rounds; ≤ 0 not drawn)"
 set style data histograms
-set yrange [10:*]
+# The y range up to the decade above the largest bar, as gnuplot's log autoscale would, but set:
+# autoscaling fails when one system has no bar at all.
+top(y) = y > 10 ? 10**ceil(log10(y * 1.05)) : 100
 set style histogram clustered gap 1
 set style fill solid 0.85 border -1
 set boxwidth 0.9
 do for [b=0:nblocks-1] {
     set title value("title".b)
+    set yrange [10:top(value("ymax".b))]
     plot for [i=2:*] base."/overhead.dat" index b \
         using (column(i) > 0 ? column(i) : NaN):xtic(1) title columnhead(i) lc rgb pcl(i-1) fs solid shade(i-1)
 }

@@ -508,6 +508,12 @@ def gnuplot_data(run, meta, summary):
     with open(os.path.join(run, "plot-titles.gp"), "w") as f:
         for i, scen in enumerate(scens):
             f.write(f"title{i} = \"{meta[f'scen.{scen}.label']}\"\n")
+            # the overhead panel's largest bar: plot.gp sets its y range from it, because gnuplot
+            # refuses to autoscale a histogram in which one system has no bar at all (every hop
+            # of it within noise, which happens with few systems)
+            top = max([(m or {}).get("overhead_per_hop_us", {}).get(p, 0)
+                       for s, m in summary[scen].items() if s in proxied for p in PCTS] + [0])
+            f.write(f"ymax{i} = {top:.1f}\n")
         f.write(f"nblocks = {len(scens)}\n")
         for name, sel in (("C", systems), ("PC", proxied)):
             f.write(f"array {name}[{len(sel)}] = [" + ", ".join(
