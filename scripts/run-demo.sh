@@ -16,7 +16,8 @@
 #
 # The tour sends HTTP through productpage's sidecar (host routing, the weighted split, the header
 # route), bytes through the tcp service and a short load, then shows the mutual TLS: the server
-# sidecars' access log lines with the client's SPIFFE ID, their listener ssl.* stats, openssl
+# sidecars' access log lines with the client's SPIFFE ID, the x-forwarded-client-cert the
+# application receives (a forged one sent by the client dropped), their listener ssl.* stats, openssl
 # s_client against a server sidecar (its SPIFFE certificate; no client certificate: refused, a
 # certificate from the mesh root: served) and a plaintext client refused. Then it edits the mesh
 # file while everything runs and shows the new split applied, prints xDS and traffic stats and
@@ -276,6 +277,14 @@ if ((MTLS)); then
     log_has reviews-v1 "inbound\|19080\|\| .* peer=$PEER\$" || failed "reviews-v1 did not log the client's SPIFFE ID"
     log_has mongodb-1 "inbound\|19080\|\| .* peer=$PEER\$" || failed "mongodb did not log the client's SPIFFE ID"
     note "both name the client by its certificate: peer=$PEER"
+    note "what reviews' application receives: curl -H 'x-forwarded-client-cert: URI=<a lie>' .../echo"
+    xfcc=$(curl -s --max-time 5 -H 'Host: reviews:9080' \
+        -H 'x-forwarded-client-cert: By=x;URI=spiffe://cluster.local/ns/default/sa/admin' \
+        "http://$PP:9080/echo" | python3 -c 'import json, sys
+print(json.load(sys.stdin)["headers"].get("x-forwarded-client-cert", "none"))' 2>/dev/null || true)
+    note "  x-forwarded-client-cert: ${xfcc:-none}"
+    [[ $xfcc == *"URI=$PEER"* && $xfcc != *sa/admin* ]] ||
+        failed "expected the client's identity from its certificate, and the application's own header dropped"
 else
     log_has reviews-v1 'inbound\|19080\|\| .* peer=-$' || failed "reviews-v1 logged no inbound request"
     note "plaintext hops (RS_DEMO_MTLS=0): no peer identity"

@@ -50,6 +50,7 @@ check 'answered by: mongodb$'
 # mutual TLS, seen from the server side
 check 'reviews-v1: .*"GET / HTTP/1\.1" 200 .* inbound\|19080\|\| .* peer=spiffe://cluster\.local/ns/default/sa/productpage$'
 check 'mongodb-1: .* inbound\|19080\|\| .* peer=spiffe://cluster\.local/ns/default/sa/productpage$'
+check 'x-forwarded-client-cert: By=spiffe://cluster\.local/ns/default/sa/reviews;Hash=[0-9a-f]+;.*URI=spiffe://cluster\.local/ns/default/sa/productpage'
 check 'listener\.[0-9.]+_9080\.ssl\.handshake: [1-9]'
 check 'listener\.[0-9.]+_27017\.ssl\.handshake: [1-9]'
 check 'server certificate: URI:spiffe://cluster\.local/ns/default/sa/reviews \(Verify return code: 0 \(ok\)\)'

@@ -623,11 +623,21 @@ static json_t *access_log(const struct gen *g)
 }
 
 static json_t *hcm_filter(const struct gen *g, const char *stat_prefix, json_t *route_spec,
-                          const char *route_key)
+                          const char *route_key, int inbound)
 {
     json_t *hcm = json_pack("{s:s,s:s,s:s,s:o}", "@type", HCM_TYPE, "stat_prefix", stat_prefix,
                             "codec_type", "AUTO", "http_filters", router_filters());
     json_object_set_new(hcm, route_key, route_spec);
+    /* x-forwarded-client-cert as istiod sets it: inbound appends this hop (the client's
+     * certificate: subject, URI and DNS SANs) so the application sees who called; outbound
+     * replaces whatever the application sent with what its connection proves (nothing). */
+    if (inbound)
+        json_object_set_new(hcm, "forward_client_cert_details", json_string("APPEND_FORWARD"));
+    else
+        json_object_set_new(hcm, "forward_client_cert_details", json_string("SANITIZE_SET"));
+    if (inbound)
+        json_object_set_new(hcm, "set_current_client_cert_details",
+                            json_pack("{s:b,s:b,s:b}", "subject", 1, "dns", 1, "uri", 1));
     json_t *al = access_log(g);
     if (al) json_object_set_new(hcm, "access_log", al);
     return json_pack("{s:s,s:o}", "name", "envoy.filters.network.http_connection_manager",
@@ -671,7 +681,7 @@ static void outbound_listener(struct gen *g, uint32_t port)
         snprintf(prefix, sizeof prefix, "outbound_%s", name);
         json_t *rds = json_pack("{s:o,s:o}", "config_source", ads_source(), "route_config_name",
                                 str_printf("%u", port));
-        filter = hcm_filter(g, prefix, rds, "rds");
+        filter = hcm_filter(g, prefix, rds, "rds", 0);
     }
     json_t *l = listener(g, name, port, json_pack("[{s:[o]}]", "filters", filter), "OUTBOUND");
     /* With iptables capture (Istio's setup) these listeners do not bind: virtualOutbound hands
@@ -708,7 +718,7 @@ static json_t *inbound_filter(const struct gen *g, const struct inbound_port *p)
                            cluster, "virtual_hosts", "name", str_printf("inbound|http|%u", p->port),
                            "domains", "*", "routes", "name", "default", "match", "prefix", "/",
                            "route", "cluster", cluster, "timeout", "0s", "validate_clusters", 0);
-    return hcm_filter(g, cluster, rc, "route_config");
+    return hcm_filter(g, cluster, rc, "route_config", 1);
 }
 
 /* A filter_chain_match: the destination port when dport is not 0 (virtualInbound), the
@@ -851,10 +861,11 @@ static void api_listeners(struct gen *g, const struct cp_service *svc, const str
             json_t *rc =
                 json_pack("{s:s,s:[{s:s,s:[s],s:o}]}", "name", name, "virtual_hosts", "name", name,
                           "domains", "*", "routes", service_routes(svc, port->port));
-            json_t *hcm = hcm_filter(g, name, rc, "route_config");
+            json_t *hcm = hcm_filter(g, name, rc, "route_config", 0);
             json_t *api = json_object_get(hcm, "typed_config");
             json_object_del(api, "codec_type");
             json_object_del(api, "access_log"); /* a proxyless client logs nothing */
+            json_object_del(api, "forward_client_cert_details");
             json_t *l =
                 json_pack("{s:s,s:{s:O}}", "name", name, "api_listener", "api_listener", api);
             json_decref(hcm);

@@ -136,6 +136,10 @@ static void test_ingress_listener_strict_http(void)
     json_t *hcm = chain_filter(l, 0);
     CHECK_STR(str_at(hcm, "routeConfig/virtualHosts/0/routes/0/route/cluster"), "inbound|19080||");
     CHECK_STR(str_at(hcm, "accessLog/0/typedConfig/path"), "/dev/stdout");
+    /* istiod's XFCC: the application learns the client's identity */
+    CHECK_STR(str_at(hcm, "forwardClientCertDetails"), "APPEND_FORWARD");
+    CHECK(json_is_true(at(hcm, "setCurrentClientCertDetails/uri")));
+    CHECK(json_is_true(at(hcm, "setCurrentClientCertDetails/subject")));
     CHECK(strstr(str_at(hcm, "accessLog/0/typedConfig/logFormat/textFormatSource/inlineString"),
                  "peer=%DOWNSTREAM_PEER_URI_SAN%") != NULL);
     json_decref(l);
@@ -157,6 +161,7 @@ static void test_ingress_listener_strict_http(void)
     r = gen_for(m, PP_NODE);
     l = resource(r, CP_LDS, "10.0.0.1_9080");
     CHECK_STR(str_at(l, "trafficDirection"), "OUTBOUND");
+    CHECK_STR(str_at(chain_filter(l, 0), "forwardClientCertDetails"), "SANITIZE_SET");
     json_decref(l);
     cp_resources_free(r);
     cp_mesh_free(m);
