@@ -189,8 +189,9 @@ static const char *log_header(void *ctx, const char *name, size_t *len)
     else if (strcmp(name, "x-envoy-original-path") == 0)
         r = st->orig_path;
     else if (strcmp(name, ":scheme") == 0) {
-        *len = 4;
-        return "http";
+        bool tls = st->s->down && rs_tls_is_tls(st->s->down);
+        *len = tls ? 5 : 4;
+        return tls ? "https" : "http";
     }
     if (!r.len) return NULL;
     *len = r.len;

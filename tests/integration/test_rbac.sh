@@ -62,7 +62,7 @@ $(tls_socket)
             typed_config:
               "@type": type.googleapis.com/envoy.extensions.access_loggers.file.v3.FileAccessLog
               path: $TMP/access.log
-              log_format: { text_format_source: { inline_string: "%REQ(:METHOD)% %REQ(:PATH)% %RESPONSE_CODE% %RESPONSE_CODE_DETAILS% peer=%DOWNSTREAM_PEER_URI_SAN% subject=%DOWNSTREAM_PEER_SUBJECT% local=%DOWNSTREAM_LOCAL_URI_SAN% tls=%DOWNSTREAM_TLS_VERSION% sni=%REQUESTED_SERVER_NAME% fp=%DOWNSTREAM_PEER_FINGERPRINT_256%\n" } }
+              log_format: { text_format_source: { inline_string: "%REQ(:SCHEME)% %REQ(:METHOD)% %REQ(:PATH)% %RESPONSE_CODE% %RESPONSE_CODE_DETAILS% peer=%DOWNSTREAM_PEER_URI_SAN% subject=%DOWNSTREAM_PEER_SUBJECT% local=%DOWNSTREAM_LOCAL_URI_SAN% tls=%DOWNSTREAM_TLS_VERSION% sni=%REQUESTED_SERVER_NAME% fp=%DOWNSTREAM_PEER_FINGERPRINT_256%\n" } }
           http_filters:
           - name: istio.deny
             typed_config:
@@ -239,7 +239,7 @@ assert_contains "$alog" "GET /reviews 403 rbac_access_denied_matched_policy[none
     "403 logged with Envoy's response code details and the peer's SPIFFE ID"
 assert_contains "$alog" "GET /admin/x 403 rbac_access_denied_matched_policy[ns[default]-policy[no-admin]-rule[0]]" \
     "a DENY policy is named in the details"
-assert_contains "$alog" "GET /reviews 200 via_upstream peer=$PP subject=O=mesh local=spiffe://cluster.local/ns/default/sa/reviews tls=TLSv1.3 sni=localhost fp=$fp" \
+assert_contains "$alog" "https GET /reviews 200 via_upstream peer=$PP subject=O=mesh local=spiffe://cluster.local/ns/default/sa/reviews tls=TLSv1.3 sni=localhost fp=$fp" \
     "%DOWNSTREAM_PEER_SUBJECT% %DOWNSTREAM_LOCAL_URI_SAN% %DOWNSTREAM_TLS_VERSION% %REQUESTED_SERVER_NAME% %DOWNSTREAM_PEER_FINGERPRINT_256%"
 wait_for "the denial debug line" 5 grep -q "principal \"$RATINGS\") denied by envoy.filters.http.rbac" "$TMP/ringside.err"
 log "$(grep -m1 "denied by envoy.filters.http.rbac" "$TMP/ringside.err")"
