@@ -566,6 +566,10 @@ static int compile_rbac_route(const Google__Protobuf__Any *any, void **compiled,
     ProtobufCMessage *unwrapped = NULL;
     if (m->descriptor == &envoy__config__route__v3__filter_config__descriptor) {
         const Envoy__Config__Route__V3__FilterConfig *fc = (const void *)m;
+        if (!fc->disabled && !fc->config) { /* enables the filter as configured: no override */
+            protobuf_c_message_free_unpacked(m, NULL);
+            return 0;
+        }
         if (!fc->disabled && fc->config &&
             !(unwrapped = xds_any_unpack(fc->config, NULL, err, sizeof err))) {
             protobuf_c_message_free_unpacked(m, NULL);

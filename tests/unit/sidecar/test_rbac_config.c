@@ -234,6 +234,42 @@ static void test_http_rbac_stages_and_per_route(void)
     rs_snapshot_unref(s);
 }
 
+/* FilterConfig keyed by an RBAC filter's name: disabled turns it off on the route; without a
+ * config it only enables the filter (no override). */
+static void test_filter_config_wrapper(void)
+{
+    static const char *const cases[] = {"{ disabled: true }", "{ }"};
+    for (int i = 0; i < 2; i++) {
+        char err[1024], route[512], filters[4096];
+        snprintf(route, sizeof route,
+                 "                typed_per_filter_config:\n"
+                 "                  deny: { \"@type\": "
+                 "type.googleapis.com/envoy.config.route.v3.FilterConfig, disabled: %s }\n",
+                 i == 0 ? "true" : "false");
+        snprintf(filters, sizeof filters, "%s", HTTP_DENY);
+        struct rs_snapshot *s = compile_listener(hcm("", filters, route), err, sizeof err);
+        CHECK(s != NULL);
+        if (!s) {
+            fprintf(stderr, "  %s: %s\n", cases[i], err);
+            continue;
+        }
+        const struct rs_hcm_cfg *h = s->listeners[0].chains[0].hcm;
+        struct rs_route_request rq = {.method = "GET",
+                                      .method_len = 3,
+                                      .path = "/open",
+                                      .path_len = 5,
+                                      .authority = "a",
+                                      .authority_len = 1};
+        const struct rs_route *open = rs_route_match(h->routes, &rq);
+        const struct rs_rbac_filter *f = rs_route_filter_config(h->routes, open, "deny");
+        if (i == 0)
+            CHECK(f != NULL && f->rules == NULL);
+        else
+            CHECK(f == NULL);
+        rs_snapshot_unref(s);
+    }
+}
+
 static void expect_refusal(const char *filters, const char *want)
 {
     char err[1024];
@@ -315,4 +351,5 @@ static void test_xff_addr(void)
 }
 
 RUN_TESTS(TEST_CASE(test_network_rbac_compiled), TEST_CASE(test_xff_addr),
-          TEST_CASE(test_http_rbac_stages_and_per_route), TEST_CASE(test_refusals))
+          TEST_CASE(test_http_rbac_stages_and_per_route), TEST_CASE(test_filter_config_wrapper),
+          TEST_CASE(test_refusals))
