@@ -226,7 +226,10 @@ static const struct entry table[] = {
      TELEMETRY, NULL},
     {H, "istio.stats", "stats.PluginConfig", SKIP, RS_FID_OTHER, TELEMETRY, NULL},
     {H, "istio.alpn", "istio.envoy.config.filter.http.alpn.v2alpha1.FilterConfig", SKIP,
-     RS_FID_OTHER, "overrides the upstream TLS ALPN; Ringside's upstreams are plaintext", NULL},
+     RS_FID_OTHER,
+     "overrides the upstream TLS ALPN (istio-http/1.1, ...); not applied: the cluster's "
+     "UpstreamTlsContext alpn_protocols are offered, and routing and access are unchanged",
+     NULL},
     {H, "istio_authn", "istio.envoy.config.filter.http.authn.v2alpha1.FilterConfig", SKIP,
      RS_FID_OTHER, "empty: no authentication policy", check_empty},
     {R, "envoy.filters.http.cors", "envoy.extensions.filters.http.cors.v3.CorsPolicy", NACK,
