@@ -1,7 +1,7 @@
 /* /config_dump in Envoy's shape: the bootstrap, then static and dynamic resources per type. The
  * dynamic ones come from the xDS state a snapshot was compiled from, with version_info and
- * last_updated; what the state holds but the snapshot left out is warming. Secrets are redacted
- * as Envoy does. */
+ * last_updated; what the state holds but the snapshot left out is warming. Secrets (static, over
+ * ADS, and from separate SDS servers) are redacted as Envoy does. */
 #include "sidecar/admin_dump.h"
 
 #include <string.h>
@@ -125,38 +125,73 @@ static json_t *dynamic_dump(const struct xds_state *st, enum xds_type t, const c
     return json_pack("{s:s,s:o}", "@type", dump_type, list, arr);
 }
 
-/* Envoy prints secrets with their key material replaced. */
-static void redact(json_t *secret)
+/* Envoy prints key material replaced wherever it is (its `sensitive` fields): a TlsCertificate's
+ * private_key and password, a GenericSecret's secret, session ticket keys, in secrets and inline
+ * in transport sockets alike. The dump is in protobuf's JSON mapping (lowerCamelCase names). A
+ * DataSource naming a file keeps the name (the path is not the secret). */
+static void redact_value(json_t *parent, const char *key)
 {
-    static const char *const paths[][2] = {
-        {"tls_certificate", "private_key"},
-        {"tls_certificate", "password"},
-        {"generic_secret", "secret"},
-        {"session_ticket_keys", "keys"},
-    };
-    for (size_t i = 0; i < sizeof paths / sizeof *paths; i++) {
-        json_t *parent = json_object_get(secret, paths[i][0]);
-        if (parent && json_object_get(parent, paths[i][1]))
-            json_object_set_new(parent, paths[i][1],
-                                json_pack("{s:s}", "inline_string", "[redacted]"));
+    json_t *v = json_object_get(parent, key);
+    if (json_is_object(v) && json_object_get(v, "filename")) return;
+    json_object_set_new(parent, key, json_pack("{s:s}", "inlineString", "[redacted]"));
+}
+
+static void redact(json_t *j)
+{
+    if (json_is_array(j)) {
+        size_t i;
+        json_t *v;
+        json_array_foreach(j, i, v) redact(v);
+        return;
+    }
+    if (!json_is_object(j)) return;
+    const char *key;
+    json_t *v;
+    void *tmp;
+    json_object_foreach_safe(j, tmp, key, v)
+    {
+        if (strcmp(key, "privateKey") == 0 || strcmp(key, "password") == 0 ||
+            strcmp(key, "sessionTicketKeys") == 0)
+            redact_value(j, key);
+        else if (strcmp(key, "genericSecret") == 0 && json_is_object(v) &&
+                 json_object_get(v, "secret"))
+            redact_value(v, "secret");
+        else
+            redact(v);
     }
 }
 
-static json_t *secrets_dump(const struct xds_state *st)
+static void secrets_from(json_t *arr, const struct xds_state *st)
 {
-    json_t *arr = json_array();
     const struct xds_type_table *sds = table(st, XDS_SDS);
     for (size_t i = 0; sds && i < sds->n; i++) {
         const struct xds_resource *r = sds->res[i];
         json_t *secret =
             typed(TYPE_PREFIX "envoy.extensions.transport_sockets.tls.v3.Secret", r->msg);
-        redact(secret);
         json_array_append_new(arr, json_pack("{s:s,s:s,s:o,s:o}", "name", r->name, "version_info",
                                              r->version ? r->version : "", "last_updated",
                                              timestamp(r->last_updated_ms), "secret", secret));
     }
-    return json_pack("{s:s,s:o}", "@type", TYPE_PREFIX "envoy.admin.v3.SecretsConfigDump",
-                     "dynamic_active_secrets", arr);
+}
+
+/* Envoy's SecretsConfigDump: the bootstrap's static_resources.secrets, then the dynamic ones
+ * (over ADS, and from each separate SDS server the snapshot was compiled with), keys redacted. */
+static json_t *secrets_dump(const struct rs_snapshot *snap, const struct xds_state *st)
+{
+    json_t *stat = json_array(), *arr = json_array();
+    const Envoy__Config__Bootstrap__V3__Bootstrap__StaticResources *sr =
+        snap->bootstrap ? snap->bootstrap->static_resources : NULL;
+    for (size_t i = 0; sr && i < sr->n_secrets; i++) {
+        json_t *secret = typed(TYPE_PREFIX "envoy.extensions.transport_sockets.tls.v3.Secret",
+                               &sr->secrets[i]->base);
+        json_array_append_new(stat, json_pack("{s:s,s:o}", "name",
+                                              sr->secrets[i]->name ? sr->secrets[i]->name : "",
+                                              "secret", secret));
+    }
+    secrets_from(arr, st);
+    for (uint32_t i = 0; i < snap->n_sds_states; i++) secrets_from(arr, snap->sds_states[i]);
+    return json_pack("{s:s,s:o,s:o}", "@type", TYPE_PREFIX "envoy.admin.v3.SecretsConfigDump",
+                     "static_secrets", stat, "dynamic_active_secrets", arr);
 }
 
 /* Ringside's addition, as a google.protobuf.Struct so tools that decode every entry (istioctl)
@@ -196,9 +231,12 @@ json_t *rs_admin_config_dump_json(const struct rs_snapshot *snap)
                 configs, dynamic_dump(st, XDS_RDS, TYPE_PREFIX "envoy.admin.v3.RoutesConfigDump",
                                       "dynamic_route_configs", "route_config",
                                       TYPE_PREFIX "envoy.config.route.v3.RouteConfiguration"));
-            json_array_append_new(configs, secrets_dump(st));
         }
+        if (st || snap->n_sds_states ||
+            (snap->bootstrap->static_resources && snap->bootstrap->static_resources->n_secrets))
+            json_array_append_new(configs, secrets_dump(snap, st));
         json_array_append_new(configs, skipped_dump(snap));
     }
+    redact(configs); /* bootstrap, transport sockets and secrets alike */
     return json_pack("{s:o}", "configs", configs);
 }

@@ -1299,6 +1299,9 @@ static void snapshot_free(struct rs_snapshot *s)
         protobuf_c_message_free_unpacked(&s->bootstrap->base, NULL);
     rs_skipped_free(&s->skipped);
     if (s->xds && s->xds_release) s->xds_release(s->xds);
+    for (uint32_t i = 0; i < s->n_sds_states && s->sds_release; i++)
+        s->sds_release(s->sds_states[i]);
+    free(s->sds_states);
     free(s);
     __atomic_sub_fetch(&snapshots_live, 1, __ATOMIC_RELEASE);
 }

@@ -32,6 +32,7 @@ struct rs_dns_slot {
     char *hostname;
     uint16_t port;
     uint32_t weight;
+    int8_t ts_match;         /* the transport_socket_matches entry its metadata selects, or -1 */
     int id;                  /* resolver target id */
     struct rs_endpoint *eps; /* last good result (under cluster->dns_lock) */
     uint32_t n;
@@ -395,6 +396,11 @@ struct rs_snapshot {
      * NULL for a static bootstrap. Owned: released with `xds_release(xds)`. */
     void *xds;
     void (*xds_release)(void *xds);
+    /* The states of the separate SDS servers (xds/ads.h's struct xds_state, one per server) whose
+     * secrets it was compiled with, for /config_dump; each released with sds_release. */
+    void **sds_states;
+    uint32_t n_sds_states;
+    void (*sds_release)(void *state);
 };
 
 /* Compiles a bootstrap. On error returns NULL and writes "field.path: reason" to err. The

@@ -208,6 +208,40 @@ static void cluster_stats(struct rs_cluster *c, const Cluster *pc)
     if (c->ssl_stats) rs_stats_register_block(prefix, cluster_ssl_specs, RS_TLS_NSTATS, c->ssl);
 }
 
+/* The transport_socket_matches entry an endpoint's envoy.transport_socket_match metadata
+ * selects (Envoy: the first whose every key/value the metadata holds), or -1. Only string values
+ * are compared (Istio's tlsMode). For EDS, STATIC and STRICT_DNS hosts alike: a static endpoint
+ * with tlsMode istio must not fall through to the plaintext entry. */
+int rs_cfg_ts_match(const struct rs_cluster *c, const Envoy__Config__Core__V3__Metadata *md)
+{
+    const Google__Protobuf__Struct *st = NULL;
+    for (size_t i = 0; md && i < md->n_filter_metadata; i++)
+        if (strcmp(md->filter_metadata[i]->key, "envoy.transport_socket_match") == 0)
+            st = md->filter_metadata[i]->value;
+    for (uint32_t m = 0; m < c->n_ts_matches; m++) {
+        const struct rs_ts_match *t = &c->ts_matches[m];
+        uint32_t hit = 0;
+        for (uint32_t k = 0; k < t->nkv; k++)
+            for (size_t f = 0; st && f < st->n_fields; f++) {
+                const Google__Protobuf__Value *v = st->fields[f]->value;
+                if (strcmp(st->fields[f]->key, t->keys[k]) == 0 && v &&
+                    v->kind_case == GOOGLE__PROTOBUF__VALUE__KIND_STRING_VALUE &&
+                    strcmp(v->string_value, t->values[k]) == 0) {
+                    hit++;
+                    break;
+                }
+            }
+        if (hit == t->nkv) return (int)m;
+    }
+    return -1;
+}
+
+static int8_t ts_match_of(const struct rs_cluster *c, const Envoy__Config__Core__V3__Metadata *md)
+{
+    int m = rs_cfg_ts_match(c, md);
+    return (int8_t)(m > 127 ? 127 : m);
+}
+
 /* A Unix-socket endpoint (Istio's xds-grpc and sds-grpc clusters: ./etc/istio/proxy/XDS and
  * the SDS socket), for the control-plane clients; the data plane does not route to them. */
 static int pipe_endpoint(struct cctx *cx, const char *field, const Envoy__Config__Core__V3__Pipe *p,
@@ -305,6 +339,7 @@ static int compile_endpoints(struct cctx *cx, struct rs_cluster *c, const Cluste
                                                          .hostname = xstrdup(sa->address),
                                                          .port = (uint16_t)sa->port_value,
                                                          .weight = weight,
+                                                         .ts_match = ts_match_of(c, lbe->metadata),
                                                          .id = -1};
                 continue;
             }
@@ -315,7 +350,7 @@ static int compile_endpoints(struct cctx *cx, struct rs_cluster *c, const Cluste
             }
             struct rs_endpoint *e = &eps[neps++];
             memset(e, 0, sizeof *e);
-            e->ts_match = -1;
+            e->ts_match = ts_match_of(c, lbe->metadata);
             rs_cfg_ip_port(sa->address, sa->port_value, &e->addr, &e->addrlen);
             e->weight = weight;
             rs_addr_str((struct sockaddr *)&e->addr, e->name, sizeof e->name);
@@ -548,7 +583,7 @@ struct rs_tls_ctx *rs_cluster_host_tls(const struct rs_cluster *c, const struct 
     /* acquire: a context swapped in by rs_cfg_cluster_tls_swap is seen fully built */
     if (ep && ep->ts_match >= 0 && (uint32_t)ep->ts_match < c->n_ts_matches)
         return __atomic_load_n(&c->ts_matches[ep->ts_match].tls_ctx, __ATOMIC_ACQUIRE);
-    /* no metadata to match (static hosts, original destinations): an entry with an empty
+    /* no host (original destinations) or no metadata matched: an entry with an empty
      * match, else the cluster's transport socket */
     for (uint32_t i = 0; i < c->n_ts_matches; i++)
         if (c->ts_matches[i].nkv == 0)
@@ -625,6 +660,7 @@ int rs_cfg_cluster(struct cctx *cx, struct rs_cluster *c, const Cluster *pc)
         pc->use_tcp_for_dns_lookups)
         return fail(cx, "typed_dns_resolver_config", "only the system resolver is supported");
     if (pc->upstream_config) return fail(cx, "upstream_config", "is not supported");
+    /* before the endpoints: a static host picks its transport_socket_matches entry */
     if (cluster_transport(cx, c, pc)) return -1;
     c->connect_timeout_ms = rs_duration_ms(pc->connect_timeout, 5000);
     c->per_connection_buffer_limit = pc->per_connection_buffer_limit_bytes
@@ -839,7 +875,7 @@ static void on_dns(void *ctx, const struct sockaddr_storage *addrs, size_t n, in
         eps[i].addrlen = addrs[i].ss_family == AF_INET6 ? sizeof(struct sockaddr_in6)
                                                         : sizeof(struct sockaddr_in);
         eps[i].weight = slot->weight;
-        eps[i].ts_match = -1;
+        eps[i].ts_match = slot->ts_match;
         rs_addr_str((const struct sockaddr *)&addrs[i], eps[i].name, sizeof eps[i].name);
     }
     free(slot->eps);

@@ -140,6 +140,9 @@ int rs_cfg_transport_server(struct cctx *cx, const Envoy__Config__Core__V3__Tran
 /* config_cluster.c */
 struct rs_cluster *rs_cfg_cluster_new(void);
 int rs_cfg_cluster(struct cctx *cx, struct rs_cluster *c, const Cluster *pc);
+/* The transport_socket_matches entry a host's metadata selects, or -1 (the cluster's
+ * transport_socket, or an entry with an empty match, applies). */
+int rs_cfg_ts_match(const struct rs_cluster *c, const Envoy__Config__Core__V3__Metadata *md);
 /* A cluster's client contexts (transport_socket, and transport_socket_matches in order) with
  * their secrets substituted; r.dry (set by the caller) only resolves and fingerprints. Release
  * with rs_cfg_cluster_tls_drop, or hand to rs_cfg_cluster_tls_swap, which replaces a live

@@ -68,32 +68,6 @@ static bool usable(Envoy__Config__Core__V3__HealthStatus h)
            h == ENVOY__CONFIG__CORE__V3__HEALTH_STATUS__HEALTHY;
 }
 
-/* The transport_socket_matches entry an endpoint's envoy.transport_socket_match metadata
- * selects (Envoy: the first whose every key/value the metadata holds), or -1. */
-static int ts_match(const struct rs_cluster *c, const Envoy__Config__Core__V3__Metadata *md)
-{
-    const Google__Protobuf__Struct *st = NULL;
-    for (size_t i = 0; md && i < md->n_filter_metadata; i++)
-        if (strcmp(md->filter_metadata[i]->key, "envoy.transport_socket_match") == 0)
-            st = md->filter_metadata[i]->value;
-    for (uint32_t m = 0; m < c->n_ts_matches; m++) {
-        const struct rs_ts_match *t = &c->ts_matches[m];
-        uint32_t hit = 0;
-        for (uint32_t k = 0; k < t->nkv; k++)
-            for (size_t f = 0; st && f < st->n_fields; f++) {
-                const Google__Protobuf__Value *v = st->fields[f]->value;
-                if (strcmp(st->fields[f]->key, t->keys[k]) == 0 && v &&
-                    v->kind_case == GOOGLE__PROTOBUF__VALUE__KIND_STRING_VALUE &&
-                    strcmp(v->string_value, t->values[k]) == 0) {
-                    hit++;
-                    break;
-                }
-            }
-        if (hit == t->nkv) return (int)m;
-    }
-    return -1;
-}
-
 /* The lowest priority with a usable host: Envoy spills over to priority N+1 as priority N loses
  * healthy hosts; here the whole load moves to the first priority that has any (no partial
  * spill-over by overprovisioning factor). */
@@ -136,7 +110,7 @@ static int eds_endpoint(struct cctx *cx, struct rs_cluster *c,
     uint64_t w = (lbe->load_balancing_weight ? lbe->load_balancing_weight->value : 1) * lw;
     e->weight = w > UINT32_MAX ? UINT32_MAX : (uint32_t)w;
     rs_addr_str((struct sockaddr *)&e->addr, e->name, sizeof e->name);
-    int m = ts_match(c, lbe->metadata);
+    int m = rs_cfg_ts_match(c, lbe->metadata);
     e->ts_match = (int8_t)(m > 127 ? 127 : m);
     return 0;
 }

@@ -90,6 +90,24 @@ void rs_sds_fill(struct rs_sds *s, struct rs_xds_input *in)
     in->grpc_ctx = s;
 }
 
+static void state_release(void *st)
+{
+    xds_state_unref(st);
+}
+
+void rs_sds_keep(struct rs_sds *sds, struct rs_snapshot *s)
+{
+    s->sds_states = calloc(sds->nsrc + 1, sizeof *s->sds_states);
+    if (!s->sds_states) abort();
+    s->sds_release = state_release;
+    for (size_t i = 0; i < sds->nsrc; i++) {
+        struct src *c = sds->src[i];
+        if (!c->ads) continue;
+        struct xds_state *st = c->cand ? c->cand : xds_ads_current(c->ads);
+        s->sds_states[s->n_sds_states++] = xds_state_ref(st);
+    }
+}
+
 void rs_sds_count(const struct xds_state *old, const struct xds_state *cand, bool ok)
 {
     const struct xds_type_table *t = cand->types[XDS_SDS];

@@ -14,6 +14,7 @@
 #include "xds/bootstrap.h"
 
 struct rs_sds;
+struct rs_snapshot;
 struct rs_xds_input;
 struct xds_loop;
 struct xds_state;
@@ -34,6 +35,10 @@ void rs_sds_free(struct rs_sds *s); /* on the loop's thread, or after it stopped
 
 /* Sets in->grpc_secret/grpc_ctx so a compile reads the separate servers' secrets. */
 void rs_sds_fill(struct rs_sds *s, struct rs_xds_input *in);
+
+/* Hands snapshot s the states of the separate servers (referenced; a server being applied
+ * contributes its candidate), for /config_dump. */
+void rs_sds_keep(struct rs_sds *sds, struct rs_snapshot *s);
 
 /* Subscriptions follow the configuration: the names the bootstrap's static resources and the
  * accepted ADS state (NULL: none) take from separate SDS servers; streams start on first use. */

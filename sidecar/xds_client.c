@@ -235,6 +235,7 @@ static int compile_publish(struct rs_xds *x, struct xds_state *cand, int changed
             rc = -1;
         } else {
             set_node(x, next);
+            rs_sds_keep(x->sds, next);
             /* DNS of dropped clusters stops before the old snapshot can be freed */
             if (rs_config_update_dns(cur, next, x->dns) != 0) {
                 snprintf(err, errlen, "cannot start DNS resolution for the new clusters");

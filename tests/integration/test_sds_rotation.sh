@@ -15,7 +15,7 @@ need openssl
 need curl
 CP=$RS_BUILD/xds/cp/ringside-cp
 [ -x "$CP" ] || skip "no ringside-cp at $CP (build first)"
-LOAD_S=30
+LOAD_S=${RS_SDS_LOAD_S:-30}
 [ "$RS_SANITIZED" = 1 ] && LOAD_S=15
 
 read -r UP P_A P_B P_C A_ADMIN B_ADMIN C_ADMIN <<<"$(free_ports 7)"
@@ -211,6 +211,14 @@ assert_le "$cx" 8 "cluster b kept its keep-alive connections across $rot rotatio
 on A wait_stat cluster.b_new.upstream_cx_total "$((ok / 2))"
 # B's log of A's identity: the new connections carried A's (rotated) SDS certificate
 assert_contains "$(cat "$TMP/ringside-a.err")" "sds: secrets from sds-grpc" "A's SDS stream to sds-grpc"
+# /config_dump shows the secrets from sds-grpc, the private key redacted
+dump=$(on A admin /config_dump)
+assert_eq "$(printf '%s' "$dump" | python3 -c 'import json, sys
+d = json.load(sys.stdin)
+s = [c for c in d["configs"] if c["@type"].endswith("SecretsConfigDump")][0]
+by = {x["name"]: x["secret"] for x in s["dynamic_active_secrets"]}
+print(" ".join(sorted(by)), json.dumps(by["default"]["tlsCertificate"]["privateKey"]))')" \
+    'ROOTCA default {"inlineString": "[redacted]"}' "/config_dump: the SDS secrets, the private key redacted"
 
 # ---- certificate files rewritten under a running sidecar ---------------------------------------
 tls_certs_init

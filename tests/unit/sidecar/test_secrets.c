@@ -5,6 +5,7 @@
  * and the names walked for separate SDS servers. */
 #include <unistd.h>
 
+#include "sidecar/admin_dump.h"
 #include "sidecar/config_impl.h"
 #include "sidecar/secrets.h"
 #include "test.h"
@@ -124,6 +125,9 @@ static void test_static_secrets_by_name(void)
              "filename: %s/a.key } }\n"
              "  - name: ROOTCA\n"
              "    validation_context: { trusted_ca: { filename: %s/root.pem } }\n"
+             "  - name: unused\n"
+             "    tls_certificate: { certificate_chain: { inline_string: chain }, private_key: { "
+             "inline_string: KEYMATERIAL } }\n"
              "  clusters:\n"
              "  - name: up\n"
              "    type: STATIC\n"
@@ -139,7 +143,16 @@ static void test_static_secrets_by_name(void)
     struct rs_snapshot *s = bs ? rs_config_compile(bs, true, err, sizeof err) : NULL;
     if (!s) fprintf(stderr, "  %s\n", err);
     CHECK(s && s->clusters[0]->tls_ctx != NULL); /* the static path resolves them too */
-    rs_snapshot_unref(s);                        /* frees bs */
+    /* /config_dump lists them with the private keys redacted */
+    json_t *dump = s ? rs_admin_config_dump_json(s) : NULL;
+    char *text = dump ? json_dumps(dump, JSON_COMPACT) : NULL;
+    CHECK(text && strstr(text, "\"static_secrets\"") && strstr(text, "\"unused\""));
+    CHECK(text && strstr(text, "\"privateKey\":{\"inlineString\":\"[redacted]\"}"));
+    CHECK(text && !strstr(text, "KEYMATERIAL")); /* nor in the bootstrap */
+    CHECK(text && strstr(text, "a.key"));        /* a file name is no secret */
+    free(text);
+    json_decref(dump);
+    rs_snapshot_unref(s); /* frees bs */
 }
 
 #define ADS_BOOTSTRAP                                                                              \
