@@ -9,9 +9,11 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 
 #include <openssl/err.h>
 #include <openssl/pem.h>
+#include <openssl/sha.h>
 #include <openssl/x509v3.h>
 
 #include "envoy/extensions/transport_sockets/tls/v3/common.pb-c.h"
@@ -502,6 +504,110 @@ static int on_verify(int ok, X509_STORE_CTX *st)
     return 1;
 }
 
+/* ---- verified chains ------------------------------------------------------------------------- */
+
+/* A mesh peer presents the same certificate chain on every connection for the hours it is valid,
+ * so a context remembers the chains it verified: keyed by the SHA-256 of the chain's DER as the
+ * peer sent it, until the earliest notAfter of the verified path or VCACHE_TTL_S, whichever
+ * comes first. A hit skips X.509 path building and the signature check of each certificate by
+ * its issuer (a third of a full mutual-TLS handshake's public-key work); everything that is
+ * particular to the connection still runs: the CertificateVerify signature, proof that the peer
+ * holds the key (BoringSSL checks it outside this callback), and the SAN matchers. A context is
+ * immutable, so its trust store cannot change under an entry: a new root is a new context,
+ * with an empty cache. Contexts that accept untrusted or expired chains keep no cache. */
+#define VCACHE_SLOTS 16
+#define VCACHE_TTL_S 300
+
+struct rs_vcache {
+    pthread_mutex_t lock;
+    uint32_t next; /* slot replaced next (round robin) */
+    struct {
+        uint8_t key[SHA256_DIGEST_LENGTH];
+        int64_t until; /* 0: empty */
+    } e[VCACHE_SLOTS];
+};
+
+static bool chain_key(X509_STORE_CTX *st, uint8_t key[SHA256_DIGEST_LENGTH])
+{
+    SHA256_CTX sha;
+    SHA256_Init(&sha);
+    STACK_OF(X509) *sent = X509_STORE_CTX_get0_untrusted(st);
+    X509 *leaf = X509_STORE_CTX_get0_cert(st);
+    for (size_t i = 0; i <= (sent ? sk_X509_num(sent) : 0); i++) {
+        X509 *x = i == 0 ? leaf : sk_X509_value(sent, i - 1);
+        uint8_t *der = NULL;
+        int n = x ? i2d_X509(x, &der) : -1;
+        if (n <= 0) return false;
+        SHA256_Update(&sha, der, (size_t)n);
+        OPENSSL_free(der);
+    }
+    SHA256_Final(key, &sha);
+    return true;
+}
+
+/* When the verified path stops being valid (the earliest notAfter), bounded by the TTL. */
+static int64_t chain_until(X509_STORE_CTX *st, int64_t now)
+{
+    int64_t until = now + VCACHE_TTL_S;
+    STACK_OF(X509) *path = X509_STORE_CTX_get0_chain(st);
+    for (size_t i = 0; path && i < sk_X509_num(path); i++) {
+        int days, secs;
+        if (!ASN1_TIME_diff(&days, &secs, NULL, X509_get0_notAfter(sk_X509_value(path, i))))
+            return 0; /* undecodable: not remembered */
+        int64_t end = now + (int64_t)days * 86400 + secs;
+        if (end < until) until = end;
+    }
+    return until;
+}
+
+static bool vcache_hit(struct rs_vcache *vc, const uint8_t *key, int64_t now)
+{
+    bool hit = false;
+    pthread_mutex_lock(&vc->lock);
+    for (uint32_t i = 0; i < VCACHE_SLOTS && !hit; i++)
+        hit = vc->e[i].until > now && memcmp(vc->e[i].key, key, SHA256_DIGEST_LENGTH) == 0;
+    pthread_mutex_unlock(&vc->lock);
+    return hit;
+}
+
+static void vcache_put(struct rs_vcache *vc, const uint8_t *key, int64_t until)
+{
+    pthread_mutex_lock(&vc->lock);
+    uint32_t slot = vc->next;
+    for (uint32_t i = 0; i < VCACHE_SLOTS; i++)
+        if (vc->e[i].until == 0 || memcmp(vc->e[i].key, key, SHA256_DIGEST_LENGTH) == 0) {
+            slot = i;
+            break;
+        }
+    if (slot == vc->next) vc->next = (vc->next + 1) % VCACHE_SLOTS;
+    memcpy(vc->e[slot].key, key, SHA256_DIGEST_LENGTH);
+    vc->e[slot].until = until;
+    pthread_mutex_unlock(&vc->lock);
+}
+
+/* BoringSSL's certificate verification for the context (SSL_CTX_set_cert_verify_callback):
+ * X509_verify_cert, whose per-certificate callback is on_verify, unless the chain is known. */
+static int verify_chain(X509_STORE_CTX *st, void *arg)
+{
+    struct rs_tls_ctx *ctx = arg;
+    uint8_t key[SHA256_DIGEST_LENGTH];
+    int64_t now = (int64_t)time(NULL);
+    bool keyed = chain_key(st, key);
+    if (keyed && vcache_hit(ctx->vcache, key, now)) {
+        if (rs_tls_san_ok(ctx, X509_STORE_CTX_get0_cert(st))) return 1;
+        X509_STORE_CTX_set_error(st, X509_V_ERR_APPLICATION_VERIFICATION);
+        rs_tls_conn_set_verify_fail(
+            X509_STORE_CTX_get_ex_data(st, SSL_get_ex_data_X509_STORE_CTX_idx()), RS_VERIFY_SAN);
+        return 0;
+    }
+    int ok = X509_verify_cert(st);
+    if (ok == 1 && keyed && X509_STORE_CTX_get_error(st) == X509_V_OK) {
+        int64_t until = chain_until(st, now);
+        if (until > now) vcache_put(ctx->vcache, key, until);
+    }
+    return ok;
+}
+
 /* ---- protocol parameters --------------------------------------------------------------------- */
 
 static int version_of(struct build *b, const char *field, int v, uint16_t dflt, uint16_t *out)
@@ -712,6 +818,16 @@ static void finish(struct rs_tls_ctx *ctx)
     if (ctx->require_peer_cert || (ctx->server && ctx->n_san))
         mode |= SSL_VERIFY_FAIL_IF_NO_PEER_CERT;
     SSL_CTX_set_verify(ctx->ssl, mode, ctx->verify ? on_verify : NULL);
+    if (ctx->verify && !ctx->accept_untrusted && !ctx->allow_expired) {
+        ctx->vcache = calloc(1, sizeof *ctx->vcache);
+        if (ctx->vcache) {
+            pthread_mutex_init(&ctx->vcache->lock, NULL);
+            SSL_CTX_set_cert_verify_callback(ctx->ssl, verify_chain, ctx);
+        }
+    }
+    /* one session ticket per full handshake, not BoringSSL's two: our pools keep only the newest
+     * session, and each ticket costs a server a seal (4% of a full handshake's time for two) */
+    if (ctx->server) SSL_CTX_set_num_tickets(ctx->ssl, 1);
     if (ctx->server && ctx->alpn) SSL_CTX_set_alpn_select_cb(ctx->ssl, on_alpn_select, ctx);
     if (!ctx->server && ctx->alpn) SSL_CTX_set_alpn_protos(ctx->ssl, ctx->alpn, ctx->alpn_len);
 }
@@ -817,6 +933,8 @@ void rs_tls_ctx_unref(struct rs_tls_ctx *ctx)
     SSL_CTX_free(ctx->ssl);
     SSL_SESSION_free(ctx->session);
     pthread_mutex_destroy(&ctx->sess_lock);
+    if (ctx->vcache) pthread_mutex_destroy(&ctx->vcache->lock);
+    free(ctx->vcache);
     for (size_t i = 0; i < ctx->n_san; i++) {
         free(ctx->san[i].s);
         pcre2_code_free(ctx->san[i].re);

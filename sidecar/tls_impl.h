@@ -33,6 +33,7 @@ struct rs_tls_ctx {
     struct rs_san_matcher *san;
     size_t n_san;
     uint64_t stats[RS_TLS_STAT_COUNT];
+    struct rs_vcache *vcache; /* peer chains verified lately (tls_ctx.c), or NULL */
     /* client session resumption: the latest session the upstream gave us (max_session_keys 1) */
     pthread_mutex_t sess_lock;
     SSL_SESSION *session;
