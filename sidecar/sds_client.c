@@ -201,6 +201,18 @@ void rs_sds_sync(struct rs_sds *s, const struct xds_state *ads)
     }
 }
 
+bool rs_sds_pending(const struct rs_sds *s)
+{
+    for (size_t i = 0; s && i < s->nsrc; i++) {
+        const struct src *c = s->src[i];
+        if (!c->ads) return true; /* no usable server: what needs it warms for good */
+        const struct xds_state *st = c->cand ? c->cand : xds_ads_current(c->ads);
+        for (size_t k = 0; k < c->n; k++)
+            if (!xds_state_find(st, XDS_SDS, c->names[k])) return true;
+    }
+    return false;
+}
+
 /* ---- certificate files ----------------------------------------------------------------------- */
 
 static void on_settled(xds_loop *loop, void *arg)

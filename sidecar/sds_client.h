@@ -44,6 +44,9 @@ void rs_sds_keep(struct rs_sds *sds, struct rs_snapshot *s);
  * accepted ADS state (NULL: none) take from separate SDS servers; streams start on first use. */
 void rs_sds_sync(struct rs_sds *s, const struct xds_state *ads);
 
+/* Whether a name subscribed from a separate server has not arrived yet. */
+bool rs_sds_pending(const struct rs_sds *s);
+
 /* Watches the certificate files noted so far (rs_secrets_note_file); call after compiles. */
 void rs_sds_watch_files(struct rs_sds *s);
 

@@ -997,7 +997,9 @@ static void worker_switch(struct rs_worker *w)
     pub_unref(w->pub);
     w->pub = p;
     pthread_mutex_unlock(&srv->pub_lock);
-    w->pub_seq = p->seq;
+    /* atomic: the control thread reads it to release TLS contexts retired before this
+     * publication (xds_client.c workers_seq) */
+    __atomic_store_n(&w->pub_seq, p->seq, __ATOMIC_RELEASE);
     rs_debug("worker %d: now on snapshot %llu", w->id, (unsigned long long)p->seq);
 }
 
@@ -1072,7 +1074,7 @@ static int worker_init(struct rs_server *srv, struct rs_worker *w, int id)
     p->refs++;
     pthread_mutex_unlock(&srv->pub_lock);
     w->pub = p;
-    w->pub_seq = p->seq;
+    __atomic_store_n(&w->pub_seq, p->seq, __ATOMIC_RELEASE);
     struct rs_snapshot *snap = w->snap = p->snap;
     rs_snapshot_ref(snap);
     w->stats = rs_stats_shard(id);

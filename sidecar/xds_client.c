@@ -124,8 +124,7 @@ static void mirror_stats(struct rs_xds *x)
 }
 
 /* The lowest publication sequence any worker runs on: a worker adopts a publication between
- * batches, so one on sequence >= q has finished every batch that began before q was published.
- * (w->pub_seq is the worker's; an aligned 64-bit load sees either value.) */
+ * batches, so one on sequence >= q has finished every batch that began before q was published. */
 static uint64_t workers_seq(const struct rs_server *srv)
 {
     if (!srv->workers) return 0;
@@ -203,15 +202,15 @@ static void after_apply(xds_loop *loop, void *arg)
 }
 
 /* Envoy's initialization: clusters and listeners fetched (or their initial fetch timed out) and
- * nothing still warming. */
-static bool initialized(const struct xds_state *st)
+ * nothing still warming: assignments, routes, and secrets over ADS or from separate servers. */
+static bool initialized(const struct rs_xds *x, const struct xds_state *st)
 {
     if (!st->type_initialized[XDS_CDS] || !st->type_initialized[XDS_LDS]) return false;
     for (int t = 0; t < XDS_NTYPES; t++)
         for (size_t i = 0; i < st->n_watch[t]; i++)
-            if ((t == XDS_EDS || t == XDS_RDS) && st->watch[t][i].status == XDS_WATCH_PENDING)
+            if (t != XDS_CDS && t != XDS_LDS && st->watch[t][i].status == XDS_WATCH_PENDING)
                 return false;
-    return true;
+    return !rs_sds_pending(x->sds);
 }
 
 /* Compiles the bootstrap with the ADS state (NULL: none) and the separate servers' secrets, and
@@ -281,7 +280,7 @@ static int apply(void *arg, struct xds_state *cand, int changed, char *err, size
         go_live(x, "from the cache file");
     } else {
         if (changed != XDS_SDS) __atomic_store_n(&x->serving_cache, 0, __ATOMIC_RELAXED);
-        if (initialized(cand)) go_live(x, "listeners and their routes received");
+        if (initialized(x, cand)) go_live(x, "listeners, their routes and secrets received");
     }
     /* the client counts the update once apply returns: mirror on the next loop turn; and give
      * back what compiling left, then what the replaced configuration held once it is freed */
@@ -349,6 +348,10 @@ static int on_secrets(void *arg, char *err, size_t errlen)
     struct rs_xds *x = arg;
     int rc = compile_publish(x, x->ads ? xds_ads_current(x->ads) : NULL, -1, err, errlen);
     if (rc == 0) rs_debug("sds: secrets applied");
+    /* the last secrets the initial configuration waited for (the source being applied counts
+     * its candidate: rs_sds_pending sees it) */
+    if (rc == 0 && x->ads && initialized(x, xds_ads_current(x->ads)))
+        go_live(x, "listeners, their routes and secrets received");
     return rc;
 }
 
