@@ -53,6 +53,7 @@ check 'mongodb-1: .* inbound\|19080\|\| .* peer=spiffe://cluster\.local/ns/defau
 check 'x-forwarded-client-cert: By=spiffe://cluster\.local/ns/default/sa/reviews;Hash=[0-9a-f]+;.*URI=spiffe://cluster\.local/ns/default/sa/productpage'
 check 'listener\.[0-9.]+_9080\.ssl\.handshake: [1-9]'
 check 'listener\.[0-9.]+_27017\.ssl\.handshake: [1-9]'
+check 'productpage-1: cluster\.outbound\|27017\|\|mongodb\.default\.svc\.cluster\.local\.ssl\.handshake: [1-9]'
 check 'server certificate: URI:spiffe://cluster\.local/ns/default/sa/reviews \(Verify return code: 0 \(ok\)\)'
 check 'no response: refused'
 check 'ssl\.fail_verify_no_cert: [1-9]'
