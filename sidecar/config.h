@@ -437,7 +437,9 @@ struct rs_hostset *rs_cluster_hosts(struct rs_cluster *c);
 void rs_hostset_unref(struct rs_hostset *h);
 
 /* The TLS client context a connection to host ep of cluster c uses (transport_socket_matches on
- * the host's metadata, else the cluster's transport_socket), or NULL for plaintext. */
+ * the host's metadata, else the cluster's transport_socket), or NULL for plaintext. Borrowed: a
+ * rotation may swap it out, and it stays valid only until the calling worker's batch ends, so
+ * take the reference (rs_tls_attach does) in the same callback. */
 struct rs_tls_ctx *rs_cluster_host_tls(const struct rs_cluster *c, const struct rs_endpoint *ep);
 
 /* Builds a host set with its weighted round-robin order (weights default to 1). */

@@ -404,6 +404,55 @@ static void test_rotation_in_place(void)
     xds_bootstrap_free(bs);
 }
 
+/* A STATIC host's metadata picks its transport_socket_matches entry, as an EDS host's does
+ * (tlsMode istio must not fall through to the plaintext entry). */
+static void test_static_host_transport_socket_match(void)
+{
+    char y[4096];
+    snprintf(y, sizeof y,
+             "static_resources:\n"
+             "  clusters:\n"
+             "  - name: up\n"
+             "    type: STATIC\n"
+             "    load_assignment: { cluster_name: up, endpoints: [ { lb_endpoints: [ { endpoint: "
+             "{ address: { socket_address: { address: 127.0.0.1, port_value: 1 } } }, metadata: "
+             "{ filter_metadata: { envoy.transport_socket_match: { tlsMode: istio } } } }, { "
+             "endpoint: { address: { socket_address: { address: 127.0.0.1, port_value: 2 } } } "
+             "} ] } ] }\n"
+             "    transport_socket_matches:\n"
+             "    - name: tlsMode-istio\n"
+             "      match: { tlsMode: istio }\n"
+             "      transport_socket: { name: tls, typed_config: { \"@type\": "
+             "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext, "
+             "common_tls_context: { tls_certificates: [ { certificate_chain: { filename: %s/a.pem "
+             "}, private_key: { filename: %s/a.key } } ] } } }\n"
+             "    - name: tlsMode-disabled\n"
+             "      match: {}\n"
+             "      transport_socket: { name: raw, typed_config: { \"@type\": "
+             "type.googleapis.com/envoy.extensions.transport_sockets.raw_buffer.v3.RawBuffer } "
+             "}\n",
+             dir, dir);
+    char err[512];
+    xds_bootstrap *bs = bootstrap(y);
+    struct rs_snapshot *s = bs ? rs_config_compile(bs, true, err, sizeof err) : NULL;
+    if (!s) fprintf(stderr, "  %s\n", err);
+    CHECK(s != NULL);
+    if (s) {
+        struct rs_cluster *c = s->clusters[0];
+        struct rs_hostset *h = rs_cluster_hosts(c);
+        CHECK(h && h->n == 2);
+        if (h && h->n == 2) {
+            CHECK_EQ_INT(h->eps[0].ts_match, 0);
+            CHECK(rs_cluster_host_tls(c, &h->eps[0]) == c->ts_matches[0].tls_ctx &&
+                  c->ts_matches[0].tls_ctx);
+            CHECK_EQ_INT(h->eps[1].ts_match, 1); /* no metadata: the empty match, plaintext */
+            CHECK(rs_cluster_host_tls(c, &h->eps[1]) == NULL);
+        }
+        rs_hostset_unref(h);
+    }
+    rs_snapshot_unref(s);
+}
+
 /* ---- names for separate servers ------------------------------------------------------------- */
 
 struct names {
@@ -449,9 +498,13 @@ int main(void)
 {
     make_certs();
     static const struct rs_test_case cases[] = {
-        TEST_CASE(test_static_secrets_by_name),    TEST_CASE(test_ads_and_grpc_secrets),
-        TEST_CASE(test_combined_validation_merge), TEST_CASE(test_refusals_name_the_field),
-        TEST_CASE(test_rotation_in_place),         TEST_CASE(test_grpc_names),
+        TEST_CASE(test_static_secrets_by_name),
+        TEST_CASE(test_ads_and_grpc_secrets),
+        TEST_CASE(test_combined_validation_merge),
+        TEST_CASE(test_refusals_name_the_field),
+        TEST_CASE(test_rotation_in_place),
+        TEST_CASE(test_static_host_transport_socket_match),
+        TEST_CASE(test_grpc_names),
     };
     int rc = rs_run_tests(cases, (int)(sizeof cases / sizeof cases[0]));
     char cmd[128];
