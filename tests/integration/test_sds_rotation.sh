@@ -7,9 +7,11 @@
 # keep-alive pools, one opening a connection per request so every request is a new handshake):
 # no request fails, B's serving certificate changes (openssl s_client sees a new serial), the
 # handshake counters rise, A's cluster is rotated in place (its pool is kept: few upstream
-# connections) and sds.default.update_success counts the rotations. Then certificate FILES:
-# sidecar C serves TLS from files; rewriting them (by rename, as Kubernetes does) changes the
-# serial new handshakes see.
+# connections), sds.default.update_success counts the rotations and /config_dump shows the
+# secrets with the key redacted. Then certificate FILES: sidecar C serves TLS from files;
+# replacing them by rename changes the serial new handshakes see while a connection opened before
+# keeps working; a Kubernetes-style ..data swap is seen through watched_directory; a certificate
+# written without its key is refused and the running one kept.
 source "$(dirname "$0")/lib.sh"
 need openssl
 need curl
@@ -18,7 +20,7 @@ CP=$RS_BUILD/xds/cp/ringside-cp
 LOAD_S=${RS_SDS_LOAD_S:-30}
 [ "$RS_SANITIZED" = 1 ] && LOAD_S=15
 
-read -r UP P_A P_B P_C A_ADMIN B_ADMIN C_ADMIN <<<"$(free_ports 7)"
+read -r UP P_A P_B P_C P_D A_ADMIN B_ADMIN C_ADMIN <<<"$(free_ports 8)"
 SDS=$TMP/sds.sock
 TD=ringside.test
 ID_A='sidecar~127.0.0.10~productpage-1.default~default.svc.cluster.local'
@@ -251,19 +253,82 @@ $(yaml_router)
           route_config:
             virtual_hosts:
             - { name: app, domains: ["*"], routes: [ { match: { prefix: "/" }, route: { cluster: app } } ] }
+  - name: kube
+    address: { socket_address: { address: 127.0.0.1, port_value: $P_D } }
+    filter_chains:
+    - transport_socket:
+        name: envoy.transport_sockets.tls
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext
+          common_tls_context:
+            tls_certificates:
+            - certificate_chain: { filename: "$TMP/kube/tls.crt" }
+              private_key: { filename: "$TMP/kube/tls.key" }
+              watched_directory: { path: "$TMP/kube" }
+      filters:
+      - name: envoy.filters.network.tcp_proxy
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy
+          stat_prefix: kube
+          cluster: app
   clusters:
 $(yaml_static_cluster app $UP)
 EOF
+# a Kubernetes secret volume: tls.crt -> ..data/tls.crt, ..data -> a version directory that a new
+# version replaces by renaming a new ..data link over it (only the directory sees that)
+kube_version() { # VERSION CERT: writes the version directory and swaps ..data to it
+    mkdir -p "$TMP/kube/..$1"
+    cp "$C/$2.pem" "$TMP/kube/..$1/tls.crt"
+    cp "$C/$2.key" "$TMP/kube/..$1/tls.key"
+    ln -sfn "..$1" "$TMP/kube/..data_tmp"
+    mv -T "$TMP/kube/..data_tmp" "$TMP/kube/..data"
+}
+mkdir -p "$TMP/kube"
+kube_version v1 c1
+ln -s ..data/tls.crt "$TMP/kube/tls.crt"
+ln -s ..data/tls.key "$TMP/kube/tls.key"
 start_sidecar c "$TMP/c.yaml" "$C_ADMIN"
+# one TLS connection opened before the rotation, used again after it
+python3 - "$P_C" "$TMP/go" >"$TMP/held.out" 2>&1 <<'PY' &
+import os, socket, ssl, sys, time
+port, go = int(sys.argv[1]), sys.argv[2]
+ctx = ssl.create_default_context()
+ctx.check_hostname, ctx.verify_mode = False, ssl.CERT_NONE
+s = ctx.wrap_socket(socket.create_connection(("127.0.0.1", port), timeout=10))
+def get():
+    s.sendall(b"GET /held HTTP/1.1\r\nHost: c\r\n\r\n")
+    buf = b""
+    while b"\r\n\r\n" not in buf:
+        buf += s.recv(4096)
+    head, _, body = buf.partition(b"\r\n\r\n")
+    n = [int(l.split(b":")[1]) for l in head.split(b"\r\n") if l.lower().startswith(b"content-length")]
+    while n and len(body) < n[0]:
+        body += s.recv(4096)
+    return head.split(b" ")[1].decode()
+print("before", get(), flush=True)
+deadline = time.time() + 20
+while not os.path.exists(go) and time.time() < deadline:
+    time.sleep(0.05)
+print("after", get(), flush=True)
+PY
+PIDS+=($!)
+wait_for "the held connection's first answer" 10 grep -q "before 200" "$TMP/held.out"
 f0=$(serial $P_C)
 assert_eq "$f0" "$(openssl x509 -in "$C/c1.pem" -noout -serial)" "C serves the file's certificate"
-# an established connection keeps running across the rotation (curl keeps one open for two)
 leaf c2 root "spiffe://$TD/ns/default/sa/c"
 cp "$C/c2.pem" "$TMP/live/.cert.new" && cp "$C/c2.key" "$TMP/live/.key.new"
 mv "$TMP/live/.key.new" "$TMP/live/key.pem" && mv "$TMP/live/.cert.new" "$TMP/live/cert.pem"
 want=$(openssl x509 -in "$C/c2.pem" -noout -serial)
 wait_for "C's new handshakes to see the rewritten certificate" 10 sh -c "[ \"\$(openssl s_client -connect 127.0.0.1:$P_C </dev/null 2>/dev/null | openssl x509 -noout -serial)\" = '$want' ]"
 assert_eq "$(curl -sk -o /dev/null -w '%{http_code}' "https://127.0.0.1:$P_C/")" 200 "C serves with the new certificate"
+: >"$TMP/go"
+wait_for "the held connection's second answer" 10 grep -q "^after" "$TMP/held.out"
+assert_eq "$(sed -n 's/^after //p' "$TMP/held.out")" 200 "a connection established before the rotation keeps running"
+# the Kubernetes-style swap, seen through watched_directory
+assert_eq "$(serial $P_D)" "$(openssl x509 -in "$C/c1.pem" -noout -serial)" "watched_directory: the first version serves"
+kube_version v2 c2
+wait_for "watched_directory: the swapped version to serve" 10 sh -c "[ \"\$(openssl s_client -connect 127.0.0.1:$P_D </dev/null 2>/dev/null | openssl x509 -noout -serial)\" = '$want' ]"
+log "ok: watched_directory: a ..data swap is picked up"
 # a half-written pair (certificate without its key) is refused and the running one kept
 leaf c3 root "spiffe://$TD/ns/default/sa/c"
 cp "$C/c3.pem" "$TMP/live/cert.pem"
