@@ -249,6 +249,7 @@ static void on_inotify(xds_loop *loop, int fd, unsigned events, void *arg)
         if (n <= 0) break;
         for (char *p = buf; p < buf + n;) {
             const struct inotify_event *e = (const void *)p;
+            if (e->mask & IN_Q_OVERFLOW) hit = true; /* events were lost: rebuild anyway */
             for (size_t i = 0; i < s->nw && !hit; i++)
                 if (s->w[i].wd == e->wd) hit = relevant(s, &s->w[i], e->len ? e->name : "");
             p += sizeof *e + e->len;
