@@ -133,7 +133,7 @@ static int on_secrets(void *arg, struct xds_state *cand, int changed, char *err,
     return rc;
 }
 
-static struct src *src_new(struct rs_sds *s, const char *cluster)
+static struct src *src_new(struct rs_sds *s, const char *cluster, uint32_t timeout_ms)
 {
     struct src *c = calloc(1, sizeof *c);
     if (!c) abort();
@@ -141,6 +141,9 @@ static struct src *src_new(struct rs_sds *s, const char *cluster)
     c->cluster = dupstr(cluster);
     struct xds_ads_config cfg = {
         .sds_only = true, .node = s->node, .apply = on_secrets, .arg = c, .node_first_only = true};
+    /* the first reference's initial_fetch_timeout: Envoy's SDS init target gives up waiting
+     * then (the server goes LIVE; what needs the secret keeps warming) */
+    cfg.initial_fetch_timeout_ms[XDS_SDS] = timeout_ms;
     char err[256];
     snprintf(cfg.cluster_name, sizeof cfg.cluster_name, "%s", cluster);
     if (xds_bootstrap_cluster_target(s->bs, cluster, cfg.target, sizeof cfg.target, err,
@@ -160,11 +163,11 @@ static struct src *src_new(struct rs_sds *s, const char *cluster)
     return c;
 }
 
-static void add_name(void *arg, const char *cluster, const char *name)
+static void add_name(void *arg, const char *cluster, const char *name, uint32_t timeout_ms)
 {
     struct rs_sds *s = arg;
     struct src *c = find_src(s, cluster);
-    if (!c) c = src_new(s, cluster);
+    if (!c) c = src_new(s, cluster, timeout_ms);
     for (size_t i = 0; i < c->n; i++)
         if (strcmp(c->names[i], name) == 0) return;
     if (c->n == c->cap) {
@@ -208,7 +211,9 @@ bool rs_sds_pending(const struct rs_sds *s)
         if (!c->ads) return true; /* no usable server: what needs it warms for good */
         const struct xds_state *st = c->cand ? c->cand : xds_ads_current(c->ads);
         for (size_t k = 0; k < c->n; k++)
-            if (!xds_state_find(st, XDS_SDS, c->names[k])) return true;
+            if (xds_state_watch_status(st, XDS_SDS, c->names[k]) == XDS_WATCH_PENDING &&
+                !xds_state_find(st, XDS_SDS, c->names[k]))
+                return true;
     }
     return false;
 }

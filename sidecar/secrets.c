@@ -333,14 +333,16 @@ void rs_secrets_undo(CommonTlsContext *c, struct rs_tls_subst *u)
  */
 
 struct walk {
-    void (*fn)(void *arg, const char *cluster, const char *name);
+    rs_secret_ref_fn fn;
     void *arg;
 };
 
 static void walk_config(struct walk *w, const SdsSecretConfig *sc)
 {
     const char *cluster = sc ? grpc_source(sc->sds_config) : NULL;
-    if (cluster && sc->name && sc->name[0]) w->fn(w->arg, cluster, sc->name);
+    if (cluster && sc->name && sc->name[0])
+        w->fn(w->arg, cluster, sc->name,
+              rs_duration_ms(sc->sds_config->initial_fetch_timeout, 15000));
 }
 
 static void walk_socket(struct walk *w, const Envoy__Config__Core__V3__TransportSocket *ts)
@@ -370,8 +372,7 @@ static void walk_socket(struct walk *w, const Envoy__Config__Core__V3__Transport
     protobuf_c_message_free_unpacked(m, NULL);
 }
 
-void rs_secrets_grpc_names(const ProtobufCMessage *m,
-                           void (*fn)(void *arg, const char *cluster, const char *name), void *arg)
+void rs_secrets_grpc_names(const ProtobufCMessage *m, rs_secret_ref_fn fn, void *arg)
 {
     struct walk w = {fn, arg};
     if (m->descriptor == &envoy__config__cluster__v3__cluster__descriptor) {

@@ -54,10 +54,13 @@ void rs_secrets_undo(Envoy__Extensions__TransportSockets__Tls__V3__CommonTlsCont
 /* Whether c takes anything from SDS. */
 bool rs_secrets_uses_sds(const Envoy__Extensions__TransportSockets__Tls__V3__CommonTlsContext *c);
 
-/* Calls fn(arg, cluster, secret) for every secret a Cluster or Listener (m) takes from a
- * separate SDS server (sds_config.api_config_source.grpc_services[0].envoy_grpc.cluster_name). */
-void rs_secrets_grpc_names(const ProtobufCMessage *m,
-                           void (*fn)(void *arg, const char *cluster, const char *name), void *arg);
+/* Calls fn(arg, cluster, secret, timeout_ms) for every secret a Cluster or Listener (m) takes
+ * from a separate SDS server (sds_config.api_config_source.grpc_services[0].envoy_grpc
+ * .cluster_name); timeout_ms is sds_config.initial_fetch_timeout (Envoy's 15 s when unset, 0:
+ * none, as Istio sets). */
+typedef void (*rs_secret_ref_fn)(void *arg, const char *cluster, const char *name,
+                                 uint32_t timeout_ms);
+void rs_secrets_grpc_names(const ProtobufCMessage *m, rs_secret_ref_fn fn, void *arg);
 
 /* Certificate files: noted while compiling (any thread), listed for the watcher. */
 void rs_secrets_note_file(const char *path, bool directory);

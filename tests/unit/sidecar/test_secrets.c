@@ -460,10 +460,10 @@ struct names {
     int n;
 };
 
-static void collect(void *arg, const char *cluster, const char *name)
+static void collect(void *arg, const char *cluster, const char *name, uint32_t timeout_ms)
 {
     struct names *n = arg;
-    if (n->n < 8) snprintf(n->v[n->n++], 64, "%s/%s", cluster, name);
+    if (n->n < 8) snprintf(n->v[n->n++], 64, "%s/%s/%u", cluster, name, timeout_ms);
 }
 
 static void test_grpc_names(void)
@@ -480,17 +480,19 @@ static void test_grpc_names(void)
     CHECK(tin_yaml(&t, RS_XDS_LDS,
                    tls_listener("tls_certificate_sds_secret_configs: [ " GRPC_SDS(
                        "default") " ], combined_validation_context: { "
-                                  "validation_context_sds_secret_config: " GRPC_SDS(
-                                      "ROOTCA") " }")) == 0);
+                                  "validation_context_sds_secret_config: { name: ROOTCA, "
+                                  "sds_config: { initial_fetch_timeout: 0s, api_config_source: { "
+                                  "api_type: GRPC, grpc_services: [ { envoy_grpc: { "
+                                  "cluster_name: sds-grpc } } ] } } } }")) == 0);
     struct names n = {0};
     rs_secrets_grpc_names(t.res[RS_XDS_CDS][0].msg, collect, &n);
-    CHECK_EQ_INT(n.n, 1); /* the ADS one is the ADS client's */
-    CHECK_STR(n.v[0], "sds-grpc/default");
+    CHECK_EQ_INT(n.n, 1);                        /* the ADS one is the ADS client's */
+    CHECK_STR(n.v[0], "sds-grpc/default/15000"); /* Envoy's default initial_fetch_timeout */
     n.n = 0;
     rs_secrets_grpc_names(t.res[RS_XDS_LDS][0].msg, collect, &n);
     CHECK_EQ_INT(n.n, 2);
-    CHECK_STR(n.v[0], "sds-grpc/default");
-    CHECK_STR(n.v[1], "sds-grpc/ROOTCA");
+    CHECK_STR(n.v[0], "sds-grpc/default/15000");
+    CHECK_STR(n.v[1], "sds-grpc/ROOTCA/0"); /* Istio's 0s: none */
     tin_free(&t);
 }
 
