@@ -232,12 +232,20 @@ static void reload(const struct options *o, struct rs_dns *dns)
     char err[1024];
     unsigned flags = o->allow_unknown ? XDS_LOAD_ALLOW_UNKNOWN : 0;
     xds_bootstrap *bs = xds_bootstrap_load(o->config_path, o->config_yaml, flags, err, sizeof err);
+    if (bs && controlled && !dynamic && !bs->dynamic_resources) {
+        /* the control thread compiles this bootstrap (its certificates are watched): it takes
+         * the new one, compiles, publishes and counts the outcome */
+        if (rs_xds_reload(xds, bs) != 0) {
+            rs_error("reload refused: the control thread did not take the new bootstrap");
+            rs_stat_inc(rs_stats_shard(-1), stat_reload_failed);
+        }
+        return;
+    }
     if (bs && (bs->dynamic_resources || controlled)) {
         rs_error("reload refused: %s (restart to change the bootstrap)",
-                 bs->dynamic_resources
-                     ? "a bootstrap with dynamic_resources is not reloaded (its configuration "
-                       "comes from xDS)"
-                     : "its TLS certificates are watched and rotated by the control thread");
+                 dynamic ? "a bootstrap with dynamic_resources is not reloaded (its configuration "
+                           "comes from xDS)"
+                         : "a static bootstrap cannot become a dynamic one");
         rs_stat_inc(rs_stats_shard(-1), stat_reload_failed);
         xds_bootstrap_free(bs);
         return;
@@ -420,9 +428,9 @@ int main(int argc, char **argv)
     rs_info("shutting down");
     rs_xds_stop(xds);
     if (admin) rs_admin_stop(admin);
-    rs_xds_free(xds);
     rs_server_quit(&server);
     rs_server_join(&server);
+    rs_xds_free(xds); /* after the workers: their snapshots borrow reloaded bootstraps */
     rs_dns_stop(dns);
     rs_snapshot_unref(snap);
     if (controlled) xds_bootstrap_free(bs);

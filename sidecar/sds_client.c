@@ -84,6 +84,11 @@ static const struct rs_xds_resource *grpc_secret(void *ctx, const char *cluster,
     return &s->scratch;
 }
 
+void rs_sds_set_bootstrap(struct rs_sds *s, const xds_bootstrap *bs)
+{
+    s->bs = bs;
+}
+
 void rs_sds_fill(struct rs_sds *s, struct rs_xds_input *in)
 {
     in->grpc_secret = grpc_secret;

@@ -33,6 +33,10 @@ struct rs_sds *rs_sds_new(struct xds_loop *loop, const xds_bootstrap *bs,
                           const Envoy__Config__Core__V3__Node *node, const struct rs_sds_hooks *h);
 void rs_sds_free(struct rs_sds *s); /* on the loop's thread, or after it stopped */
 
+/* The bootstrap changed (SIGHUP reload of a static bootstrap): static clusters and names are read
+ * from bs from now on (streams already open keep their target). */
+void rs_sds_set_bootstrap(struct rs_sds *s, const xds_bootstrap *bs);
+
 /* Sets in->grpc_secret/grpc_ctx so a compile reads the separate servers' secrets. */
 void rs_sds_fill(struct rs_sds *s, struct rs_xds_input *in);
 

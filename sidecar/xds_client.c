@@ -37,6 +37,10 @@ struct rs_xds {
     const xds_bootstrap *bs;
     xds_loop *loop;
     xds_ads *ads; /* NULL: a static bootstrap (secrets and certificate files only) */
+    /* Bootstraps SIGHUP reloads brought (ours; main's is not among them), the current one last:
+     * snapshots borrow them, so all are kept until rs_xds_free (after the workers stopped). */
+    xds_bootstrap **reloaded;
+    size_t nreloaded;
     struct rs_sds *sds;
     pthread_t thread;
     bool started;
@@ -328,6 +332,8 @@ static void *thread_main(void *arg)
 
 static void xds_free(struct rs_xds *x)
 {
+    for (size_t i = 0; i < x->nreloaded; i++) xds_bootstrap_free(x->reloaded[i]);
+    free(x->reloaded);
     rs_sds_free(x->sds);
     if (x->ads) xds_ads_free(x->ads);
     if (x->loop) xds_loop_free(x->loop);
@@ -364,6 +370,52 @@ static void on_files(void *arg)
     char err[1024];
     if (compile_publish(x, x->ads ? xds_ads_current(x->ads) : NULL, -1, err, sizeof err) != 0)
         rs_warn("sds: certificate files changed but the configuration was not rebuilt: %s", err);
+}
+
+struct reload {
+    struct rs_xds *x;
+    xds_bootstrap *bs;
+};
+
+static void on_reload(void *arg)
+{
+    struct reload *r = arg;
+    struct rs_xds *x = r->x;
+    const xds_bootstrap *old = x->bs;
+    char err[1024];
+    x->bs = r->bs;
+    rs_sds_set_bootstrap(x->sds, r->bs);
+    int rc = compile_publish(x, NULL, -1, err, sizeof err);
+    if (rc != 0) {
+        x->bs = old;
+        rs_sds_set_bootstrap(x->sds, old);
+        xds_bootstrap_free(r->bs);
+        rs_error("reload refused, keeping the running configuration: %s", err);
+    } else {
+        x->reloaded = realloc(x->reloaded, (x->nreloaded + 1) * sizeof *x->reloaded);
+        if (!x->reloaded) abort(); /* control path */
+        x->reloaded[x->nreloaded++] = r->bs;
+        rs_sds_sync(x->sds, NULL);
+        struct rs_snapshot *s = rs_server_snapshot(x->srv);
+        rs_info("configuration reloaded: %u listeners, %u clusters", s->nlisteners, s->nclusters);
+        rs_snapshot_unref(s);
+    }
+    rs_stat_inc(rs_stats_shard(-1),
+                rs_stats_register(rc ? "server.reload_rejected" : "server.reload_success",
+                                  RS_STAT_COUNTER));
+    free(r);
+}
+
+int rs_xds_reload(struct rs_xds *x, xds_bootstrap *bs)
+{
+    struct reload *r = calloc(1, sizeof *r);
+    if (r) *r = (struct reload){.x = x, .bs = bs};
+    int rc = r ? xds_loop_post(x->loop, on_reload, r) : -ENOMEM;
+    if (rc != 0) {
+        free(r);
+        xds_bootstrap_free(bs);
+    }
+    return rc;
 }
 
 /* The ADS client, for a bootstrap with dynamic_resources. */

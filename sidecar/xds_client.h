@@ -28,9 +28,17 @@ struct rs_xds_opts {
  * err on a configuration error. */
 struct rs_xds *rs_xds_start(struct rs_server *srv, struct rs_dns *dns, const xds_bootstrap *bs,
                             const struct rs_xds_opts *opts, char *err, size_t errlen);
+/* SIGHUP for a static bootstrap the control thread compiles (its TLS secrets or certificate
+ * files are watched): bs (taken) replaces the bootstrap on the control thread, compiled with the
+ * running snapshot as the previous one (unchanged clusters keep their pools) and published, or
+ * refused (server.reload_success / server.reload_rejected). 0, or -errno when it could not be
+ * handed over (bs is freed). */
+int rs_xds_reload(struct rs_xds *x, xds_bootstrap *bs);
 /* Stops the thread: no more updates (idempotent). */
 void rs_xds_stop(struct rs_xds *x);
-/* Stops and frees the client (after the admin thread, which asks rs_xds_serving_cache). */
+/* Stops and frees the client (after the admin thread, which asks rs_xds_serving_cache), with the
+ * bootstraps reloads brought: after the workers stopped (rs_server_join), since their snapshots
+ * borrow them. */
 void rs_xds_free(struct rs_xds *x);
 /* True while the data plane runs on the configuration loaded from the cache file. */
 bool rs_xds_serving_cache(const struct rs_xds *x);

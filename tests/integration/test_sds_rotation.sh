@@ -11,7 +11,8 @@
 # secrets with the key redacted. Then certificate FILES: sidecar C serves TLS from files;
 # replacing them by rename changes the serial new handshakes see while a connection opened before
 # keeps working; a Kubernetes-style ..data swap is seen through watched_directory; a certificate
-# written without its key is refused and the running one kept.
+# written without its key is refused and the running one kept; SIGHUP reloads such a bootstrap
+# through the control thread (a broken one is refused).
 source "$(dirname "$0")/lib.sh"
 need openssl
 need curl
@@ -20,7 +21,7 @@ CP=$RS_BUILD/xds/cp/ringside-cp
 LOAD_S=${RS_SDS_LOAD_S:-30}
 [ "$RS_SANITIZED" = 1 ] && LOAD_S=15
 
-read -r UP P_A P_B P_C P_D A_ADMIN B_ADMIN C_ADMIN <<<"$(free_ports 8)"
+read -r UP P_A P_B P_C P_D P_E A_ADMIN B_ADMIN C_ADMIN <<<"$(free_ports 9)"
 SDS=$TMP/sds.sock
 TD=ringside.test
 ID_A='sidecar~127.0.0.10~productpage-1.default~default.svc.cluster.local'
@@ -151,6 +152,7 @@ EOF
 start_sidecar() {
     "$RINGSIDE" -c "$2" --concurrency 2 --drain-time-s 5 >"$TMP/ringside-$1.out" 2>"$TMP/ringside-$1.err" &
     PIDS+=($!)
+    LAST_PID=$!
     ADMIN_PORT=$3 RS_PID=$! wait_for "sidecar $1 ready" 20 ready_ok
 }
 on() { # on A|B|C CMD...: runs CMD against that sidecar's admin
@@ -288,6 +290,7 @@ kube_version v1 c1
 ln -s ..data/tls.crt "$TMP/kube/tls.crt"
 ln -s ..data/tls.key "$TMP/kube/tls.key"
 start_sidecar c "$TMP/c.yaml" "$C_ADMIN"
+PID_C=$LAST_PID
 # one TLS connection opened before the rotation, used again after it
 python3 - "$P_C" "$TMP/go" >"$TMP/held.out" 2>&1 <<'PY' &
 import os, socket, ssl, sys, time
@@ -337,4 +340,22 @@ assert_eq "$(serial $P_C)" "$want" "the mismatched pair is refused: the previous
 cp "$C/c3.key" "$TMP/live/key.pem"
 want3=$(openssl x509 -in "$C/c3.pem" -noout -serial)
 wait_for "the completed pair to serve" 10 sh -c "[ \"\$(openssl s_client -connect 127.0.0.1:$P_C </dev/null 2>/dev/null | openssl x509 -noout -serial)\" = '$want3' ]"
+# SIGHUP: the control thread takes the new bootstrap (here with one more listener); a broken one
+# is refused and the running configuration stays
+{
+    yaml_hcm plain "$P_E" plain
+    yaml_router
+    echo '          route_config: { virtual_hosts: [ { name: a, domains: ["*"], routes: [ { match: { prefix: "/" }, route: { cluster: app } } ] } ] }'
+} >"$TMP/plain.yaml"
+awk -v f="$TMP/plain.yaml" '/^  clusters:/ { while ((getline l < f) > 0) print l } { print }' \
+    "$TMP/c.yaml" >"$TMP/c2.yaml"
+cp "$TMP/c2.yaml" "$TMP/c.yaml"
+kill -HUP "$PID_C"
+on C wait_stat server.reload_success 1
+assert_eq "$(status "http://127.0.0.1:$P_E/")" 200 "SIGHUP: the reloaded bootstrap's new listener serves"
+assert_eq "$(serial $P_C)" "$want3" "SIGHUP: the TLS listener still serves its current certificate"
+echo "static_resources: { listeners: [ { name: x } ] }" >"$TMP/c.yaml"
+kill -HUP "$PID_C"
+on C wait_stat server.reload_rejected 1
+assert_eq "$(status "http://127.0.0.1:$P_E/")" 200 "SIGHUP: a broken bootstrap is refused, the running one stays"
 log "PASS"
