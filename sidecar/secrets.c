@@ -32,8 +32,7 @@ static uint64_t fnv(uint64_t h, const void *p, size_t n)
     return h;
 }
 
-/* ---- where a secret comes from ----------------------------------------------------------------
- */
+/* ---- where a secret comes from --------------------------------------------------------------- */
 
 /* The cluster a separate SDS server is reached through, or NULL when sds_config is not that. */
 static const char *grpc_source(const ConfigSource *cs)
@@ -108,8 +107,7 @@ static int lookup(struct cctx *cx, const SdsSecretConfig *sc, const char *field,
     return 0;
 }
 
-/* ---- certificate files -------------------------------------------------------------------------
- */
+/* ---- certificate files ----------------------------------------------------------------------- */
 
 static struct {
     pthread_mutex_t lock;
@@ -194,8 +192,7 @@ static bool note_files(const CommonTlsContext *c)
     return any;
 }
 
-/* ---- substitution ------------------------------------------------------------------------------
- */
+/* ---- substitution ---------------------------------------------------------------------------- */
 
 bool rs_secrets_uses_sds(const CommonTlsContext *c)
 {
@@ -329,8 +326,7 @@ void rs_secrets_undo(CommonTlsContext *c, struct rs_tls_subst *u)
     memset(u, 0, sizeof *u);
 }
 
-/* ---- names for separate SDS servers ------------------------------------------------------------
- */
+/* ---- names for separate SDS servers ---------------------------------------------------------- */
 
 struct walk {
     rs_secret_ref_fn fn;
@@ -388,8 +384,7 @@ void rs_secrets_grpc_names(const ProtobufCMessage *m, rs_secret_ref_fn fn, void 
     }
 }
 
-/* ---- retired contexts --------------------------------------------------------------------------
- */
+/* ---- retired contexts ------------------------------------------------------------------------ */
 
 static struct retired {
     struct rs_tls_ctx *ctx;
