@@ -198,7 +198,7 @@ static void established(struct tls_conn *t)
     if (SSL_session_reused(t->ssl)) count(t, RS_TLS_STAT_SESSION_REUSED);
     X509 *peer = SSL_get_peer_certificate(t->ssl);
     if (peer) {
-        t->peer_uri_san = rs_tls_first_uri_san(peer);
+        t->peer_uri_san = rs_tls_first_san(peer, GEN_URI);
         X509_free(peer);
     }
     const uint8_t *a;
@@ -534,22 +534,6 @@ static char *name_rfc2253(X509_NAME *n)
     return out;
 }
 
-static char *first_dns_san(X509 *cert)
-{
-    GENERAL_NAMES *gens = X509_get_ext_d2i(cert, NID_subject_alt_name, NULL, NULL);
-    char *out = NULL;
-    for (size_t i = 0; gens && !out && i < sk_GENERAL_NAME_num(gens); i++) {
-        const GENERAL_NAME *gn = sk_GENERAL_NAME_value(gens, i);
-        if (gn->type != GEN_DNS) continue;
-        const ASN1_STRING *s = gn->d.dNSName;
-        size_t n = (size_t)ASN1_STRING_length(s);
-        if (memchr(ASN1_STRING_get0_data(s), 0, n)) continue;
-        out = strndup((const char *)ASN1_STRING_get0_data(s), n);
-    }
-    GENERAL_NAMES_free(gens);
-    return out;
-}
-
 static char *cert_sha256_hex(X509 *cert)
 {
     uint8_t md[32];
@@ -576,12 +560,12 @@ static const char *peer_name(const struct rs_conn *c, int which)
         X509 *peer = SSL_get_peer_certificate(t->ssl);
         if (peer) {
             v[PN_SUBJECT] = name_rfc2253(X509_get_subject_name(peer));
-            v[PN_DNS] = first_dns_san(peer);
+            v[PN_DNS] = rs_tls_first_san(peer, GEN_DNS);
             v[PN_HASH] = cert_sha256_hex(peer);
             X509_free(peer);
         }
         X509 *local = SSL_get_certificate(t->ssl); /* not referenced */
-        if (local) v[PN_LOCAL_URI] = rs_tls_first_uri_san(local);
+        if (local) v[PN_LOCAL_URI] = rs_tls_first_san(local, GEN_URI);
         size_t len = 0;
         for (int i = 0; i < PN_COUNT; i++) len += (v[i] ? strlen(v[i]) : 0) + 1;
         char *blk = malloc(len), *p = blk;

@@ -467,16 +467,17 @@ bool rs_tls_san_ok(const struct rs_tls_ctx *ctx, X509 *cert)
     return ok;
 }
 
-char *rs_tls_first_uri_san(X509 *cert)
+char *rs_tls_first_san(X509 *cert, int gen_type)
 {
     GENERAL_NAMES *gens = X509_get_ext_d2i(cert, NID_subject_alt_name, NULL, NULL);
     char *out = NULL;
     for (size_t i = 0; gens && !out && i < sk_GENERAL_NAME_num(gens); i++) {
         const GENERAL_NAME *gn = sk_GENERAL_NAME_value(gens, i);
-        if (gn->type != GEN_URI) continue;
-        const ASN1_STRING *s = gn->d.uniformResourceIdentifier;
+        if (gn->type != gen_type) continue;
+        /* dNSName and uniformResourceIdentifier are both IA5Strings */
+        const ASN1_STRING *s = gn->d.ia5;
         size_t n = (size_t)ASN1_STRING_length(s);
-        if (memchr(ASN1_STRING_get0_data(s), 0, n)) continue;
+        if (memchr(ASN1_STRING_get0_data(s), 0, n)) continue; /* an embedded NUL: not a name */
         out = strndup((const char *)ASN1_STRING_get0_data(s), n);
     }
     GENERAL_NAMES_free(gens);

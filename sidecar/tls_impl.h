@@ -50,8 +50,8 @@ static inline void rs_tls_ctx_count(struct rs_tls_ctx *ctx, enum rs_tls_stat s)
 
 /* Whether cert's SANs satisfy ctx's matchers (true when there are none). */
 bool rs_tls_san_ok(const struct rs_tls_ctx *ctx, X509 *cert);
-/* The first URI SAN of cert, malloc'd, or NULL. */
-char *rs_tls_first_uri_san(X509 *cert);
+/* The first SAN of a type (GEN_URI, GEN_DNS) of cert, malloc'd, or NULL. */
+char *rs_tls_first_san(X509 *cert, int gen_type);
 
 /* The transport's per-connection state for an SSL (SSL app data), and its verify result. */
 void rs_tls_conn_set_verify_fail(SSL *ssl, enum rs_tls_verify_fail why);
