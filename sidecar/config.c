@@ -149,9 +149,23 @@ static int build_tls(struct cctx *cx, ProtobufCMessage *m,
         bool server =
             m->descriptor ==
             &envoy__extensions__transport_sockets__tls__v3__downstream_tls_context__descriptor;
-        *ctx = server ? rs_tls_ctx_server((const void *)m, e, sizeof e)
-                      : rs_tls_ctx_client((const void *)m, e, sizeof e);
-        if (!*ctx) ret = fail(cx, "", "%s", e);
+        /* a server context built from the same definition and secrets is reused (control
+         * thread compiles: swept after each); a client context is its cluster's alone */
+        uint8_t *def = NULL;
+        size_t len = 0;
+        if (server && cx->in) {
+            len = protobuf_c_message_get_packed_size(m);
+            def = xcalloc(1, len + 1);
+            protobuf_c_message_pack(m, def);
+            *ctx = rs_secrets_ctx_find(def, len, r->fp);
+        }
+        if (!*ctx) {
+            *ctx = server ? rs_tls_ctx_server((const void *)m, e, sizeof e)
+                          : rs_tls_ctx_client((const void *)m, e, sizeof e);
+            if (!*ctx) ret = fail(cx, "", "%s", e);
+            if (*ctx && def) rs_secrets_ctx_put(def, len, r->fp, *ctx);
+        }
+        free(def);
     }
     rs_secrets_undo(c, &u);
     return ret;

@@ -10,6 +10,7 @@
 #include "envoy/config/endpoint/v3/endpoint.pb-c.h"
 #include "sidecar/config_impl.h"
 #include "sidecar/log.h"
+#include "sidecar/secrets.h"
 #include "xds/ads.h"
 
 typedef Envoy__Config__Endpoint__V3__ClusterLoadAssignment Cla;
@@ -413,8 +414,12 @@ struct rs_snapshot *rs_config_compile_xds(const Envoy__Config__Bootstrap__V3__Bo
                                  .err = err,
                                  .errlen = errlen}};
     err[0] = '\0';
-    if (rs_cfg_bootstrap_head(&xc.cx, bs) || compile_clusters(&xc, bs) ||
-        compile_listeners(&xc.cx, bs)) {
+    int failed = rs_cfg_bootstrap_head(&xc.cx, bs) || compile_clusters(&xc, bs) ||
+                 compile_listeners(&xc.cx, bs);
+    /* server contexts this compile did not use leave the cache (a refused compile keeps the
+     * cache to what it used: the next one rebuilds the rest) */
+    rs_secrets_ctx_sweep();
+    if (failed) {
         xcompile_done(&xc, false);
         rs_cfg_snapshot_free(s);
         return NULL;

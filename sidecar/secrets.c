@@ -384,6 +384,66 @@ void rs_secrets_grpc_names(const ProtobufCMessage *m, rs_secret_ref_fn fn, void 
     }
 }
 
+/* ---- server context cache -------------------------------------------------------------------- */
+
+static struct {
+    pthread_mutex_t lock;
+    struct cached {
+        uint8_t *def;
+        size_t len;
+        uint64_t fp;
+        struct rs_tls_ctx *ctx;
+        bool used; /* since the last sweep */
+    } * v;
+    size_t n, cap;
+} cache = {.lock = PTHREAD_MUTEX_INITIALIZER};
+
+struct rs_tls_ctx *rs_secrets_ctx_find(const uint8_t *def, size_t len, uint64_t fp)
+{
+    struct rs_tls_ctx *ctx = NULL;
+    pthread_mutex_lock(&cache.lock);
+    for (size_t i = 0; i < cache.n && !ctx; i++) {
+        struct cached *e = &cache.v[i];
+        if (e->fp == fp && e->len == len && memcmp(e->def, def, len) == 0) {
+            e->used = true;
+            ctx = rs_tls_ctx_ref(e->ctx);
+        }
+    }
+    pthread_mutex_unlock(&cache.lock);
+    return ctx;
+}
+
+void rs_secrets_ctx_put(const uint8_t *def, size_t len, uint64_t fp, struct rs_tls_ctx *ctx)
+{
+    pthread_mutex_lock(&cache.lock);
+    if (cache.n == cache.cap) {
+        cache.cap = cache.cap ? cache.cap * 2 : 16;
+        cache.v = realloc(cache.v, cache.cap * sizeof *cache.v);
+        if (!cache.v) abort(); /* control path */
+    }
+    cache.v[cache.n++] = (struct cached){
+        .def = xmemdup(def, len), .len = len, .fp = fp, .ctx = rs_tls_ctx_ref(ctx), .used = true};
+    pthread_mutex_unlock(&cache.lock);
+}
+
+void rs_secrets_ctx_sweep(void)
+{
+    pthread_mutex_lock(&cache.lock);
+    size_t kept = 0;
+    for (size_t i = 0; i < cache.n; i++) {
+        struct cached *e = &cache.v[i];
+        if (e->used) {
+            e->used = false;
+            cache.v[kept++] = *e;
+            continue;
+        }
+        rs_tls_ctx_unref(e->ctx); /* listeners that still use it hold their own reference */
+        free(e->def);
+    }
+    cache.n = kept;
+    pthread_mutex_unlock(&cache.lock);
+}
+
 /* ---- retired contexts ------------------------------------------------------------------------ */
 
 static struct retired {

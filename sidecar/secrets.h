@@ -71,6 +71,16 @@ size_t rs_secrets_files(char ***paths, bool **dirs);
 void rs_secrets_files_changed(void);
 uint64_t rs_secrets_files_gen(void);
 
+/* Server contexts by what they are built from (the DownstreamTlsContext serialized with its
+ * secrets substituted, and the fingerprint of the secrets and certificate files), so a compile
+ * that changes nothing of a filter chain's TLS hands it the context it had: no rebuild, and its
+ * session tickets stay valid across configuration updates. rs_secrets_ctx_find returns a new
+ * reference or NULL; rs_secrets_ctx_put adds one for ctx; rs_secrets_ctx_sweep (after a compile)
+ * drops the entries that compile did not use. Any thread, one compile at a time. */
+struct rs_tls_ctx *rs_secrets_ctx_find(const uint8_t *def, size_t len, uint64_t fp);
+void rs_secrets_ctx_put(const uint8_t *def, size_t len, uint64_t fp, struct rs_tls_ctx *ctx);
+void rs_secrets_ctx_sweep(void);
+
 /* Retired client contexts. rs_secrets_retire takes the caller's reference; rs_secrets_seal
  * stamps every unstamped one with the publication sequence that follows the swap (workers that
  * have adopted it have finished every batch that could have read the old pointer);

@@ -385,6 +385,7 @@ static void on_reload(void *arg)
     char err[1024];
     x->bs = r->bs;
     rs_sds_set_bootstrap(x->sds, r->bs);
+    rs_secrets_files_changed(); /* a reload reads every certificate file again */
     int rc = compile_publish(x, NULL, -1, err, sizeof err);
     if (rc != 0) {
         x->bs = old;

@@ -204,7 +204,18 @@ static void test_ads_and_grpc_secrets(void)
     s = compile(bs, &t, NULL, err, sizeof err);
     CHECK(s && cluster(s, "grpc") && cluster(s, "grpc")->tls_ctx);
     CHECK(s && s->nlisteners == 1 && s->listeners[0].chains[0].tls_ctx);
+    /* compiled again with nothing changed: the listener keeps its server context (its session
+     * tickets stay valid); a rotated secret gives it a new one */
+    struct rs_snapshot *s2 = compile(bs, &t, s, err, sizeof err);
+    CHECK(s && s2 && s2->listeners[0].chains[0].tls_ctx == s->listeners[0].chains[0].tls_ctx);
+    CHECK(tin_yaml(&g, RS_XDS_SDS, cert_secret("default", "a")) == 0);
+    struct rs_snapshot *s3 = compile(bs, &t, s2, err, sizeof err);
+    CHECK(s2 && s3 && s3->listeners[0].chains[0].tls_ctx &&
+          s3->listeners[0].chains[0].tls_ctx != s2->listeners[0].chains[0].tls_ctx);
+    rs_snapshot_unref(s3);
+    rs_snapshot_unref(s2);
     rs_snapshot_unref(s);
+    CHECK_EQ_INT(rs_secrets_reap(UINT64_MAX), 1); /* cluster "grpc" rotated in place too */
     tin_free(&t);
     tin_free(&g);
     xds_bootstrap_free(bs);
