@@ -423,3 +423,216 @@ leaf() {
             -extfile "$C/$1.ext" -out "$C/$1.pem" 2>/dev/null
     fi
 }
+
+# ---- mutual-TLS bootstrap pieces and third-party peers -----------------------------------------
+# For the heredocs of the TLS tests, next to yaml_hcm & co. Certificates are names in $C (see
+# leaf: NAME.pem and NAME.key). Each helper writes its block at the indentation it has inside a
+# listener or cluster, so a test's heredoc shows the structure and what is special about it:
+#     - name: strict-mtls
+#       filter_chain_match: { transport_protocol: tls }
+#   $(yaml_tls_downstream server --san-prefix spiffe://cluster.local/ --alpn '"http/1.1"')
+#       filters:
+#   $(yaml_hcm_filter strict up --access-log "$TMP/access.log" "strict %RESPONSE_CODE%")
+
+# _yaml_tls_opts ARGS...: the options both TLS contexts take, set in the caller's locals (cert, ca,
+# san, alpn, sni, params, require, indent). --san-exact/--san-prefix URI: one URI SAN matcher.
+_yaml_tls_opts() {
+    while [ $# -gt 0 ]; do
+        [ $# -ge 2 ] || fail "TLS helper: option $1 needs a value"
+        case $1 in
+        --cert) cert=$2 ;;
+        --ca) ca=$2 ;;
+        --san-exact) san="{ exact: \"$2\" }" ;;
+        --san-prefix) san="{ prefix: \"$2\" }" ;;
+        --alpn) alpn=$2 ;;
+        --sni) sni=$2 ;;
+        --tls-params) params=$2 ;;
+        --require-client-cert) require=$2 ;;
+        --indent) indent=$2 ;;
+        *) fail "TLS helper: unknown option $1" ;;
+        esac
+        shift 2
+    done
+}
+
+# _yaml_tls_common: common_tls_context's fields (ALPN, certificate, trusted CA, SAN matcher).
+_yaml_tls_common() {
+    [ -z "$params" ] || printf '  tls_params: %s\n' "$params"
+    [ -z "$alpn" ] || printf '  alpn_protocols: [%s]\n' "$alpn"
+    [ -z "$cert" ] || printf '  tls_certificates:\n  - certificate_chain: { filename: %s }\n    private_key: { filename: %s }\n' \
+        "$C/$cert.pem" "$C/$cert.key"
+    printf '  validation_context:\n    trusted_ca: { filename: %s }\n' "$C/$ca.pem"
+    [ -z "$san" ] || printf '    match_typed_subject_alt_names:\n    - san_type: URI\n      matcher: %s\n' "$san"
+}
+
+# yaml_tls_downstream CERT [--ca NAME (root)] [--san-exact|--san-prefix URI] [--alpn LIST]
+#   [--require-client-cert BOOL (true)]: a filter chain's transport_socket, a DownstreamTlsContext
+# serving CERT and verifying clients against CA. LIST is YAML's inside [], e.g. '"h2", "http/1.1"'.
+yaml_tls_downstream() {
+    local cert=$1 ca=root san= alpn= sni= params= require=true indent=6
+    shift
+    _yaml_tls_opts "$@"
+    {
+        printf 'transport_socket:\n  name: envoy.transport_sockets.tls\n  typed_config:\n'
+        printf '    "@type": type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext\n'
+        printf '    require_client_certificate: %s\n    common_tls_context:\n' "$require"
+        _yaml_tls_common | sed 's/^/    /'
+    } | sed "s/^/$(printf '%*s' "$indent" '')/"
+}
+
+# yaml_tls_upstream [--cert NAME] [--ca NAME (root)] [--san-exact|--san-prefix URI] [--sni SNI]
+#   [--alpn LIST] [--tls-params YAML] [--indent N (4)]: a cluster's transport_socket, an
+# UpstreamTlsContext presenting NAME (none without --cert) and verifying the server against CA.
+# --indent 6 for one inside transport_socket_matches.
+yaml_tls_upstream() {
+    local cert= ca=root san= alpn= sni= params= require= indent=4
+    _yaml_tls_opts "$@"
+    {
+        printf 'transport_socket:\n  name: envoy.transport_sockets.tls\n  typed_config:\n'
+        printf '    "@type": type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext\n'
+        [ -z "$sni" ] || printf '    sni: %s\n' "$sni"
+        printf '    common_tls_context:\n'
+        _yaml_tls_common | sed 's/^/    /'
+    } | sed "s/^/$(printf '%*s' "$indent" '')/"
+}
+
+# yaml_tls_cluster NAME PORT [yaml_tls_upstream options]: as yaml_static_cluster (connect_timeout
+# 2s, for the handshake), originating TLS.
+yaml_tls_cluster() {
+    cat <<Y
+  - name: "$1"
+    connect_timeout: 2s
+    type: STATIC
+    load_assignment:
+      cluster_name: "$1"
+      endpoints:
+      - lb_endpoints:
+        - endpoint: { address: { socket_address: { address: 127.0.0.1, port_value: $2 } } }
+Y
+    shift 2
+    yaml_tls_upstream "$@"
+}
+
+# yaml_inspectors tls|http...: a listener's listener_filters, the TLS and/or HTTP inspector.
+yaml_inspectors() {
+    printf '    listener_filters:\n'
+    local k
+    for k in "$@"; do
+        case $k in
+        tls) printf '    - name: envoy.filters.listener.tls_inspector\n      typed_config: { "@type": type.googleapis.com/envoy.extensions.filters.listener.tls_inspector.v3.TlsInspector }\n' ;;
+        http) printf '    - name: envoy.filters.listener.http_inspector\n      typed_config: { "@type": type.googleapis.com/envoy.extensions.filters.listener.http_inspector.v3.HttpInspector }\n' ;;
+        *) fail "yaml_inspectors: unknown inspector $k" ;;
+        esac
+    done
+}
+
+# yaml_access_log PATH FORMAT: a network filter's access_log, one file logger writing FORMAT and a
+# newline per request (HCM) or connection (tcp_proxy).
+yaml_access_log() {
+    cat <<Y
+          access_log:
+          - name: envoy.access_loggers.file
+            typed_config:
+              "@type": type.googleapis.com/envoy.extensions.access_loggers.file.v3.FileAccessLog
+              path: $1
+              log_format: { text_format_source: { inline_string: "$2\n" } }
+Y
+}
+
+# yaml_route_all CLUSTER [PREFIX_REWRITE] [VHOST (all)]: an HCM's route_config, every request to
+# CLUSTER.
+yaml_route_all() {
+    local rw=
+    [ -z "${2:-}" ] || rw=", prefix_rewrite: \"$2\""
+    cat <<Y
+          route_config:
+            virtual_hosts:
+            - name: ${3:-all}
+              domains: ["*"]
+              routes:
+              - match: { prefix: "/" }
+                route: { cluster: "$1"$rw }
+Y
+}
+
+# yaml_hcm_filter STAT_PREFIX CLUSTER [--access-log PATH FORMAT] [--prefix-rewrite P] [--vhost V]:
+# one item of a chain's filters: an HCM with only the router, every request to CLUSTER.
+yaml_hcm_filter() {
+    local stat=$1 cluster=$2 log_path= log_format= rw= vhost=
+    shift 2
+    while [ $# -gt 0 ]; do
+        case $1 in
+        --access-log) log_path=$2 log_format=$3; shift 3 ;;
+        --prefix-rewrite) rw=$2; shift 2 ;;
+        --vhost) vhost=$2; shift 2 ;;
+        *) fail "yaml_hcm_filter: unknown option $1" ;;
+        esac
+    done
+    cat <<Y
+      - name: envoy.filters.network.http_connection_manager
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
+          stat_prefix: $stat
+Y
+    [ -z "$log_path" ] || yaml_access_log "$log_path" "$log_format"
+    yaml_router
+    yaml_route_all "$cluster" "$rw" "$vhost"
+}
+
+# yaml_tcp_proxy_filter STAT_PREFIX CLUSTER [--access-log PATH FORMAT]: one item of a chain's
+# filters: tcp_proxy to CLUSTER.
+yaml_tcp_proxy_filter() {
+    cat <<Y
+      - name: envoy.filters.network.tcp_proxy
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy
+          stat_prefix: "$1"
+          cluster: "$2"
+Y
+    if [ "${3:-}" = --access-log ]; then yaml_access_log "$4" "$5"; fi
+}
+
+# start_nginx SERVERS: NGINX (one process, no daemon) with SERVERS, its server { } blocks, inside
+# http { }; prefix and config in $TMP/ngx. The caller waits for the ports it needs.
+start_nginx() {
+    need nginx
+    mkdir -p "$TMP/ngx/tmp"
+    cat >"$TMP/ngx/nginx.conf" <<Y
+daemon off;
+master_process off;
+worker_processes 1;
+pid nginx.pid;
+error_log error.log info;
+events { worker_connections 256; }
+http {
+    access_log off;
+    client_body_temp_path tmp;
+    proxy_temp_path tmp;
+    fastcgi_temp_path tmp;
+    uwsgi_temp_path tmp;
+    scgi_temp_path tmp;
+$1
+}
+Y
+    nginx -p "$TMP/ngx" -c "$TMP/ngx/nginx.conf" -e "$TMP/ngx/error.log" >"$TMP/nginx.out" 2>"$TMP/nginx.err" &
+    PIDS+=($!)
+}
+
+# start_haproxy SECTIONS: HAProxy in the foreground of a background job with SECTIONS (frontends,
+# backends) after a global/defaults of 256 connections and 2s/10s timeouts; the configuration is
+# checked first (haproxy -c) and a bad one fails the test. Config in $TMP/haproxy.cfg.
+start_haproxy() {
+    need haproxy
+    cat >"$TMP/haproxy.cfg" <<Y
+global
+    maxconn 256
+defaults
+    timeout connect 2s
+    timeout client 10s
+    timeout server 10s
+$1
+Y
+    haproxy -c -f "$TMP/haproxy.cfg" >"$TMP/haproxy-check.out" 2>&1 || fail "haproxy config: $(cat "$TMP/haproxy-check.out")"
+    haproxy -db -f "$TMP/haproxy.cfg" >"$TMP/haproxy.out" 2>"$TMP/haproxy.err" &
+    PIDS+=($!)
+}

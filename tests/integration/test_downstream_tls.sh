@@ -20,59 +20,13 @@ leaf server root spiffe://cluster.local/ns/default/sa/reviews
 leaf client root spiffe://cluster.local/ns/default/sa/productpage
 leaf stranger other spiffe://cluster.local/ns/default/sa/productpage
 
-# tls_socket [REQUIRE_CLIENT_CERT]: the chain's DownstreamTlsContext
+# the chains' DownstreamTlsContext: any workload of the default namespace
 tls_socket() {
-    cat <<EOF
-      transport_socket:
-        name: envoy.transport_sockets.tls
-        typed_config:
-          "@type": type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext
-          require_client_certificate: ${1:-true}
-          common_tls_context:
-            alpn_protocols: ["h2", "http/1.1"]
-            tls_certificates:
-            - certificate_chain: { filename: $C/server.pem }
-              private_key: { filename: $C/server.key }
-            validation_context:
-              trusted_ca: { filename: $C/root.pem }
-              match_typed_subject_alt_names:
-              - san_type: URI
-                matcher: { prefix: "spiffe://cluster.local/ns/default/" }
-EOF
+    yaml_tls_downstream server --alpn '"h2", "http/1.1"' --san-prefix spiffe://cluster.local/ns/default/
 }
 hcm_filter() { # STAT_PREFIX
-    cat <<EOF
-      filters:
-      - name: envoy.filters.network.http_connection_manager
-        typed_config:
-          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
-          stat_prefix: $1
-          access_log:
-          - name: envoy.access_loggers.file
-            typed_config:
-              "@type": type.googleapis.com/envoy.extensions.access_loggers.file.v3.FileAccessLog
-              path: $TMP/access.log
-              log_format: { text_format_source: { inline_string: "$1 %RESPONSE_CODE% peer=%DOWNSTREAM_PEER_URI_SAN%\n" } }
-          http_filters:
-          - name: envoy.filters.http.router
-            typed_config: { "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router }
-          route_config:
-            virtual_hosts:
-            - name: all
-              domains: ["*"]
-              routes:
-              - match: { prefix: "/" }
-                route: { cluster: up }
-EOF
-}
-inspectors() {
-    cat <<EOF
-    listener_filters:
-    - name: envoy.filters.listener.tls_inspector
-      typed_config: { "@type": type.googleapis.com/envoy.extensions.filters.listener.tls_inspector.v3.TlsInspector }
-    - name: envoy.filters.listener.http_inspector
-      typed_config: { "@type": type.googleapis.com/envoy.extensions.filters.listener.http_inspector.v3.HttpInspector }
-EOF
+    printf '      filters:\n'
+    yaml_hcm_filter "$1" up --access-log "$TMP/access.log" "$1 %RESPONSE_CODE% peer=%DOWNSTREAM_PEER_URI_SAN%"
 }
 cat >"$TMP/bootstrap.yaml" <<EOF
 $(yaml_admin $P_ADMIN)
@@ -80,7 +34,7 @@ static_resources:
   listeners:
   - name: permissive
     address: { socket_address: { address: 127.0.0.1, port_value: $P_PERM } }
-$(inspectors)
+$(yaml_inspectors tls http)
     filter_chains:
     - name: mtls
       filter_chain_match: { transport_protocol: tls }
@@ -92,7 +46,7 @@ $(hcm_filter plain)
   - name: strict
     address: { socket_address: { address: 127.0.0.1, port_value: $P_STRICT } }
     listener_filters_timeout: 1s
-$(inspectors)
+$(yaml_inspectors tls http)
     filter_chains:
     - name: strict-mtls
       filter_chain_match: { transport_protocol: tls }
@@ -101,19 +55,13 @@ $(tls_socket)
 $(hcm_filter strict)
   - name: tcp
     address: { socket_address: { address: 127.0.0.1, port_value: $P_TCP } }
-    listener_filters:
-    - name: envoy.filters.listener.tls_inspector
-      typed_config: { "@type": type.googleapis.com/envoy.extensions.filters.listener.tls_inspector.v3.TlsInspector }
+$(yaml_inspectors tls)
     filter_chains:
     - name: tcp-mtls
       filter_chain_match: { transport_protocol: tls }
 $(tls_socket)
       filters:
-      - name: envoy.filters.network.tcp_proxy
-        typed_config:
-          "@type": type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy
-          stat_prefix: tcp
-          cluster: echo
+$(yaml_tcp_proxy_filter tcp echo)
   clusters:
 $(yaml_static_cluster up $UP)
 $(yaml_static_cluster echo $U_ECHO)
