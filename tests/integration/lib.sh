@@ -592,8 +592,8 @@ Y
     if [ "${3:-}" = --access-log ]; then yaml_access_log "$4" "$5"; fi
 }
 
-# start_nginx SERVERS: NGINX (one process, no daemon) with SERVERS, its server { } blocks, inside
-# http { }; prefix and config in $TMP/ngx. The caller waits for the ports it needs.
+# start_nginx <<EOF server { ... } EOF: NGINX (one process, no daemon) with the server blocks read
+# from stdin inside http { }; prefix and config in $TMP/ngx. The caller waits for the ports it needs.
 start_nginx() {
     need nginx
     mkdir -p "$TMP/ngx/tmp"
@@ -611,16 +611,16 @@ http {
     fastcgi_temp_path tmp;
     uwsgi_temp_path tmp;
     scgi_temp_path tmp;
-$1
+$(cat)
 }
 Y
     nginx -p "$TMP/ngx" -c "$TMP/ngx/nginx.conf" -e "$TMP/ngx/error.log" >"$TMP/nginx.out" 2>"$TMP/nginx.err" &
     PIDS+=($!)
 }
 
-# start_haproxy SECTIONS: HAProxy in the foreground of a background job with SECTIONS (frontends,
-# backends) after a global/defaults of 256 connections and 2s/10s timeouts; the configuration is
-# checked first (haproxy -c) and a bad one fails the test. Config in $TMP/haproxy.cfg.
+# start_haproxy <<EOF frontend ... EOF: HAProxy (-db, in a background job) with the sections read
+# from stdin (frontends, backends) after a global/defaults of 256 connections and 2s/10s timeouts.
+# The configuration is checked first (haproxy -c): a bad one fails the test. In $TMP/haproxy.cfg.
 start_haproxy() {
     need haproxy
     cat >"$TMP/haproxy.cfg" <<Y
@@ -630,7 +630,7 @@ defaults
     timeout connect 2s
     timeout client 10s
     timeout server 10s
-$1
+$(cat)
 Y
     haproxy -c -f "$TMP/haproxy.cfg" >"$TMP/haproxy-check.out" 2>&1 || fail "haproxy config: $(cat "$TMP/haproxy-check.out")"
     haproxy -db -f "$TMP/haproxy.cfg" >"$TMP/haproxy.out" 2>"$TMP/haproxy.err" &

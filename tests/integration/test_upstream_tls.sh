@@ -17,21 +17,7 @@ leaf client root spiffe://cluster.local/ns/default/sa/productpage
 leaf imposter other spiffe://cluster.local/ns/default/sa/reviews
 
 # NGINX: TLS with a required client certificate from the mesh root, telling who called.
-mkdir -p "$TMP/ngx/tmp"
-cat >"$TMP/ngx/nginx.conf" <<EOF
-daemon off;
-master_process off;
-worker_processes 1;
-pid nginx.pid;
-error_log error.log info;
-events { worker_connections 256; }
-http {
-    access_log off;
-    client_body_temp_path tmp;
-    proxy_temp_path tmp;
-    fastcgi_temp_path tmp;
-    uwsgi_temp_path tmp;
-    scgi_temp_path tmp;
+start_nginx <<EOF
     server {
         listen 127.0.0.1:$P_NGX ssl;
         ssl_certificate $C/server.pem;
@@ -46,56 +32,18 @@ http {
         ssl_certificate_key $C/imposter.key;
         location / { return 200 "imposter\n"; }
     }
-}
 EOF
-nginx -p "$TMP/ngx" -c "$TMP/ngx/nginx.conf" -e "$TMP/ngx/error.log" >"$TMP/nginx.out" 2>"$TMP/nginx.err" &
-PIDS+=($!)
 wait_for_port "$P_NGX"
 
-# tls_cluster NAME PORT SAN [with_client_cert]
+# tls_cluster NAME PORT SAN [yaml_tls_upstream options]: Istio's SNI for reviews, HTTP/1.1 ALPN
 tls_cluster() {
-    cat <<EOF
-  - name: $1
-    connect_timeout: 2s
-    type: STATIC
-    load_assignment:
-      cluster_name: $1
-      endpoints:
-      - lb_endpoints:
-        - endpoint: { address: { socket_address: { address: 127.0.0.1, port_value: $2 } } }
-    transport_socket:
-      name: envoy.transport_sockets.tls
-      typed_config:
-        "@type": type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext
-        sni: outbound_.9080_._.reviews.default.svc.cluster.local
-        common_tls_context:
-          alpn_protocols: ["http/1.1"]
-          validation_context:
-            trusted_ca: { filename: $C/root.pem }
-            match_typed_subject_alt_names:
-            - san_type: URI
-              matcher: { exact: "$3" }
-EOF
-    if [ "${4:-1}" = 1 ]; then
-        cat <<EOF
-          tls_certificates:
-          - certificate_chain: { filename: $C/client.pem }
-            private_key: { filename: $C/client.key }
-EOF
-    fi
+    yaml_tls_cluster "$1" "$2" --sni outbound_.9080_._.reviews.default.svc.cluster.local \
+        --alpn '"http/1.1"' --san-exact "$3" "${@:4}"
 }
 route_to() { # NAME PORT CLUSTER
     yaml_hcm "$1" "$2" "$1"
     yaml_router
-    cat <<EOF
-          route_config:
-            virtual_hosts:
-            - name: all
-              domains: ["*"]
-              routes:
-              - match: { prefix: "/" }
-                route: { cluster: $3 }
-EOF
+    yaml_route_all "$3"
 }
 SAN=spiffe://cluster.local/ns/default/sa/reviews
 cat >"$TMP/bootstrap.yaml" <<EOF
@@ -110,17 +58,13 @@ $(route_to nocert $P_NOCERT no_client_cert)
     address: { socket_address: { address: 127.0.0.1, port_value: $P_TCP } }
     filter_chains:
     - filters:
-      - name: envoy.filters.network.tcp_proxy
-        typed_config:
-          "@type": type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy
-          stat_prefix: tcp
-          cluster: reviews_tcp
+$(yaml_tcp_proxy_filter tcp reviews_tcp)
   clusters:
-$(tls_cluster reviews $P_NGX $SAN)
-$(tls_cluster reviews_tcp $P_NGX $SAN)
-$(tls_cluster wrong_san $P_NGX spiffe://cluster.local/ns/default/sa/ratings)
-$(tls_cluster imposter $P_NGX2 $SAN)
-$(tls_cluster no_client_cert $P_NGX $SAN 0)
+$(tls_cluster reviews $P_NGX $SAN --cert client)
+$(tls_cluster reviews_tcp $P_NGX $SAN --cert client)
+$(tls_cluster wrong_san $P_NGX spiffe://cluster.local/ns/default/sa/ratings --cert client)
+$(tls_cluster imposter $P_NGX2 $SAN --cert client)
+$(tls_cluster no_client_cert $P_NGX $SAN)
 EOF
 start_ringside "$TMP/bootstrap.yaml"
 
