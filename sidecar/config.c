@@ -29,6 +29,8 @@
 #include "envoy/extensions/filters/network/tcp_proxy/v3/tcp_proxy.pb-c.h"
 #include "envoy/extensions/transport_sockets/raw_buffer/v3/raw_buffer.pb-c.h"
 #include "envoy/extensions/transport_sockets/tls/v3/tls.pb-c.h"
+#include "google/protobuf/struct.pb-c.h"
+#include "udpa/type/v1/typed_struct.pb-c.h"
 #include "sidecar/access_log.h"
 #include "sidecar/config_impl.h"
 #include "sidecar/dns.h"
@@ -507,6 +509,67 @@ static int compile_http_rbac(
     return 0;
 }
 
+/* istio.alpn (a TypedStruct: {alpn_override: [{upstream_protocol: HTTP10|HTTP11|HTTP2,
+ * alpn_override: [names]}]}): the names for HTTP/1.1, the protocol Ringside speaks upstream. */
+static int compile_istio_alpn(struct cctx *cx, struct rs_hcm_cfg *h, const char *field,
+                              const Google__Protobuf__Any *cfg)
+{
+    /* istiod sends it as a TypedStruct (udpa's and xds' have the same wire form); the
+     * FilterConfig message itself is not among Ringside's protos */
+    const char *t = strrchr(cfg->type_url, '/');
+    t = t ? t + 1 : cfg->type_url;
+    Udpa__Type__V1__TypedStruct *ts =
+        strcmp(t, "udpa.type.v1.TypedStruct") == 0 || strcmp(t, "xds.type.v3.TypedStruct") == 0
+            ? udpa__type__v1__typed_struct__unpack(NULL, cfg->value.len, cfg->value.data)
+            : NULL;
+    if (!ts) return fail(cx, field, "istio.alpn: only its TypedStruct form is understood");
+    const Google__Protobuf__Struct *v = ts->value;
+    int ret = 0;
+    for (size_t i = 0; v && i < v->n_fields; i++) {
+        const Google__Protobuf__Value *list = v->fields[i]->value;
+        if (strcmp(v->fields[i]->key, "alpn_override") != 0) continue;
+        if (list->kind_case != GOOGLE__PROTOBUF__VALUE__KIND_LIST_VALUE) {
+            ret = fail(cx, field, "alpn_override: a list is expected");
+            break;
+        }
+        for (size_t k = 0; k < list->list_value->n_values; k++) {
+            const Google__Protobuf__Value *e = list->list_value->values[k];
+            if (e->kind_case != GOOGLE__PROTOBUF__VALUE__KIND_STRUCT_VALUE) continue;
+            const char *proto = "HTTP10";
+            const Google__Protobuf__ListValue *names = NULL;
+            for (size_t j = 0; j < e->struct_value->n_fields; j++) {
+                const Google__Protobuf__Struct__FieldsEntry *fe = e->struct_value->fields[j];
+                if (strcmp(fe->key, "upstream_protocol") == 0 &&
+                    fe->value->kind_case == GOOGLE__PROTOBUF__VALUE__KIND_STRING_VALUE)
+                    proto = fe->value->string_value;
+                else if (strcmp(fe->key, "alpn_override") == 0 &&
+                         fe->value->kind_case == GOOGLE__PROTOBUF__VALUE__KIND_LIST_VALUE)
+                    names = fe->value->list_value;
+            }
+            if (strcmp(proto, "HTTP11") != 0 || !names || h->upstream_alpn) continue;
+            h->upstream_alpn = xcalloc(names->n_values + 1, sizeof *h->upstream_alpn);
+            for (size_t j = 0; j < names->n_values; j++) {
+                const Google__Protobuf__Value *n = names->values[j];
+                if (n->kind_case != GOOGLE__PROTOBUF__VALUE__KIND_STRING_VALUE ||
+                    !n->string_value[0] || strlen(n->string_value) > 255) {
+                    ret = fail(cx, field, "alpn_override: [%zu]: names are non-empty strings", k);
+                    break;
+                }
+                h->upstream_alpn[h->n_upstream_alpn++] = xstrdup(n->string_value);
+                /* FNV-1a over the names, each with its terminating NUL */
+                if (!h->upstream_alpn_hash) h->upstream_alpn_hash = 0xcbf29ce484222325ull;
+                for (const char *c = n->string_value;; c++) {
+                    h->upstream_alpn_hash =
+                        (h->upstream_alpn_hash ^ (uint8_t)*c) * 0x100000001b3ull;
+                    if (!*c) break;
+                }
+            }
+        }
+    }
+    udpa__type__v1__typed_struct__free_unpacked(ts, NULL);
+    return ret;
+}
+
 static int compile_http_filters(struct cctx *cx, struct rs_hcm_cfg *h, const Hcm *pm)
 {
     if (pm->n_http_filters == 0)
@@ -538,6 +601,10 @@ static int compile_http_filters(struct cctx *cx, struct rs_hcm_cfg *h, const Hcm
         }
         if (d.id == RS_FID_RBAC) {
             if (compile_http_rbac(cx, h, field, f)) return -1;
+            continue;
+        }
+        if (d.id == RS_FID_ISTIO_ALPN) {
+            if (!f->disabled && compile_istio_alpn(cx, h, field, f->typed_config)) return -1;
             continue;
         }
         if (d.id != RS_FID_BUFFER || f->disabled) continue;
@@ -1249,6 +1316,8 @@ static void free_chain(struct rs_filter_chain *fc)
         free(fc->hcm->rds_name);
         free(fc->hcm->server_name);
         free(fc->hcm->default_host_for_http_10);
+        for (uint32_t i = 0; i < fc->hcm->n_upstream_alpn; i++) free(fc->hcm->upstream_alpn[i]);
+        free(fc->hcm->upstream_alpn);
         free_logs_refs(fc->hcm->logs, fc->hcm->log_index);
         free(fc->hcm);
     }

@@ -249,6 +249,10 @@ struct rs_hcm_cfg {
     /* x-forwarded-client-cert: forward_client_cert_details (enum rs_xfcc_mode) and
      * set_current_client_cert_details (RS_XFCC_* bits) */
     uint8_t xfcc_mode, xfcc_set;
+    /* istio.alpn: what upstream TLS connections offer as ALPN (its HTTP11 entry), or none */
+    char **upstream_alpn;
+    uint32_t n_upstream_alpn;
+    uint64_t upstream_alpn_hash; /* of the names (pooled connections are matched on it); 0: none */
 };
 
 enum rs_xfcc_mode {

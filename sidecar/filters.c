@@ -225,10 +225,11 @@ static const struct entry table[] = {
     {H, "io.istio.http.peer_metadata", "io.istio.http.peer_metadata.Config", SKIP, RS_FID_OTHER,
      TELEMETRY, NULL},
     {H, "istio.stats", "stats.PluginConfig", SKIP, RS_FID_OTHER, TELEMETRY, NULL},
-    {H, "istio.alpn", "istio.envoy.config.filter.http.alpn.v2alpha1.FilterConfig", SKIP,
-     RS_FID_OTHER,
-     "overrides the upstream TLS ALPN (istio-http/1.1, ...); not applied: the cluster's "
-     "UpstreamTlsContext alpn_protocols are offered, and routing and access are unchanged",
+    {H, "istio.alpn", "istio.envoy.config.filter.http.alpn.v2alpha1.FilterConfig", IMPL,
+     RS_FID_ISTIO_ALPN,
+     "the connection manager's upstream TLS connections offer the alpn_override of HTTP11 "
+     "(istio-http/1.1, ...) instead of the cluster's alpn_protocols, so the server's sidecar "
+     "picks its HTTP chain",
      NULL},
     {H, "istio_authn", "istio.envoy.config.filter.http.authn.v2alpha1.FilterConfig", SKIP,
      RS_FID_OTHER, "empty: no authentication policy", check_empty},

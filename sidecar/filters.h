@@ -41,9 +41,10 @@ enum rs_filter_id {
     RS_FID_CONNECTION_LIMIT,
     RS_FID_ROUTER,
     RS_FID_BUFFER,
-    RS_FID_RBAC,  /* envoy.filters.{network,http}.rbac and RBACPerRoute: compiled by sidecar/rbac.c
-                   */
-    RS_FID_OTHER, /* known to the table, no compile step of its own */
+    RS_FID_RBAC, /* envoy.filters.{network,http}.rbac and RBACPerRoute: compiled by sidecar/rbac.c
+                  */
+    RS_FID_ISTIO_ALPN, /* istio.alpn: the upstream ALPN of the HTTP connection manager */
+    RS_FID_OTHER,      /* known to the table, no compile step of its own */
 };
 
 struct rs_filter_decision {

@@ -38,6 +38,7 @@ struct rs_upstream {
     struct rs_timer idle; /* lazy: armed while pooled, checks idle_since_ms when it fires */
     uint64_t idle_since_ms;
     uint32_t requests;
+    uint64_t alpn_hash; /* the ALPN names its TLS handshake offered (istio.alpn), 0: none */
     bool connected, dead, reusable, in_pool;
 };
 
@@ -870,7 +871,10 @@ static struct rs_upstream *up_acquire(struct hsess *s, struct rs_cluster *cl,
     struct rs_worker_cluster *wc = rs_worker_cluster(w, cl);
     for (struct rs_upstream **pp = &wc->idle; *pp; pp = &(*pp)->next) {
         struct rs_upstream *u = *pp;
-        if (u->host.addrlen == ep->addrlen && memcmp(&u->host.addr, &ep->addr, ep->addrlen) == 0) {
+        /* Envoy keys pools by transport socket options too: a connection whose handshake
+         * offered other ALPN names may have reached another chain of the server */
+        if (u->host.addrlen == ep->addrlen && memcmp(&u->host.addr, &ep->addr, ep->addrlen) == 0 &&
+            u->alpn_hash == s->cfg->upstream_alpn_hash) {
             *pp = u->next;
             wc->nidle--;
             u->in_pool = false;
@@ -893,6 +897,7 @@ static struct rs_upstream *up_acquire(struct hsess *s, struct rs_cluster *cl,
     u->cluster = cl;
     rs_cluster_ref(cl);
     u->host = *ep;
+    u->alpn_hash = s->cfg->upstream_alpn_hash;
     u->idle.cb = on_up_idle;
     u->c = rs_conn_new(&w->loop, fd, &up_handler, u);
     if (!u->c) {
@@ -913,6 +918,8 @@ static struct rs_upstream *up_acquire(struct hsess *s, struct rs_cluster *cl,
         /* TLS from the cluster's transport socket: the ClientHello leaves when the connect
          * completes; the request written meanwhile is held and encrypted after the handshake */
         struct rs_tls_opts o = {.handshake_timeout_ms = cl->connect_timeout_ms,
+                                .alpn = (const char *const *)s->cfg->upstream_alpn,
+                                .n_alpn = s->cfg->n_upstream_alpn,
                                 .shard = cl->ssl_stats ? w->stats : NULL,
                                 .stats = cl->ssl};
         if (rs_tls_attach(u->c, tls, &o) != 0) {

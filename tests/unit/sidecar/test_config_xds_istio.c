@@ -144,11 +144,15 @@ static void test_istiod_resources_serve(void)
         CHECK(vi && vi->original_dst && vi->matcher);
         CHECK(o9080 && !o9080->bind_to_port && o9080->chains[0].hcm &&
               o9080->chains[0].hcm->rds_name);
+        /* istio.alpn: HTTP/1.1 upstream connections offer its HTTP11 names */
+        const struct rs_hcm_cfg *hc = o9080 ? o9080->chains[0].hcm : NULL;
+        CHECK(hc && hc->n_upstream_alpn == 3 &&
+              strcmp(hc->upstream_alpn[0], "istio-http/1.1") == 0 &&
+              strcmp(hc->upstream_alpn[2], "http/1.1") == 0);
         /* skipped filters, recorded where they are */
         CHECK(skipped(s, "istio.stats", "Listener \"virtualInbound\": filter_chains[0]"));
         CHECK(skipped(s, "istio.metadata_exchange", "Cluster \"PassthroughCluster\": filters[0]"));
         CHECK(skipped(s, "io.istio.http.peer_metadata", NULL));
-        CHECK(skipped(s, "istio.alpn", NULL));
         CHECK(skipped(s, "envoy.filters.http.cors", NULL));
         CHECK(skipped(s, "envoy.filters.http.fault", NULL));
         CHECK(skipped(s, "envoy.filters.http.grpc_stats", NULL));

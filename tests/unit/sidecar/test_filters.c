@@ -85,11 +85,13 @@ static void test_skipped_telemetry(void)
                       "type.googleapis.com/envoy.tcp.metadataexchange.config.MetadataExchange", 5,
                       &d),
         RS_FILTER_SKIPPED);
+    /* istio.alpn is run (its names go on upstream TLS connections) */
     CHECK_EQ_INT(
         decide_opaque(
             RS_FILTER_HTTP, "istio.alpn",
             "type.googleapis.com/istio.envoy.config.filter.http.alpn.v2alpha1.FilterConfig", 5, &d),
-        RS_FILTER_SKIPPED);
+        RS_FILTER_IMPLEMENTED);
+    CHECK_EQ_INT(d.id, RS_FID_ISTIO_ALPN);
     /* TypedStruct-wrapped: the wrapped type decides */
     CHECK_EQ_INT(
         decide_json(RS_FILTER_HTTP,
