@@ -27,62 +27,19 @@ leaf up_ratings root spiffe://cluster.local/ns/default/sa/ratings
 leaf ratings root spiffe://cluster.local/ns/default/sa/ratings
 leaf prod root spiffe://cluster.local/ns/prod/sa/details
 
-# tls_socket SAN_MATCHER: a STRICT chain's DownstreamTlsContext (client certificate required)
+# tls_socket SAN_OPTION URI: a STRICT chain's DownstreamTlsContext (client certificate required)
 tls_socket() {
-    cat <<EOF
-      transport_socket:
-        name: envoy.transport_sockets.tls
-        typed_config:
-          "@type": type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext
-          require_client_certificate: true
-          common_tls_context:
-            alpn_protocols: ["http/1.1"]
-            tls_certificates:
-            - certificate_chain: { filename: $C/server.pem }
-              private_key: { filename: $C/server.key }
-            validation_context:
-              trusted_ca: { filename: $C/root.pem }
-              match_typed_subject_alt_names:
-              - san_type: URI
-                matcher: $1
-EOF
+    yaml_tls_downstream server --alpn '"http/1.1"' "$@"
 }
-hcm_filter() { # STAT_PREFIX CLUSTER
-    cat <<EOF
-      filters:
-      - name: envoy.filters.network.http_connection_manager
-        typed_config:
-          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
-          stat_prefix: $1
-          access_log:
-          - name: envoy.access_loggers.file
-            typed_config:
-              "@type": type.googleapis.com/envoy.extensions.access_loggers.file.v3.FileAccessLog
-              path: $TMP/access.log
-              log_format: { text_format_source: { inline_string: "$1 %RESPONSE_CODE% peer=%DOWNSTREAM_PEER_URI_SAN%\n" } }
-          http_filters:
-          - name: envoy.filters.http.router
-            typed_config: { "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router }
-          route_config:
-            virtual_hosts:
-            - name: all
-              domains: ["*"]
-              routes:
-              - match: { prefix: "/" }
-                route: { cluster: ${2:-up} }
-EOF
+hcm_filter() { # STAT_PREFIX [CLUSTER]
+    printf '      filters:\n'
+    yaml_hcm_filter "$1" "${2:-up}" --access-log "$TMP/access.log" "$1 %RESPONSE_CODE% peer=%DOWNSTREAM_PEER_URI_SAN%"
 }
 inspectors() {
-    cat <<EOF
-    listener_filters_timeout: 1s
-    listener_filters:
-    - name: envoy.filters.listener.tls_inspector
-      typed_config: { "@type": type.googleapis.com/envoy.extensions.filters.listener.tls_inspector.v3.TlsInspector }
-    - name: envoy.filters.listener.http_inspector
-      typed_config: { "@type": type.googleapis.com/envoy.extensions.filters.listener.http_inspector.v3.HttpInspector }
-EOF
+    printf '    listener_filters_timeout: 1s\n'
+    yaml_inspectors tls http
 }
-strict_listener() { # NAME PORT SAN_MATCHER
+strict_listener() { # NAME PORT SAN_OPTION URI
     cat <<EOF
   - name: $1
     address: { socket_address: { address: 127.0.0.1, port_value: $2 } }
@@ -90,36 +47,14 @@ $(inspectors)
     filter_chains:
     - name: $1-mtls
       filter_chain_match: { transport_protocol: tls }
-$(tls_socket "$3")
+$(tls_socket "$3" "$4")
 $(hcm_filter "$1")
 EOF
 }
 # up_tls_cluster NAME PORT: TLS to NGINX, expecting the reviews SPIFFE ID from the mesh root
 up_tls_cluster() {
-    cat <<EOF
-  - name: $1
-    connect_timeout: 2s
-    type: STATIC
-    load_assignment:
-      cluster_name: $1
-      endpoints:
-      - lb_endpoints:
-        - endpoint: { address: { socket_address: { address: 127.0.0.1, port_value: $2 } } }
-    transport_socket:
-      name: envoy.transport_sockets.tls
-      typed_config:
-        "@type": type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext
-        sni: outbound_.9080_._.reviews.default.svc.cluster.local
-        common_tls_context:
-          tls_certificates:
-          - certificate_chain: { filename: $C/client.pem }
-            private_key: { filename: $C/client.key }
-          validation_context:
-            trusted_ca: { filename: $C/root.pem }
-            match_typed_subject_alt_names:
-            - san_type: URI
-              matcher: { exact: "$REVIEWS" }
-EOF
+    yaml_tls_cluster "$1" "$2" --sni outbound_.9080_._.reviews.default.svc.cluster.local --cert client \
+        --san-exact "$REVIEWS"
 }
 plain_listener() { # NAME PORT CLUSTER
     cat <<EOF
@@ -134,9 +69,9 @@ cat >"$TMP/bootstrap.yaml" <<EOF
 $(yaml_admin $P_ADMIN)
 static_resources:
   listeners:
-$(strict_listener strict $P_STRICT '{ prefix: "spiffe://cluster.local/ns/default/" }')
-$(strict_listener exact $P_EXACT '{ exact: "spiffe://cluster.local/ns/default/sa/ratings" }')
-$(strict_listener prefix $P_PREFIX '{ prefix: "spiffe://cluster.local/ns/prod/" }')
+$(strict_listener strict $P_STRICT --san-prefix spiffe://cluster.local/ns/default/)
+$(strict_listener exact $P_EXACT --san-exact spiffe://cluster.local/ns/default/sa/ratings)
+$(strict_listener prefix $P_PREFIX --san-prefix spiffe://cluster.local/ns/prod/)
   - name: plainonly
     address: { socket_address: { address: 127.0.0.1, port_value: $P_PLAIN } }
 $(inspectors)
@@ -150,7 +85,7 @@ $(inspectors)
     filter_chains:
     - name: permissive-mtls
       filter_chain_match: { transport_protocol: tls }
-$(tls_socket '{ prefix: "spiffe://cluster.local/" }')
+$(tls_socket --san-prefix spiffe://cluster.local/)
 $(hcm_filter perm_mtls)
     - name: permissive-plain
       filter_chain_match: { transport_protocol: raw_buffer }
@@ -162,11 +97,7 @@ $(plain_listener out_badsan $P_OUT_SAN nginx_badsan)
     address: { socket_address: { address: 127.0.0.1, port_value: $P_OUT_TCP } }
     filter_chains:
     - filters:
-      - name: envoy.filters.network.tcp_proxy
-        typed_config:
-          "@type": type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy
-          stat_prefix: out_tcp_badsan
-          cluster: nginx_badsan_tcp
+$(yaml_tcp_proxy_filter out_tcp_badsan nginx_badsan_tcp)
   clusters:
 $(yaml_static_cluster up $UP)
 $(up_tls_cluster nginx_good $N_GOOD)
@@ -177,32 +108,15 @@ EOF
 
 # NGINX: the upstream for Ringside as a TLS client; one good server, one with an expired
 # certificate, one whose SPIFFE ID is not the one Ringside expects.
-mkdir -p "$TMP/ngx/tmp"
 ngx_server() { # PORT CERT
     printf '    server { listen 127.0.0.1:%s ssl; ssl_certificate %s.pem; ssl_certificate_key %s.key;\n' "$1" "$C/$2" "$C/$2"
     printf '             location / { return 200 "nginx %s\\n"; } }\n' "$2"
 }
-cat >"$TMP/ngx/nginx.conf" <<EOF
-daemon off;
-master_process off;
-worker_processes 1;
-pid nginx.pid;
-error_log error.log info;
-events { worker_connections 256; }
-http {
-    access_log off;
-    client_body_temp_path tmp;
-    proxy_temp_path tmp;
-    fastcgi_temp_path tmp;
-    uwsgi_temp_path tmp;
-    scgi_temp_path tmp;
+start_nginx <<EOF
 $(ngx_server $N_GOOD server)
 $(ngx_server $N_EXP up_expired)
 $(ngx_server $N_SAN up_ratings)
-}
 EOF
-nginx -p "$TMP/ngx" -c "$TMP/ngx/nginx.conf" -e "$TMP/ngx/error.log" >"$TMP/nginx.out" 2>"$TMP/nginx.err" &
-PIDS+=($!)
 wait_for_port "$N_SAN"
 start_ringside "$TMP/bootstrap.yaml"
 
