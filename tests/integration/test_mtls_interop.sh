@@ -39,83 +39,25 @@ rsa_leaf server_rsa root "$SA/reviews"
 cat "$C/haproxy.pem" "$C/haproxy.key" >"$C/haproxy.crt"
 cat "$C/hap_server.pem" "$C/hap_server.key" >"$C/hap_server.crt"
 
+hcm_filter() { # STAT_PREFIX CLUSTER
+    printf '      filters:\n'
+    yaml_hcm_filter "$1" "$2" --access-log "$TMP/access.log" \
+        "$1 %RESPONSE_CODE% %REQ(USER-AGENT)% peer=%DOWNSTREAM_PEER_URI_SAN%"
+}
 strict_listener() { # NAME PORT CERT
     cat <<EOF
   - name: $1
     address: { socket_address: { address: 127.0.0.1, port_value: $2 } }
-    listener_filters:
-    - name: envoy.filters.listener.tls_inspector
-      typed_config: { "@type": type.googleapis.com/envoy.extensions.filters.listener.tls_inspector.v3.TlsInspector }
+$(yaml_inspectors tls)
     filter_chains:
     - name: $1
       filter_chain_match: { transport_protocol: tls }
-      transport_socket:
-        name: envoy.transport_sockets.tls
-        typed_config:
-          "@type": type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext
-          require_client_certificate: true
-          common_tls_context:
-            tls_certificates:
-            - certificate_chain: { filename: $C/$3.pem }
-              private_key: { filename: $C/$3.key }
-            validation_context:
-              trusted_ca: { filename: $C/root.pem }
-              match_typed_subject_alt_names:
-              - san_type: URI
-                matcher: { prefix: "spiffe://cluster.local/" }
+$(yaml_tls_downstream "$3" --san-prefix spiffe://cluster.local/)
 $(hcm_filter "$1" up)
 EOF
 }
-hcm_filter() { # STAT_PREFIX CLUSTER
-    cat <<EOF
-      filters:
-      - name: envoy.filters.network.http_connection_manager
-        typed_config:
-          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
-          stat_prefix: $1
-          access_log:
-          - name: envoy.access_loggers.file
-            typed_config:
-              "@type": type.googleapis.com/envoy.extensions.access_loggers.file.v3.FileAccessLog
-              path: $TMP/access.log
-              log_format: { text_format_source: { inline_string: "$1 %RESPONSE_CODE% %REQ(USER-AGENT)% peer=%DOWNSTREAM_PEER_URI_SAN%\n" } }
-          http_filters:
-          - name: envoy.filters.http.router
-            typed_config: { "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router }
-          route_config:
-            virtual_hosts:
-            - name: all
-              domains: ["*"]
-              routes:
-              - match: { prefix: "/" }
-                route: { cluster: $2 }
-EOF
-}
 tls_cluster() { # NAME PORT: mutual TLS to HAProxy, which must present the reviews SPIFFE ID
-    cat <<EOF
-  - name: $1
-    connect_timeout: 2s
-    type: STATIC
-    load_assignment:
-      cluster_name: $1
-      endpoints:
-      - lb_endpoints:
-        - endpoint: { address: { socket_address: { address: 127.0.0.1, port_value: $2 } } }
-    transport_socket:
-      name: envoy.transport_sockets.tls
-      typed_config:
-        "@type": type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext
-        sni: localhost
-        common_tls_context:
-          tls_certificates:
-          - certificate_chain: { filename: $C/client.pem }
-            private_key: { filename: $C/client.key }
-          validation_context:
-            trusted_ca: { filename: $C/root.pem }
-            match_typed_subject_alt_names:
-            - san_type: URI
-              matcher: { exact: "$SA/reviews" }
-EOF
+    yaml_tls_cluster "$1" "$2" --sni localhost --cert client --san-exact "$SA/reviews"
 }
 cat >"$TMP/bootstrap.yaml" <<EOF
 $(yaml_admin $P_ADMIN)
@@ -132,11 +74,7 @@ $(hcm_filter out_http haproxy_http)
     address: { socket_address: { address: 127.0.0.1, port_value: $P_OUT_TCP } }
     filter_chains:
     - filters:
-      - name: envoy.filters.network.tcp_proxy
-        typed_config:
-          "@type": type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy
-          stat_prefix: out_tcp
-          cluster: haproxy_tcp
+$(yaml_tcp_proxy_filter out_tcp haproxy_tcp)
   clusters:
 $(yaml_static_cluster up $UP)
 $(tls_cluster haproxy_http $P_HAP_HTTP)
@@ -144,21 +82,7 @@ $(tls_cluster haproxy_tcp $P_HAP_TCP)
 EOF
 
 # NGINX: a plaintext front that proxies to Ringside's STRICT listener over mutual TLS.
-mkdir -p "$TMP/ngx/tmp"
-cat >"$TMP/ngx/nginx.conf" <<EOF
-daemon off;
-master_process off;
-worker_processes 1;
-pid nginx.pid;
-error_log error.log info;
-events { worker_connections 256; }
-http {
-    access_log off;
-    client_body_temp_path tmp;
-    proxy_temp_path tmp;
-    fastcgi_temp_path tmp;
-    uwsgi_temp_path tmp;
-    scgi_temp_path tmp;
+start_nginx <<EOF
     server {
         listen 127.0.0.1:$P_NGX;
         location / {
@@ -173,18 +97,11 @@ http {
             proxy_ssl_server_name on;
         }
     }
-}
 EOF
 # HAProxy: a plaintext front proxying to Ringside over mutual TLS (downstream client), and two
 # mutual-TLS fronts for Ringside's clusters (upstream server): HTTP answered by HAProxy itself
 # with what it saw of the client certificate, TCP forwarded to the echo server.
-cat >"$TMP/haproxy.cfg" <<EOF
-global
-    maxconn 256
-defaults
-    timeout connect 2s
-    timeout client 10s
-    timeout server 10s
+start_haproxy <<EOF
 frontend front_plain
     mode http
     bind 127.0.0.1:$P_HAP
@@ -205,11 +122,6 @@ backend echo
     mode tcp
     server e1 127.0.0.1:$U_ECHO
 EOF
-haproxy -c -f "$TMP/haproxy.cfg" >"$TMP/haproxy-check.out" 2>&1 || fail "haproxy config: $(cat "$TMP/haproxy-check.out")"
-nginx -p "$TMP/ngx" -c "$TMP/ngx/nginx.conf" -e "$TMP/ngx/error.log" >"$TMP/nginx.out" 2>"$TMP/nginx.err" &
-PIDS+=($!)
-haproxy -db -f "$TMP/haproxy.cfg" >"$TMP/haproxy.out" 2>"$TMP/haproxy.err" &
-PIDS+=($!)
 wait_for_port "$P_NGX"
 wait_for_port "$P_HAP_TCP"
 start_ringside "$TMP/bootstrap.yaml"
