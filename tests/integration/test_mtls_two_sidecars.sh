@@ -30,25 +30,11 @@ CL_TCP="outbound|9091||$HOST"
 CL_TSM="outbound|9080|tsm|$HOST"
 
 # ---- A: productpage's sidecar (outbound) ----
-# up_tls PORT ALPN INDENT: the UpstreamTlsContext of an outbound cluster, as Istio writes it
-up_tls() {
-    sed "s/^/$3/" <<EOF
-name: envoy.transport_sockets.tls
-typed_config:
-  "@type": type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext
-  sni: outbound_.$1_._.$HOST
-  common_tls_context:
-    tls_params: { tls_minimum_protocol_version: TLSv1_2, tls_maximum_protocol_version: TLSv1_3 }
-    alpn_protocols: [$2]
-    tls_certificates:
-    - certificate_chain: { filename: $C/productpage.pem }
-      private_key: { filename: $C/productpage.key }
-    validation_context:
-      trusted_ca: { filename: $C/root.pem }
-      match_typed_subject_alt_names:
-      - san_type: URI
-        matcher: { exact: "$SA/reviews" }
-EOF
+# an outbound cluster's UpstreamTlsContext as Istio writes it, with the port's SNI and ALPN added
+ISTIO_TLS=(--tls-params '{ tls_minimum_protocol_version: TLSv1_2, tls_maximum_protocol_version: TLSv1_3 }'
+    --cert productpage --san-exact "$SA/reviews")
+up_tls() { # PORT ALPN [yaml_tls_upstream options]
+    yaml_tls_upstream --sni "outbound_.$1_._.$HOST" --alpn "$2" "${ISTIO_TLS[@]}" "${@:3}"
 }
 # http_cluster NAME ENDPOINT_PORT [matches]: TLS from the cluster's transport_socket, or with
 # "matches" chosen by transport_socket_matches from the endpoint's tlsMode, as Istio's auto-mTLS
@@ -70,8 +56,7 @@ EOF
     transport_socket_matches:
     - name: tlsMode-istio
       match: { tlsMode: istio }
-      transport_socket:
-$(up_tls 9080 '"istio-http/1.1"' '        ')
+$(up_tls 9080 '"istio-http/1.1"' --indent 6)
     - name: tlsMode-disabled
       match: {}
       transport_socket:
@@ -79,7 +64,7 @@ $(up_tls 9080 '"istio-http/1.1"' '        ')
         typed_config: { "@type": type.googleapis.com/envoy.extensions.transport_sockets.raw_buffer.v3.RawBuffer }
 EOF
     else
-        printf '    transport_socket:\n%s\n' "$(up_tls 9080 '"istio-http/1.1"' '      ')"
+        up_tls 9080 '"istio-http/1.1"'
     fi
 }
 cat >"$TMP/a.yaml" <<EOF
@@ -110,95 +95,33 @@ $(yaml_router)
     address: { socket_address: { address: 127.0.0.1, port_value: $A_TCP } }
     filter_chains:
     - filters:
-      - name: envoy.filters.network.tcp_proxy
-        typed_config:
-          "@type": type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy
-          stat_prefix: "$CL_TCP"
-          cluster: "$CL_TCP"
+$(yaml_tcp_proxy_filter "$CL_TCP" "$CL_TCP")
   clusters:
 $(http_cluster "$CL_HTTP" $B_IN)
 $(http_cluster "$CL_STRICT" $B_STRICT)
 $(http_cluster "$CL_TSM" $B_IN matches)
-  - name: "$CL_TCP"
-    connect_timeout: 2s
-    type: STATIC
-    load_assignment:
-      cluster_name: "$CL_TCP"
-      endpoints:
-      - lb_endpoints:
-        - endpoint: { address: { socket_address: { address: 127.0.0.1, port_value: $B_IN } } }
-    transport_socket:
-$(up_tls 9091 '"istio-peer-exchange", "istio"' '      ')
+$(yaml_tls_cluster "$CL_TCP" $B_IN --sni "outbound_.9091_._.$HOST" --alpn '"istio-peer-exchange", "istio"' "${ISTIO_TLS[@]}")
 EOF
 
 # ---- B: reviews' sidecar (inbound) ----
 down_tls() {
-    cat <<EOF
-      transport_socket:
-        name: envoy.transport_sockets.tls
-        typed_config:
-          "@type": type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext
-          require_client_certificate: true
-          common_tls_context:
-            alpn_protocols: ["h2", "http/1.1"]
-            tls_certificates:
-            - certificate_chain: { filename: $C/reviews.pem }
-              private_key: { filename: $C/reviews.key }
-            validation_context:
-              trusted_ca: { filename: $C/root.pem }
-              match_typed_subject_alt_names:
-              - san_type: URI
-                matcher: { prefix: "spiffe://cluster.local/" }
-EOF
+    yaml_tls_downstream reviews --alpn '"h2", "http/1.1"' --san-prefix spiffe://cluster.local/
 }
+# what B logs of each request (HCM) or connection (tcp_proxy)
+B_LOG="peer=%DOWNSTREAM_PEER_URI_SAN% sni=%REQUESTED_SERVER_NAME% %DOWNSTREAM_TLS_VERSION%"
 inbound_hcm() { # STAT_PREFIX
-    cat <<EOF
-      filters:
-      - name: envoy.filters.network.http_connection_manager
-        typed_config:
-          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
-          stat_prefix: $1
-          access_log:
-          - name: envoy.access_loggers.file
-            typed_config:
-              "@type": type.googleapis.com/envoy.extensions.access_loggers.file.v3.FileAccessLog
-              path: $TMP/b-access.log
-              log_format: { text_format_source: { inline_string: "$1 %RESPONSE_CODE% peer=%DOWNSTREAM_PEER_URI_SAN% sni=%REQUESTED_SERVER_NAME% %DOWNSTREAM_TLS_VERSION%\n" } }
-$(yaml_router)
-          route_config:
-            virtual_hosts:
-            - name: inbound
-              domains: ["*"]
-              routes:
-              - match: { prefix: "/" }
-                route: { cluster: "inbound|9080||" }
-EOF
+    printf '      filters:\n'
+    yaml_hcm_filter "$1" "inbound|9080||" --vhost inbound --access-log "$TMP/b-access.log" "$1 %RESPONSE_CODE% $B_LOG"
 }
 inbound_tcp() { # STAT_PREFIX
-    cat <<EOF
-      filters:
-      - name: envoy.filters.network.tcp_proxy
-        typed_config:
-          "@type": type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy
-          stat_prefix: $1
-          cluster: "inbound|9091||"
-          access_log:
-          - name: envoy.access_loggers.file
-            typed_config:
-              "@type": type.googleapis.com/envoy.extensions.access_loggers.file.v3.FileAccessLog
-              path: $TMP/b-access.log
-              log_format: { text_format_source: { inline_string: "$1 tcp peer=%DOWNSTREAM_PEER_URI_SAN% sni=%REQUESTED_SERVER_NAME% %DOWNSTREAM_TLS_VERSION%\n" } }
-EOF
+    printf '      filters:\n'
+    yaml_tcp_proxy_filter "$1" "inbound|9091||" --access-log "$TMP/b-access.log" "$1 tcp $B_LOG"
 }
 inbound_listener() { # NAME PORT PERMISSIVE(0/1) PREFIX
     cat <<EOF
   - name: $1
     address: { socket_address: { address: 127.0.0.1, port_value: $2 } }
-    listener_filters:
-    - name: envoy.filters.listener.tls_inspector
-      typed_config: { "@type": type.googleapis.com/envoy.extensions.filters.listener.tls_inspector.v3.TlsInspector }
-    - name: envoy.filters.listener.http_inspector
-      typed_config: { "@type": type.googleapis.com/envoy.extensions.filters.listener.http_inspector.v3.HttpInspector }
+$(yaml_inspectors tls http)
     listener_filters_timeout: 2s
     filter_chains:
     - name: $4_mtls_http
