@@ -23,21 +23,8 @@ leaf ratings root spiffe://cluster.local/ns/default/sa/ratings
 PP=spiffe://cluster.local/ns/default/sa/productpage
 RATINGS=spiffe://cluster.local/ns/default/sa/ratings
 
-tls_socket() {
-    cat <<EOF
-      transport_socket:
-        name: envoy.transport_sockets.tls
-        typed_config:
-          "@type": type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext
-          require_client_certificate: true
-          common_tls_context:
-            tls_certificates:
-            - certificate_chain: { filename: $C/server.pem }
-              private_key: { filename: $C/server.key }
-            validation_context:
-              trusted_ca: { filename: $C/root.pem }
-EOF
-}
+# every chain's TLS: client certificates from the mesh root, any SPIFFE ID (RBAC decides)
+tls_socket() { yaml_tls_downstream server; }
 any_any() { # POLICY_NAME INDENT: a policy matching everything
     printf '%*s"%s": { permissions: [{ any: true }], principals: [{ any: true }] }\n' "$2" "" "$1"
 }
@@ -57,12 +44,7 @@ $(tls_socket)
           stat_prefix: authz
           forward_client_cert_details: APPEND_FORWARD
           set_current_client_cert_details: { subject: true, uri: true, dns: true }
-          access_log:
-          - name: envoy.access_loggers.file
-            typed_config:
-              "@type": type.googleapis.com/envoy.extensions.access_loggers.file.v3.FileAccessLog
-              path: $TMP/access.log
-              log_format: { text_format_source: { inline_string: "%REQ(:SCHEME)% %REQ(:METHOD)% %REQ(:PATH)% %RESPONSE_CODE% %RESPONSE_CODE_DETAILS% peer=%DOWNSTREAM_PEER_URI_SAN% subject=%DOWNSTREAM_PEER_SUBJECT% local=%DOWNSTREAM_LOCAL_URI_SAN% tls=%DOWNSTREAM_TLS_VERSION% sni=%REQUESTED_SERVER_NAME% fp=%DOWNSTREAM_PEER_FINGERPRINT_256%\n" } }
+$(yaml_access_log "$TMP/access.log" "%REQ(:SCHEME)% %REQ(:METHOD)% %REQ(:PATH)% %RESPONSE_CODE% %RESPONSE_CODE_DETAILS% peer=%DOWNSTREAM_PEER_URI_SAN% subject=%DOWNSTREAM_PEER_SUBJECT% local=%DOWNSTREAM_LOCAL_URI_SAN% tls=%DOWNSTREAM_TLS_VERSION% sni=%REQUESTED_SERVER_NAME% fp=%DOWNSTREAM_PEER_FINGERPRINT_256%")
           http_filters:
           - name: istio.deny
             typed_config:
@@ -135,17 +117,8 @@ $(tls_socket)
             action: ALLOW
             policies:
 $(any_any shadow-allow-all 14)
-      - name: envoy.filters.network.tcp_proxy
-        typed_config:
-          "@type": type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy
-          stat_prefix: echo_mtls
-          cluster: echo
-          access_log:
-          - name: envoy.access_loggers.file
-            typed_config:
-              "@type": type.googleapis.com/envoy.extensions.access_loggers.file.v3.FileAccessLog
-              path: $TMP/tcp.log
-              log_format: { text_format_source: { inline_string: "tcp peer=%DOWNSTREAM_PEER_URI_SAN% details=%CONNECTION_TERMINATION_DETAILS% flags=%RESPONSE_FLAGS%\n" } }
+$(yaml_tcp_proxy_filter echo_mtls echo --access-log "$TMP/tcp.log" \
+    "tcp peer=%DOWNSTREAM_PEER_URI_SAN% details=%CONNECTION_TERMINATION_DETAILS% flags=%RESPONSE_FLAGS%")
   - name: hnet
     address: { socket_address: { address: 127.0.0.1, port_value: $P_HNET } }
     filter_chains:
@@ -162,20 +135,7 @@ $(tls_socket)
               "pp-only":
                 permissions: [{ any: true }]
                 principals: [{ authenticated: { principal_name: { exact: "$PP" } } }]
-      - name: envoy.filters.network.http_connection_manager
-        typed_config:
-          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
-          stat_prefix: hnet_http
-          http_filters:
-          - name: envoy.filters.http.router
-            typed_config: { "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router }
-          route_config:
-            virtual_hosts:
-            - name: all
-              domains: ["*"]
-              routes:
-              - match: { prefix: "/" }
-                route: { cluster: up, prefix_rewrite: "/echo/" }
+$(yaml_hcm_filter hnet_http up --prefix-rewrite /echo/)
   - name: plain
     address: { socket_address: { address: 127.0.0.1, port_value: $P_PLAIN } }
     filter_chains:
@@ -190,11 +150,7 @@ $(tls_socket)
               "deny-loopback":
                 permissions: [{ destination_port: $P_PLAIN }]
                 principals: [{ direct_remote_ip: { address_prefix: 127.0.0.0, prefix_len: 8 } }]
-      - name: envoy.filters.network.tcp_proxy
-        typed_config:
-          "@type": type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy
-          stat_prefix: echo_plain
-          cluster: echo_plain
+$(yaml_tcp_proxy_filter echo_plain echo_plain)
   clusters:
 $(yaml_static_cluster up $UP)
 $(yaml_static_cluster echo $U_ECHO)
