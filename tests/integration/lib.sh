@@ -636,3 +636,11 @@ Y
     haproxy -db -f "$TMP/haproxy.cfg" >"$TMP/haproxy.out" 2>"$TMP/haproxy.err" &
     PIDS+=($!)
 }
+
+# start_echo PORT: tests/integration/echoserver.py on PORT (sends back what it receives), the
+# upstream of tcp_proxy tests; logs in $TMP/echo.{out,err}.
+start_echo() {
+    python3 "$RS_SRC/tests/integration/echoserver.py" "$1" >"$TMP/echo.out" 2>"$TMP/echo.err" &
+    PIDS+=($!)
+    wait_for_port "$1"
+}
