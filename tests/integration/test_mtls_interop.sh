@@ -13,9 +13,7 @@ need haproxy
 read -r P_ADMIN P_EC P_RSA UP U_ECHO P_NGX P_HAP P_OUT_HTTP P_OUT_TCP P_HAP_HTTP P_HAP_TCP \
     <<<"$(free_ports 11)"
 start_upstream up "$UP"
-python3 "$RS_SRC/tests/integration/echoserver.py" "$U_ECHO" >"$TMP/echo.out" 2>"$TMP/echo.err" &
-PIDS+=($!)
-wait_for_port "$U_ECHO"
+start_echo "$U_ECHO"
 
 SA=spiffe://cluster.local/ns/default/sa
 tls_certs_init
