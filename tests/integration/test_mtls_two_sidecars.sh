@@ -13,9 +13,7 @@ need openssl
 
 read -r A_ADMIN A_HTTP A_TCP B_ADMIN B_IN B_STRICT APP ECHO <<<"$(free_ports 8)"
 start_upstream reviews "$APP"
-python3 "$RS_SRC/tests/integration/echoserver.py" "$ECHO" >"$TMP/echo.out" 2>"$TMP/echo.err" &
-PIDS+=($!)
-wait_for_port "$ECHO"
+start_echo "$ECHO"
 
 SA=spiffe://cluster.local/ns/default/sa
 tls_certs_init
