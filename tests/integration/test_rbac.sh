@@ -12,9 +12,7 @@ need curl
 
 read -r P_ADMIN P_HTTP P_TCP P_PLAIN P_HNET UP U_ECHO <<<"$(free_ports 7)"
 start_upstream up "$UP"
-python3 "$RS_SRC/tests/integration/echoserver.py" "$U_ECHO" >"$TMP/echo.out" 2>"$TMP/echo.err" &
-PIDS+=($!)
-wait_for_port "$U_ECHO"
+start_echo "$U_ECHO"
 tls_certs_init
 ca root
 leaf server root spiffe://cluster.local/ns/default/sa/reviews
