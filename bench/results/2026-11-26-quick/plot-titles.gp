@@ -1,3 +1,9 @@
 title0 = "1 KiB, 1,000 rps over 4 connections, open loop"
+ymax0 = 5164.0
 title1 = "1 KiB, 10,000 rps over 64 connections, open loop"
+ymax1 = 1309.0
 nblocks = 2
+array C[7] = ["#000000", "#1f77b4", "#1f77b4", "#d62728", "#d62728", "#2ca02c", "#2ca02c"]
+array PC[6] = ["#1f77b4", "#1f77b4", "#d62728", "#d62728", "#2ca02c", "#2ca02c"]
+array D[7] = [1, 1, 2, 1, 2, 1, 2]
+array PD[6] = [1, 2, 1, 2, 1, 2]
