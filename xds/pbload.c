@@ -558,32 +558,45 @@ static int load_field(struct ctx *c, const struct xds_node *v, ProtobufCMessage 
 static int load_pairs(struct ctx *c, const struct xds_node *n, ProtobufCMessage *m, int is_any)
 {
     const ProtobufCMessageDescriptor *d = m->descriptor;
-    for (size_t i = 0; i + 1 < n->n_kids; i += 2) {
+    /* a field given twice (the same key, or its name and its json_name) is refused: a YAML
+     * loader keeping the last one lets a typo silently drop a block */
+    uint64_t seen_small[4] = {0}, *seen = seen_small;
+    if (d->n_fields > 256 && !(seen = calloc((d->n_fields + 63) / 64, sizeof *seen)))
+        return fail(c, "out of memory");
+    int ret = 0;
+    for (size_t i = 0; i + 1 < n->n_kids && ret == 0; i += 2) {
         const struct xds_node *k = n->kids[i], *v = n->kids[i + 1];
-        if (k->kind != XDS_NODE_SCALAR) return fail(c, "mapping key is %s", kind_name(k));
+        if (k->kind != XDS_NODE_SCALAR) {
+            ret = fail(c, "mapping key is %s", kind_name(k));
+            break;
+        }
         if (is_any && strcmp(k->text, "@type") == 0) continue;
         if (k->style == XDS_PLAIN && strcmp(k->text, "<<") == 0) {
-            /* YAML merge key: the merged mappings' fields load as if written here. */
-            int rc = 0;
+            /* YAML merge key: the merged mappings' fields load as if written here (keys written
+             * here may then override them: they are counted apart) */
             if (v->kind == XDS_NODE_SEQ)
-                for (size_t j = 0; j < v->n_kids && rc == 0; j++)
-                    rc = load_message(c, v->kids[j], m);
+                for (size_t j = 0; j < v->n_kids && ret == 0; j++)
+                    ret = load_message(c, v->kids[j], m);
             else
-                rc = load_message(c, v, m);
-            if (rc < 0) return -1;
+                ret = load_message(c, v, m);
             continue;
         }
         const ProtobufCFieldDescriptor *f = find_field(d, k->text);
         size_t mark = path_push(c, ".", k->text, 0);
-        int rc = 0;
-        if (f)
-            rc = load_field(c, v, m, f);
-        else if (!(c->flags & XDS_LOAD_ALLOW_UNKNOWN))
-            rc = fail(c, "unknown field \"%s\" in %s", k->text, d->name);
+        if (f) {
+            size_t fi = (size_t)(f - d->fields);
+            if (seen[fi / 64] >> (fi % 64) & 1)
+                ret = fail(c, "field \"%s\" given twice", f->name);
+            else
+                ret = load_field(c, v, m, f);
+            seen[fi / 64] |= 1ull << (fi % 64);
+        } else if (!(c->flags & XDS_LOAD_ALLOW_UNKNOWN)) {
+            ret = fail(c, "unknown field \"%s\" in %s", k->text, d->name);
+        }
         path_pop(c, mark);
-        if (rc < 0) return -1;
     }
-    return 0;
+    if (seen != seen_small) free(seen);
+    return ret < 0 ? -1 : 0;
 }
 
 static int load_message(struct ctx *c, const struct xds_node *n, ProtobufCMessage *m)

@@ -188,6 +188,11 @@ static void test_errors(void)
     expect_error("admin:\n  address:\n    pipe: {path: /x}\n    socket_address: {port_value: 1}\n",
                  "admin.address.socket_address: conflicts with \"pipe\": both are members of one "
                  "oneof");
+    /* a field given twice, by the same key or by its name and json_name, is not a silent "last
+     * one wins" */
+    expect_error("node:\n  id: a\n  cluster: c\n  id: b\n", "node.id: field \"id\" given twice");
+    expect_error("node: {user_agent_name: a, userAgentName: b}\n",
+                 "node.userAgentName: field \"user_agent_name\" given twice");
 
     Bootstrap *b = json("{\"admin\": {\"address\": }");
     CHECK(b == NULL);
