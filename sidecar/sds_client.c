@@ -325,14 +325,7 @@ void rs_sds_watch_files(struct rs_sds *s)
 
 static Envoy__Config__Core__V3__Node *node_copy(const Envoy__Config__Core__V3__Node *n)
 {
-    if (!n) return NULL;
-    size_t len = protobuf_c_message_get_packed_size(&n->base);
-    uint8_t *buf = malloc(len + 1);
-    if (!buf) abort();
-    protobuf_c_message_pack(&n->base, buf);
-    Envoy__Config__Core__V3__Node *c = envoy__config__core__v3__node__unpack(NULL, len, buf);
-    free(buf);
-    return c;
+    return n ? (Envoy__Config__Core__V3__Node *)xds_message_clone(&n->base) : NULL;
 }
 
 struct rs_sds *rs_sds_new(struct xds_loop *loop, const xds_bootstrap *bs,

@@ -11,6 +11,7 @@
 #include "envoy/service/discovery/v3/discovery.pb-c.h"
 #include "google/rpc/status.pb-c.h"
 #include "xds/ads_impl.h"
+#include "xds/any.h"
 
 typedef Envoy__Service__Discovery__V3__DiscoveryRequest Request;
 typedef Envoy__Service__Discovery__V3__DiscoveryResponse Response;
@@ -59,14 +60,7 @@ static bool wildcard(enum xds_type t)
 
 static Envoy__Config__Core__V3__Node *node_copy(const Envoy__Config__Core__V3__Node *n)
 {
-    if (!n) return NULL;
-    size_t len = protobuf_c_message_get_packed_size(&n->base);
-    uint8_t *buf = malloc(len + 1);
-    if (!buf) abort();
-    protobuf_c_message_pack(&n->base, buf);
-    Envoy__Config__Core__V3__Node *c = envoy__config__core__v3__node__unpack(NULL, len, buf);
-    free(buf);
-    return c;
+    return n ? (Envoy__Config__Core__V3__Node *)xds_message_clone(&n->base) : NULL;
 }
 
 xds_ads *xds_ads_new(const struct xds_ads_config *cfg)

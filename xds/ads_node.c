@@ -9,6 +9,7 @@
 #include "envoy/config/endpoint/v3/endpoint.pb-c.h"
 #include "google/protobuf/struct.pb-c.h"
 #include "xds/ads_impl.h"
+#include "xds/any.h"
 
 extern char **environ;
 
@@ -101,17 +102,9 @@ static Value *labels_value(const char *json)
 
 static Envoy__Config__Core__V3__Node *copy_node(const Envoy__Config__Core__V3__Node *n)
 {
-    if (!n) {
-        Envoy__Config__Core__V3__Node *c = zalloc(sizeof *c);
-        envoy__config__core__v3__node__init(c);
-        return c;
-    }
-    size_t len = protobuf_c_message_get_packed_size(&n->base);
-    uint8_t *buf = zalloc(len + 1);
-    protobuf_c_message_pack(&n->base, buf);
-    Envoy__Config__Core__V3__Node *c = envoy__config__core__v3__node__unpack(NULL, len, buf);
-    free(buf);
-    if (!c) abort();
+    if (n) return (Envoy__Config__Core__V3__Node *)xds_message_clone(&n->base);
+    Envoy__Config__Core__V3__Node *c = zalloc(sizeof *c);
+    envoy__config__core__v3__node__init(c);
     return c;
 }
 

@@ -2,6 +2,7 @@
 #include "xds/any.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "udpa/type/v1/typed_struct.pb-c.h"
@@ -79,4 +80,16 @@ ProtobufCMessage *xds_any_unpack(const Google__Protobuf__Any *any,
     ProtobufCMessage *m = protobuf_c_message_unpack(d, NULL, any->value.len, any->value.data);
     if (!m) snprintf(err, errlen, "malformed %s in Any", d->name);
     return m;
+}
+
+ProtobufCMessage *xds_message_clone(const ProtobufCMessage *m)
+{
+    size_t len = protobuf_c_message_get_packed_size(m);
+    uint8_t *buf = malloc(len + 1);
+    if (!buf) abort();
+    protobuf_c_message_pack(m, buf);
+    ProtobufCMessage *c = protobuf_c_message_unpack(m->descriptor, NULL, len, buf);
+    free(buf);
+    if (!c) abort(); /* what we packed unpacks, unless memory ran out */
+    return c;
 }

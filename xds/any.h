@@ -1,4 +1,4 @@
-/* Reading google.protobuf.Any: how the data plane reads typed_config. */
+/* Reading google.protobuf.Any: how the data plane reads typed_config; and copying messages. */
 #ifndef XDS_ANY_H
 #define XDS_ANY_H
 
@@ -14,5 +14,9 @@
 ProtobufCMessage *xds_any_unpack(const Google__Protobuf__Any *any,
                                  const ProtobufCMessageDescriptor *expected, char *err,
                                  size_t errlen);
+
+/* A deep copy of m, through its serialized form (free it with
+ * protobuf_c_message_free_unpacked(copy, NULL)). Aborts when out of memory. */
+ProtobufCMessage *xds_message_clone(const ProtobufCMessage *m);
 
 #endif
