@@ -509,6 +509,17 @@ static int compile_http_rbac(
     return 0;
 }
 
+/* A Struct's field of one kind (GOOGLE__PROTOBUF__VALUE__KIND_*), or NULL. */
+static const Google__Protobuf__Value *struct_get(const Google__Protobuf__Struct *st,
+                                                 const char *key, int kind)
+{
+    for (size_t i = 0; st && i < st->n_fields; i++) {
+        const Google__Protobuf__Value *v = st->fields[i]->value;
+        if (v && (int)v->kind_case == kind && strcmp(st->fields[i]->key, key) == 0) return v;
+    }
+    return NULL;
+}
+
 /* istio.alpn (a TypedStruct: {alpn_override: [{upstream_protocol: HTTP10|HTTP11|HTTP2,
  * alpn_override: [names]}]}): the names for HTTP/1.1, the protocol Ringside speaks upstream. */
 static int compile_istio_alpn(struct cctx *cx, struct rs_hcm_cfg *h, const char *field,
@@ -523,46 +534,34 @@ static int compile_istio_alpn(struct cctx *cx, struct rs_hcm_cfg *h, const char 
             ? udpa__type__v1__typed_struct__unpack(NULL, cfg->value.len, cfg->value.data)
             : NULL;
     if (!ts) return fail(cx, field, "istio.alpn: only its TypedStruct form is understood");
-    const Google__Protobuf__Struct *v = ts->value;
+    const Google__Protobuf__Value *list =
+        struct_get(ts->value, "alpn_override", GOOGLE__PROTOBUF__VALUE__KIND_LIST_VALUE);
     int ret = 0;
-    for (size_t i = 0; v && i < v->n_fields; i++) {
-        const Google__Protobuf__Value *list = v->fields[i]->value;
-        if (strcmp(v->fields[i]->key, "alpn_override") != 0) continue;
-        if (list->kind_case != GOOGLE__PROTOBUF__VALUE__KIND_LIST_VALUE) {
-            ret = fail(cx, field, "alpn_override: a list is expected");
-            break;
-        }
-        for (size_t k = 0; k < list->list_value->n_values; k++) {
-            const Google__Protobuf__Value *e = list->list_value->values[k];
-            if (e->kind_case != GOOGLE__PROTOBUF__VALUE__KIND_STRUCT_VALUE) continue;
-            const char *proto = "HTTP10";
-            const Google__Protobuf__ListValue *names = NULL;
-            for (size_t j = 0; j < e->struct_value->n_fields; j++) {
-                const Google__Protobuf__Struct__FieldsEntry *fe = e->struct_value->fields[j];
-                if (strcmp(fe->key, "upstream_protocol") == 0 &&
-                    fe->value->kind_case == GOOGLE__PROTOBUF__VALUE__KIND_STRING_VALUE)
-                    proto = fe->value->string_value;
-                else if (strcmp(fe->key, "alpn_override") == 0 &&
-                         fe->value->kind_case == GOOGLE__PROTOBUF__VALUE__KIND_LIST_VALUE)
-                    names = fe->value->list_value;
+    for (size_t k = 0; list && k < list->list_value->n_values && ret == 0; k++) {
+        const Google__Protobuf__Value *e = list->list_value->values[k];
+        if (e->kind_case != GOOGLE__PROTOBUF__VALUE__KIND_STRUCT_VALUE) continue;
+        const Google__Protobuf__Value *proto = struct_get(
+            e->struct_value, "upstream_protocol", GOOGLE__PROTOBUF__VALUE__KIND_STRING_VALUE);
+        const Google__Protobuf__Value *names =
+            struct_get(e->struct_value, "alpn_override", GOOGLE__PROTOBUF__VALUE__KIND_LIST_VALUE);
+        /* an entry without upstream_protocol is HTTP10's */
+        if (!proto || strcmp(proto->string_value, "HTTP11") != 0 || !names || h->upstream_alpn)
+            continue;
+        const Google__Protobuf__ListValue *nl = names->list_value;
+        h->upstream_alpn = xcalloc(nl->n_values + 1, sizeof *h->upstream_alpn);
+        h->upstream_alpn_hash = 0xcbf29ce484222325ull;
+        for (size_t j = 0; j < nl->n_values; j++) {
+            const Google__Protobuf__Value *n = nl->values[j];
+            if (n->kind_case != GOOGLE__PROTOBUF__VALUE__KIND_STRING_VALUE || !n->string_value[0] ||
+                strlen(n->string_value) > 255) {
+                ret = fail(cx, field, "alpn_override: [%zu]: names are non-empty strings", k);
+                break;
             }
-            if (strcmp(proto, "HTTP11") != 0 || !names || h->upstream_alpn) continue;
-            h->upstream_alpn = xcalloc(names->n_values + 1, sizeof *h->upstream_alpn);
-            for (size_t j = 0; j < names->n_values; j++) {
-                const Google__Protobuf__Value *n = names->values[j];
-                if (n->kind_case != GOOGLE__PROTOBUF__VALUE__KIND_STRING_VALUE ||
-                    !n->string_value[0] || strlen(n->string_value) > 255) {
-                    ret = fail(cx, field, "alpn_override: [%zu]: names are non-empty strings", k);
-                    break;
-                }
-                h->upstream_alpn[h->n_upstream_alpn++] = xstrdup(n->string_value);
-                /* FNV-1a over the names, each with its terminating NUL */
-                if (!h->upstream_alpn_hash) h->upstream_alpn_hash = 0xcbf29ce484222325ull;
-                for (const char *c = n->string_value;; c++) {
-                    h->upstream_alpn_hash =
-                        (h->upstream_alpn_hash ^ (uint8_t)*c) * 0x100000001b3ull;
-                    if (!*c) break;
-                }
+            h->upstream_alpn[h->n_upstream_alpn++] = xstrdup(n->string_value);
+            /* FNV-1a over the names, each with its terminating NUL */
+            for (const char *c = n->string_value;; c++) {
+                h->upstream_alpn_hash = (h->upstream_alpn_hash ^ (uint8_t)*c) * 0x100000001b3ull;
+                if (!*c) break;
             }
         }
     }
