@@ -160,6 +160,17 @@ void rs_buf_ref(struct rs_loop *loop, uint32_t bid)
     loop->br.refs[bid]++;
 }
 
+int32_t rs_buf_alloc(struct rs_loop *loop)
+{
+    struct rs_bufring *br = &loop->br;
+    if (br->depth == 0) return -1;
+    uint32_t bid = br->stack[--br->depth];
+    br->refs[bid] = 1;
+    br->used[bid] = br->epoch;
+    br->in_use++;
+    return (int32_t)bid;
+}
+
 void rs_buf_unref(struct rs_loop *loop, uint32_t bid)
 {
     struct rs_bufring *br = &loop->br;

@@ -147,6 +147,9 @@ static inline char *rs_buf_data(struct rs_loop *loop, uint32_t bid)
 /* A receive's completion delivered buffer bid (IORING_CQE_F_BUFFER): it now holds one reference. */
 void rs_buf_take(struct rs_loop *loop, uint32_t bid);
 void rs_buf_ref(struct rs_loop *loop, uint32_t bid);
+/* A free buffer the kernel does not hold, for the loop's own writing (TLS decrypts into it), with
+ * one reference; -1 when every buffer is in use. */
+int32_t rs_buf_alloc(struct rs_loop *loop);
 void rs_buf_unref(struct rs_loop *loop, uint32_t bid);
 /* After a loop turn (called by the loop; public for tests): sizes target, tops the kernel's ring
  * up to it from the free stack and re-arms receives that ran dry. */

@@ -1,10 +1,11 @@
 /* The TLS transport: BoringSSL driven from the connection's completions through a BIO of our own.
  * BoringSSL reads records straight out of the received ring buffer (the BIO points at it during
- * on_recv) and SSL_read's plaintext goes up with rs_conn_deliver; plaintext the protocol writes is
- * SSL_write'n into a heap buffer the BIO appends to, which leaves as one segment through
- * rs_conn_queue_wire. So bytes are copied only where TLS must (into BoringSSL's record buffer,
- * and the encryption itself). Nothing here ever waits on the socket: a handshake advances by one
- * step for each batch of bytes that arrives. */
+ * on_recv) and SSL_read decrypts into a buffer of the loop's pool that goes up with
+ * rs_conn_deliver like a received one (a protocol forwarding it references it, no copy);
+ * plaintext the protocol writes is SSL_write'n into a heap buffer the BIO appends to, which
+ * leaves as one segment through rs_conn_queue_wire. So bytes are copied only where TLS must (into
+ * BoringSSL's record buffer, and the decryption and encryption themselves). Nothing here ever
+ * waits on the socket: a handshake advances by one step for each batch of bytes that arrives. */
 #include <errno.h>
 #include <pthread.h>
 #include <stdlib.h>
@@ -246,14 +247,20 @@ static int handshake(struct tls_conn *t)
 /* Decrypts everything buffered and hands it up; a close_notify becomes on_eof. */
 static void read_plain(struct tls_conn *t)
 {
-    static _Thread_local char buf[16384]; /* one TLS record's plaintext at most */
+    static _Thread_local char spare[16384]; /* one TLS record's plaintext at most */
     struct rs_conn *c = t->c;
     while (t->state == TLS_OPEN && !(c->flags & RS_CONN_CLOSED)) {
-        int n = SSL_read(t->ssl, buf, sizeof buf);
-        if (n > 0) {
-            rs_conn_deliver(c, -1, buf, (size_t)n);
-            continue;
-        }
+        /* Plaintext goes into a buffer of the loop's pool, handed up like a received one: a
+         * protocol forwarding it keeps a reference instead of copying it. Only when the pool is
+         * exhausted does it land in a per-thread buffer (valid during the call: copied). */
+        int32_t bid = rs_buf_alloc(c->loop);
+        char *buf = bid >= 0 ? rs_buf_data(c->loop, (uint32_t)bid) : spare;
+        size_t cap =
+            bid >= 0 && c->loop->br.bufsize < sizeof spare ? c->loop->br.bufsize : sizeof spare;
+        int n = SSL_read(t->ssl, buf, (int)cap);
+        if (n > 0) rs_conn_deliver(c, bid, buf, (size_t)n);
+        if (bid >= 0) rs_buf_unref(c->loop, (uint32_t)bid);
+        if (n > 0) continue;
         int e = SSL_get_error(t->ssl, n);
         if (e == SSL_ERROR_WANT_READ) return;
         if (e == SSL_ERROR_ZERO_RETURN) {

@@ -3,7 +3,8 @@
  * The plain transport passes bytes straight through (received ring buffers go to the protocol,
  * written segments go to the socket). TLS (the mutual-TLS work) plugs in behind the same four
  * calls: it feeds received records to BoringSSL, delivers the plaintext it gets back with
- * rs_conn_deliver() (bid < 0: its own buffer, valid during the call), and turns written
+ * rs_conn_deliver() (in a ring buffer of the pool it took with rs_buf_alloc, or, with bid < 0,
+ * its own memory valid during the call), and turns written
  * plaintext into wire segments with rs_conn_queue_wire(). TCP proxying, the HTTP codecs and the
  * router never know which transport a connection has. */
 #ifndef RS_TRANSPORT_H
