@@ -1,7 +1,7 @@
 title0 = "1 KiB, 1,000 rps over 4 connections, open loop"
-ymax0 = 4232.0
+ymax0 = 470.5
 title1 = "1 KiB, 10,000 rps over 64 connections, open loop"
-ymax1 = 1892.0
+ymax1 = 1714.0
 nblocks = 2
 array C[4] = ["#000000", "#1f77b4", "#d62728", "#2ca02c"]
 array PC[3] = ["#1f77b4", "#d62728", "#2ca02c"]
