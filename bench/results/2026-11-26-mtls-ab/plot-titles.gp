@@ -1,0 +1,9 @@
+title0 = "1 KiB, 1,000 rps over 4 connections, open loop"
+ymax0 = 342.5
+title1 = "1 KiB, 10,000 rps over 64 connections, open loop"
+ymax1 = 1740.0
+nblocks = 2
+array C[4] = ["#000000", "#1f77b4", "#9467bd", "#d62728"]
+array PC[3] = ["#1f77b4", "#9467bd", "#d62728"]
+array D[4] = [1, 3, 3, 3]
+array PD[3] = [3, 3, 3]
