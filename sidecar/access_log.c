@@ -944,3 +944,22 @@ void rs_access_info_tls(struct rs_access_info *info, const struct rs_conn *c)
     const char *san = rs_tls_peer_uri_san(c);
     if (san) info->downstream_peer_uri_san = (struct rs_access_str){san, strlen(san)};
 }
+
+size_t rs_access_log_req_headers(const struct rs_access_log *l, const char **out, size_t max)
+{
+    size_t n = 0;
+    for (size_t i = 0; l->fmt && i < l->fmt->nops; i++) {
+        const struct op *op = &l->fmt->ops[i];
+        if (op->kind != OP_REQ) continue;
+        const char *names[2] = {op->s1, op->s2};
+        for (int k = 0; k < 2; k++) {
+            if (!names[k]) continue;
+            bool dup = false;
+            for (size_t j = 0; j < n && !dup; j++) dup = strcmp(out[j], names[k]) == 0;
+            if (dup) continue;
+            if (n == max) return n + 1; /* more than fit */
+            out[n++] = names[k];
+        }
+    }
+    return n;
+}

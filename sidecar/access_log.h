@@ -197,4 +197,9 @@ int rs_access_log_flush(struct rs_access_log_buf *b);
 /* Flushes and releases the buffer. */
 void rs_access_log_buf_free(struct rs_access_log_buf *b);
 
+/* The request headers the log's format names (%REQ(X)%, %REQ(X?Y)%), lower-case, each once, as
+ * pointers into the log (valid while it lives): what a protocol must keep of a request for the
+ * log to render it. Returns how many, or max + 1 when there are more than max. */
+size_t rs_access_log_req_headers(const struct rs_access_log *l, const char **out, size_t max);
+
 #endif

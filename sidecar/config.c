@@ -339,6 +339,32 @@ out:
     return log;
 }
 
+/* The request headers an HCM's logs name that a stream does not keep anyway (hcm.c keeps
+ * these for routing and its own needs). */
+static int hcm_log_headers(struct cctx *cx, struct rs_hcm_cfg *h)
+{
+    static const char *const kept[] = {
+        ":method",         ":path",        ":authority",           "host", ":scheme", "user-agent",
+        "x-forwarded-for", "x-request-id", "x-envoy-original-path"};
+    for (uint32_t i = 0; i < h->nlogs; i++) {
+        const char *names[RS_HCM_LOG_HDRS_MAX + 1];
+        size_t n = rs_access_log_req_headers(h->logs[i], names, RS_HCM_LOG_HDRS_MAX + 1);
+        for (size_t k = 0; k < n; k++) {
+            bool known = false;
+            for (size_t j = 0; j < sizeof kept / sizeof kept[0] && !known; j++)
+                known = strcmp(names[k], kept[j]) == 0;
+            for (uint32_t j = 0; j < h->nlog_hdrs && !known; j++)
+                known = strcmp(names[k], h->log_hdrs[j]) == 0;
+            if (known) continue;
+            if (h->nlog_hdrs == RS_HCM_LOG_HDRS_MAX)
+                return fail(cx, "access_log", "more than %d distinct request headers in %%REQ()%%",
+                            RS_HCM_LOG_HDRS_MAX);
+            h->log_hdrs[h->nlog_hdrs++] = names[k];
+        }
+    }
+    return 0;
+}
+
 static int compile_access_logs(struct cctx *cx, AccessLog **als, size_t n,
                                struct rs_access_log ***out_logs, uint32_t **out_idx,
                                uint32_t *out_n)
@@ -912,6 +938,7 @@ static int compile_hcm(struct cctx *cx, struct rs_filter_chain *fc, const Hcm *p
     if (compile_access_logs(cx, pm->access_log, pm->n_access_log, &h->logs, &h->log_index,
                             &h->nlogs))
         return -1;
+    if (hcm_log_headers(cx, h)) return -1;
     h->strip_any_host_port =
         pm->strip_port_mode_case ==
             ENVOY__EXTENSIONS__FILTERS__NETWORK__HTTP_CONNECTION_MANAGER__V3__HTTP_CONNECTION_MANAGER__STRIP_PORT_MODE_STRIP_ANY_HOST_PORT &&

@@ -223,6 +223,8 @@ struct rs_hcm_stats {
     rs_stat_id downstream_rq_time, downstream_cx_length_ms; /* histograms */
 };
 
+#define RS_HCM_LOG_HDRS_MAX 16 /* distinct request headers an HCM's access logs may name */
+
 struct rs_hcm_cfg {
     char *stat_prefix;
     struct rs_route_table *routes;
@@ -242,6 +244,10 @@ struct rs_hcm_cfg {
     struct rs_access_log **logs;
     uint32_t *log_index;
     uint32_t nlogs;
+    /* request headers the logs name beyond those a stream keeps anyway (hcm.c): kept per
+     * stream for %REQ(X)%; pointers into the logs' formats */
+    const char *log_hdrs[RS_HCM_LOG_HDRS_MAX];
+    uint32_t nlog_hdrs;
     struct rs_hcm_stats st;
     /* envoy.filters.http.rbac filters, in http_filters order, run after the route match */
     struct rs_rbac_stage *rbac;

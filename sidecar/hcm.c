@@ -67,6 +67,10 @@ struct stream {
     char *arena;
     uint32_t arena_len, arena_cap;
     struct str_ref method, path, orig_path, authority, ua, xff, rid, ust;
+    /* the request headers its connection manager's logs name (cfg->log_hdrs, same order) */
+    const char *const *log_names;
+    uint32_t nlog;
+    struct str_ref logh[RS_HCM_LOG_HDRS_MAX];
     const char *details;
 };
 
@@ -193,6 +197,9 @@ static const char *log_header(void *ctx, const char *name, size_t *len)
         bool tls = st->s->down && rs_tls_is_tls(st->s->down);
         *len = tls ? 5 : 4;
         return tls ? "https" : "http";
+    } else {
+        for (uint32_t i = 0; i < st->nlog; i++)
+            if (strcmp(name, st->log_names[i]) == 0) r = st->logh[i];
     }
     if (!r.len) return NULL;
     *len = r.len;
@@ -1356,6 +1363,9 @@ static int req_head(void *ud, const struct rs_h1_head *h)
     }
     st->authority = arena_add(st, authority, auth_len);
     st->ua = hdr_ref(st, H, "user-agent");
+    st->log_names = cfg->log_hdrs;
+    st->nlog = cfg->nlog_hdrs;
+    for (uint32_t i = 0; i < st->nlog; i++) st->logh[i] = hdr_ref(st, H, st->log_names[i]);
     /* x-request-id before routing, so local replies are logged with one too */
     int ri = rs_hdrs_find(H, "x-request-id", 12);
     bool regen = cfg->use_remote_address && !s->peer_internal && !cfg->preserve_external_request_id;

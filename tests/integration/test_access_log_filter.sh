@@ -34,7 +34,7 @@ $(yaml_hcm http $P_HTTP http)
             typed_config:
               "@type": type.googleapis.com/envoy.extensions.access_loggers.file.v3.FileAccessLog
               path: $TMP/http.log
-              log_format: { text_format_source: { inline_string: "http %RESPONSE_CODE% %RESPONSE_FLAGS% %REQ(:PATH)%\n" } }
+              log_format: { text_format_source: { inline_string: "http %RESPONSE_CODE% %RESPONSE_FLAGS% %REQ(:PATH)% client=%REQ(X-Client)% tenant=%REQ(X-Tenant?X-Client)%\n" } }
 $(yaml_router)
           route_config:
             virtual_hosts:
@@ -49,8 +49,11 @@ EOF
 start_ringside "$TMP/bootstrap.yaml"
 
 assert_eq "$(status "http://127.0.0.1:$P_HTTP/ok")" "200" "a routed request"
-assert_eq "$(status "http://127.0.0.1:$P_HTTP/nowhere")" "404" "a request without a route"
-wait_for "the NR request to be logged" 10 grep -q "^http 404 NR /nowhere$" "$TMP/http.log"
+assert_eq "$(status -H "x-client: acme" "http://127.0.0.1:$P_HTTP/nowhere")" "404" "a request without a route"
+# %REQ(X)% renders any request header the format names; X?Y falls back to Y
+wait_for "the NR request to be logged" 10 grep -q "^http 404 NR /nowhere client=acme tenant=acme$" "$TMP/http.log"
+assert_eq "$(status "http://127.0.0.1:$P_HTTP/nowhere2")" "404" "a request without those headers"
+wait_for "its line, with '-' for them" 10 grep -q "^http 404 NR /nowhere2 client=- tenant=-$" "$TMP/http.log"
 assert_not_contains "$(cat "$TMP/http.log")" "/ok" "the request without a flag was filtered out"
 
 curl -s --max-time 2 "http://127.0.0.1:$P_NOMATCH/" >/dev/null || true
