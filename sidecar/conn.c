@@ -406,6 +406,15 @@ int rs_conn_connect(struct rs_conn *c, const struct sockaddr *addr, socklen_t le
 void rs_conn_shutdown_write(struct rs_conn *c)
 {
     if (c->flags & RS_CONN_CLOSED) return;
+    if (c->tp->shutdown)
+        c->tp->shutdown(c);
+    else
+        rs_conn_shutdown_wire(c);
+}
+
+void rs_conn_shutdown_wire(struct rs_conn *c)
+{
+    if (c->flags & RS_CONN_CLOSED) return;
     c->flags |= RS_CONN_SHUT_WR;
     /* while connecting, the FIN waits for the connect (on_connect) */
     if (c->out.count == 0 && !(c->flags & (RS_CONN_SENDING | RS_CONN_CONNECTING)))

@@ -161,8 +161,11 @@ static inline uint64_t rs_conn_queued(const struct rs_conn *c)
  * the queue. No-op while a send or connect is in flight. */
 void rs_conn_send_now(struct rs_conn *c);
 
-/* Half-closes (FIN) once everything queued has been sent. */
+/* Half-closes once everything queued has been sent: the transport ends its stream (TLS:
+ * close_notify), then the FIN. */
 void rs_conn_shutdown_write(struct rs_conn *c);
+/* For transports: the FIN itself, after what is queued (and after a connect in flight). */
+void rs_conn_shutdown_wire(struct rs_conn *c);
 
 /* Closes now (queued output dropped) or after the queue drains. */
 void rs_conn_close(struct rs_conn *c);

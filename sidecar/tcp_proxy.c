@@ -24,7 +24,6 @@ struct tcp_session {
     struct rs_host_ref href;
     bool has_host, connected, down_eof, up_eof;
     bool redirected; /* local is the original destination (SO_ORIGINAL_DST) */
-    bool shutdown_after_handshake;
     uint32_t attempts, flags;
     uint64_t start_us, start_ms, last_active_ms;
     struct rs_timer idle;
@@ -161,23 +160,7 @@ static void half_close(struct tcp_session *s, bool from_down)
         session_end(s);
         return;
     }
-    struct rs_conn *to = from_down ? s->up : s->down;
-    if (rs_tls_is_tls(to) && !rs_tls_handshake_done(to)) {
-        s->shutdown_after_handshake = true; /* the bytes it holds go first (up_handshake) */
-        return;
-    }
-    rs_tls_close_notify(to);
-    rs_conn_shutdown_write(to);
-}
-
-/* The upstream TLS handshake ended: a half-close that arrived meanwhile follows the held bytes. */
-static void up_handshake(struct rs_conn *c, int err)
-{
-    struct tcp_session *s = c->owner;
-    if (err || !s->shutdown_after_handshake) return;
-    s->shutdown_after_handshake = false;
-    rs_tls_close_notify(c);
-    rs_conn_shutdown_write(c);
+    rs_conn_shutdown_write(from_down ? s->up : s->down); /* TLS: close_notify, then the FIN */
 }
 
 static void down_eof(struct rs_conn *c)
@@ -285,7 +268,6 @@ static bool try_connect(struct tcp_session *s)
     struct rs_tls_ctx *tls = rs_cluster_host_tls(s->cluster, ep);
     if (tls) {
         struct rs_tls_opts o = {.handshake_timeout_ms = s->cluster->connect_timeout_ms,
-                                .on_handshake = up_handshake,
                                 .shard = s->cluster->ssl_stats ? s->w->stats : NULL,
                                 .stats = s->cluster->ssl};
         if (rs_tls_attach(s->up, tls, &o) != 0) return false;

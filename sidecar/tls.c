@@ -36,6 +36,7 @@ struct tls_conn {
     enum rs_tls_verify_fail vfail;
     bool eof_delivered;  /* on_eof passed up (close_notify or FIN) */
     bool notify_sent;    /* our close_notify queued */
+    bool shut_pending;   /* the protocol half-closed during the handshake (tls_shutdown) */
     struct rs_seg *held; /* plaintext written during the handshake, in order */
     uint32_t n_held, cap_held;
     struct rs_timer timer; /* handshake deadline */
@@ -54,7 +55,6 @@ static struct tls_conn *tls_of(const struct rs_conn *c)
     return c->tp == &tls_transport ? c->tp_state : NULL;
 }
 
-/* As conn.c releases a segment it no longer needs. */
 /* Counts on the context and, when the connection has one, in its owner's ssl.* stats. */
 static void count(struct tls_conn *t, enum rs_tls_stat s)
 {
@@ -62,6 +62,7 @@ static void count(struct tls_conn *t, enum rs_tls_stat s)
     if (t->shard) rs_stat_inc(t->shard, t->stats[s]);
 }
 
+/* As conn.c releases a segment it no longer needs. */
 static void seg_release(struct rs_loop *loop, struct rs_seg *s)
 {
     if (s->bid >= 0)
@@ -222,6 +223,11 @@ static void established(struct tls_conn *t)
     if (err && !(c->flags & RS_CONN_CLOSED)) {
         count(t, RS_TLS_STAT_CONNECTION_ERROR);
         fail(t, err);
+        return;
+    }
+    if (t->shut_pending && !(c->flags & RS_CONN_CLOSED)) {
+        rs_tls_close_notify(c);
+        rs_conn_shutdown_wire(c);
     }
 }
 
@@ -352,11 +358,25 @@ static void tls_destroy(struct rs_conn *c)
     c->tp_state = NULL;
 }
 
+/* A half-close: close_notify then the FIN; during the handshake both wait for its end, after the
+ * bytes it holds (established). */
+static void tls_shutdown(struct rs_conn *c)
+{
+    struct tls_conn *t = c->tp_state;
+    if (t->state == TLS_HANDSHAKE) {
+        t->shut_pending = true;
+        return;
+    }
+    rs_tls_close_notify(c);
+    rs_conn_shutdown_wire(c);
+}
+
 static const struct rs_transport tls_transport = {
     .name = "tls",
     .on_recv = tls_on_recv,
     .write = tls_write,
     .on_eof = tls_on_eof,
+    .shutdown = tls_shutdown,
     .destroy = tls_destroy,
 };
 
@@ -513,12 +533,6 @@ bool rs_tls_session_reused(const struct rs_conn *c)
 {
     const struct tls_conn *t = tls_of(c);
     return t && t->state == TLS_OPEN && SSL_session_reused(t->ssl);
-}
-
-void rs_tls_set_on_handshake(struct rs_conn *c, void (*on_handshake)(struct rs_conn *c, int err))
-{
-    struct tls_conn *t = tls_of(c);
-    if (t) t->on_handshake = on_handshake;
 }
 
 /* ---- peer and local certificate names (access log, XFCC, RBAC principals) ------------------- */

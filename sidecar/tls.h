@@ -79,8 +79,9 @@ struct rs_tls_opts {
  * -EINVAL (an SNI or ALPN option BoringSSL refuses). */
 int rs_tls_attach(struct rs_conn *c, struct rs_tls_ctx *ctx, const struct rs_tls_opts *opts);
 
-/* Queues a close_notify alert (call before rs_conn_shutdown_write / rs_conn_close_after_flush so
- * the peer sees a clean end rather than a truncation). No-op on a non-TLS connection. */
+/* Queues a close_notify alert (call before rs_conn_close_after_flush so the peer sees a clean end
+ * rather than a truncation; rs_conn_shutdown_write sends one itself). No-op on a non-TLS
+ * connection. */
 void rs_tls_close_notify(struct rs_conn *c);
 
 /* Fails a handshake still in progress with -ETIMEDOUT (for a caller that runs its own timer
@@ -111,10 +112,6 @@ const char *rs_tls_local_uri_san(const struct rs_conn *c);
  * SAN, else its subject; "" for a TLS peer with none (no client certificate), NULL when c is not
  * a TLS connection past its handshake. */
 const char *rs_tls_peer_principal(const struct rs_conn *c);
-
-/* Replaces the callback given to rs_tls_attach (a protocol taking over a connection the listener
- * attached TLS to). */
-void rs_tls_set_on_handshake(struct rs_conn *c, void (*on_handshake)(struct rs_conn *c, int err));
 
 /* ---- TLS inspector --------------------------------------------------------------------------- */
 

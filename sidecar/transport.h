@@ -24,6 +24,10 @@ struct rs_transport {
     int (*write)(struct rs_conn *c, struct rs_seg *seg);
     /* The peer closed its side. */
     void (*on_eof)(struct rs_conn *c);
+    /* The protocol half-closed (rs_conn_shutdown_write): the transport ends its own stream first
+     * (TLS: close_notify, once a handshake still in flight is done, after the bytes it holds)
+     * and then calls rs_conn_shutdown_wire. NULL: the FIN follows what is queued. */
+    void (*shutdown)(struct rs_conn *c);
     /* Frees per-connection state (tp_state) when the connection is reaped; may be NULL. */
     void (*destroy)(struct rs_conn *c);
 };

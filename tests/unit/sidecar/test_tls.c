@@ -471,6 +471,34 @@ static void test_close_notify_is_eof(void)
     rs_tls_ctx_unref(cctx);
 }
 
+/* A half-close written while the handshake is still in flight (tcp_proxy relaying a client's
+ * bytes and FIN to an upstream it is still shaking hands with) leaves after the held bytes, as
+ * close_notify: the server reads the bytes, then a clean end. */
+static void test_half_close_during_handshake(void)
+{
+    char err[256] = "";
+    struct ctx_spec ss = server_spec(), cs = client_spec("client");
+    struct rs_tls_ctx *sctx = build(&ss, true, err, sizeof err);
+    struct rs_tls_ctx *cctx = build(&cs, false, err, sizeof err);
+    if (!sctx || !cctx) {
+        CHECK(!"contexts");
+        return;
+    }
+    struct rig r;
+    rig_init(&r);
+    rig_connect(&r, sctx, cctx, NULL);
+    CHECK(!rs_tls_handshake_done(r.cli.c));
+    rs_conn_write_copy(r.cli.c, "held\n", 5);
+    rs_conn_shutdown_write(r.cli.c);
+    rig_run(&r, srv_eof);
+    CHECK(r.srv.eof);
+    CHECK_EQ_INT(r.srv.err, 0);
+    CHECK(r.srv.n == 5 && memcmp(r.srv.got, "held\n", 5) == 0);
+    rig_destroy(&r);
+    rs_tls_ctx_unref(sctx);
+    rs_tls_ctx_unref(cctx);
+}
+
 /* A refused handshake: both sides report an error, the server's stat names why. */
 static void refused(struct ctx_spec ss, struct ctx_spec cs, enum rs_tls_stat stat)
 {
@@ -1115,7 +1143,7 @@ static void teardown(void)
 }
 
 RUN_TESTS(TEST_CASE(setup), TEST_CASE(test_mtls_identities), TEST_CASE(test_close_notify_is_eof),
-          TEST_CASE(test_client_without_cert_refused),
+          TEST_CASE(test_half_close_during_handshake), TEST_CASE(test_client_without_cert_refused),
           TEST_CASE(test_san_matchers_require_client_cert), TEST_CASE(test_other_root_refused),
           TEST_CASE(test_expired_refused), TEST_CASE(test_san_mismatch_refused),
           TEST_CASE(test_san_regex_accepts), TEST_CASE(test_one_mib_integrity),
