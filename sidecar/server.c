@@ -598,17 +598,20 @@ struct inspect {
     struct rs_timer timer; /* listener_filters_timeout */
     char *buf;             /* bytes of earlier receives, when the first did not decide */
     size_t len, cap;
+    bool not_tls; /* the TLS inspector has decided: plaintext (counted; not parsed again) */
 };
 
 enum inspect_result { INSPECT_MORE, INSPECT_DONE, INSPECT_REJECT };
 
-/* Runs the listener's inspectors over the bytes so far. */
-static enum inspect_result inspect_bytes(struct rs_worker *w, const struct rs_listener *l,
-                                         const char *p, size_t n, struct rs_client_hello *hello,
-                                         const char **protos, struct rs_conn_meta *meta)
+/* Runs the listener's inspectors over the bytes so far; each counts its finding once, when it
+ * decides. */
+static enum inspect_result inspect_bytes(struct inspect *ins, const char *p, size_t n,
+                                         struct rs_client_hello *hello, const char **protos,
+                                         struct rs_conn_meta *meta)
 {
-    struct rs_stats_shard *st = w->stats;
-    if (l->tls_inspector) {
+    struct rs_stats_shard *st = ins->w->stats;
+    const struct rs_listener *l = ins->link.l;
+    if (l->tls_inspector && !ins->not_tls) {
         switch (rs_tls_peek_client_hello((const uint8_t *)p, n, hello)) {
         case RS_TLS_PEEK_NEED_MORE:
             return INSPECT_MORE;
@@ -627,6 +630,7 @@ static enum inspect_result inspect_bytes(struct rs_worker *w, const struct rs_li
             return INSPECT_DONE;
         case RS_TLS_PEEK_NOT_TLS:
             rs_stat_inc(st, ist.tls_not_found);
+            ins->not_tls = true;
             break;
         }
     }
@@ -703,7 +707,7 @@ static void inspect_data(struct rs_conn *c, int32_t bid, const char *data, size_
     struct rs_client_hello hello;
     const char *protos[RS_TLS_MAX_ALPN];
     struct rs_conn_meta meta = {0};
-    switch (inspect_bytes(ins->w, ins->link.l, data, len, &hello, protos, &meta)) {
+    switch (inspect_bytes(ins, data, len, &hello, protos, &meta)) {
     case INSPECT_DONE:
         inspect_done(ins, &meta, bid, data, len);
         return;

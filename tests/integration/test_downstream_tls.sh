@@ -87,6 +87,14 @@ assert_ge "$(stat_value listener.127.0.0.1_$P_STRICT.no_filter_chain_match)" 1 "
 assert_ge "$(stat_value listener.127.0.0.1_$P_PERM.ssl.handshake)" 1 "handshakes counted on the listener"
 assert_ge "$(stat_value tls_inspector.tls_found)" 3 "the TLS inspector found TLS"
 assert_ge "$(stat_value http_inspector.http11_found)" 1 "the HTTP inspector found HTTP/1.1"
+# a request line in three pieces: the inspectors wait for it, decide once (each counted once per
+# connection) and the chain gets every byte
+nf=$(stat_value tls_inspector.tls_not_found)
+h11=$(stat_value http_inspector.http11_found)
+out=$(raw "$P_PERM" 'GE|PAUSE|T / HTTP/1.|PAUSE|1\r\nHost: x\r\nConnection: close\r\n\r\n' --split --pause 0.2 --responses 1)
+assert_match "$out" "^HTTP/1.1 200" "a request line arriving in pieces is served"
+assert_eq "$(stat_value tls_inspector.tls_not_found)" $((nf + 1)) "plaintext counted once, not once per piece"
+assert_eq "$(stat_value http_inspector.http11_found)" $((h11 + 1)) "HTTP/1.1 counted once"
 
 # stalls, each cut without holding up other connections: half a ClientHello (listener_filters_timeout
 # 1s), and a whole ClientHello after which the client goes quiet (transport_socket_connect_timeout 1s)
