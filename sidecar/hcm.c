@@ -1245,6 +1245,9 @@ static void xfcc(struct hsess *s, struct rs_hdrs *H)
         if (k < 0 || (size_t)k >= sizeof v - n) return; /* too long: left as received */           \
         n += (size_t)k;                                                                            \
     } while (0)
+    int xi = rs_hdrs_find(H, "x-forwarded-client-cert", 23);
+    if (cfg->xfcc_mode == RS_XFCC_APPEND_FORWARD && xi >= 0)
+        XPUT("%.*s,", (int)H->h[xi].vl, H->h[xi].v); /* the earlier hops' elements first */
     const char *by = rs_tls_local_uri_san(s->down);
     if (by) XPUT("By=%s;", by);
     XPUT("Hash=%s", hash);
@@ -1259,14 +1262,6 @@ static void xfcc(struct hsess *s, struct rs_hdrs *H)
     if (cfg->xfcc_set & RS_XFCC_DNS) {
         const char *dns = rs_tls_peer_dns_san(s->down);
         if (dns) XPUT(";DNS=%s", dns);
-    }
-    int xi = rs_hdrs_find(H, "x-forwarded-client-cert", 23);
-    if (cfg->xfcc_mode == RS_XFCC_APPEND_FORWARD && xi >= 0) {
-        char prev[2048];
-        int k = snprintf(prev, sizeof prev, "%.*s,%.*s", (int)H->h[xi].vl, H->h[xi].v, (int)n, v);
-        if (k < 0 || (size_t)k >= sizeof prev) return;
-        memcpy(v, prev, (size_t)k + 1);
-        n = (size_t)k;
     }
 #undef XPUT
     const char *kept = rs_hdrs_keep(H, v, n);
