@@ -15,22 +15,15 @@ ca root
 leaf server root spiffe://cluster.local/ns/default/sa/reviews
 leaf client root spiffe://cluster.local/ns/default/sa/productpage
 
-# outbound NAME PORT STAT_PREFIX [istio.alpn filter yaml]
+# outbound NAME PORT STAT_PREFIX [istio.alpn filter yaml]: an HCM listener routing everything to
+# the mTLS cluster, with that filter before the router
 outbound() {
     yaml_hcm "$1" "$2" "$3"
     printf '%s\n' "          http_filters:"
-    [ -n "${4:-}" ] && printf '%s\n' "$4"
-    cat <<EOF
-          - name: envoy.filters.http.router
-            typed_config: { "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router }
-          route_config:
-            virtual_hosts:
-            - name: all
-              domains: ["*"]
-              routes:
-              - match: { prefix: "/" }
-                route: { cluster: "outbound|9080||reviews" }
-EOF
+    [ -z "${4:-}" ] || printf '%s\n' "$4"
+    printf '%s\n' "          - name: envoy.filters.http.router" \
+        '            typed_config: { "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router }'
+    yaml_route_all "outbound|9080||reviews"
 }
 ALPN_FILTER='          - name: istio.alpn
             typed_config:
@@ -43,20 +36,6 @@ ALPN_FILTER='          - name: istio.alpn
                   alpn_override: [istio-http/1.1, istio, http/1.1]
                 - upstream_protocol: HTTP2
                   alpn_override: [istio-h2, istio, h2]'
-tls_server() {
-    cat <<EOF
-      transport_socket:
-        name: envoy.transport_sockets.tls
-        typed_config:
-          "@type": type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext
-          require_client_certificate: true
-          common_tls_context:
-            tls_certificates:
-            - certificate_chain: { filename: $C/server.pem }
-              private_key: { filename: $C/server.key }
-            validation_context: { trusted_ca: { filename: $C/root.pem } }
-EOF
-}
 cat >"$TMP/bootstrap.yaml" <<EOF
 $(yaml_admin $P_ADMIN)
 static_resources:
@@ -65,62 +44,22 @@ $(outbound out $P_OUT out "$ALPN_FILTER")
 $(outbound out_noalpn $P_OUT_NOALPN out_noalpn)
   - name: inbound
     address: { socket_address: { address: 127.0.0.1, port_value: $P_IN } }
-    listener_filters:
-    - name: envoy.filters.listener.tls_inspector
-      typed_config: { "@type": type.googleapis.com/envoy.extensions.filters.listener.tls_inspector.v3.TlsInspector }
+$(yaml_inspectors tls)
     filter_chains:
     - name: in-http
       filter_chain_match: { transport_protocol: tls, application_protocols: [istio-http/1.0, istio-http/1.1, istio-h2] }
-$(tls_server)
+$(yaml_tls_downstream server)
       filters:
-      - name: envoy.filters.network.http_connection_manager
-        typed_config:
-          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
-          stat_prefix: in_http
-          http_filters:
-          - name: envoy.filters.http.router
-            typed_config: { "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router }
-          route_config:
-            virtual_hosts:
-            - name: all
-              domains: ["*"]
-              routes:
-              - match: { prefix: "/" }
-                route: { cluster: app }
+$(yaml_hcm_filter in_http app)
     - name: in-tcp
       filter_chain_match: { transport_protocol: tls }
-$(tls_server)
+$(yaml_tls_downstream server)
       filters:
-      - name: envoy.filters.network.tcp_proxy
-        typed_config:
-          "@type": type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy
-          stat_prefix: in_tcp
-          cluster: app
+$(yaml_tcp_proxy_filter in_tcp app)
   clusters:
 $(yaml_static_cluster app $UP)
-  - name: "outbound|9080||reviews"
-    connect_timeout: 1s
-    type: STATIC
-    load_assignment:
-      cluster_name: "outbound|9080||reviews"
-      endpoints:
-      - lb_endpoints:
-        - endpoint: { address: { socket_address: { address: 127.0.0.1, port_value: $P_IN } } }
-    transport_socket:
-      name: envoy.transport_sockets.tls
-      typed_config:
-        "@type": type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext
-        sni: outbound_.9080_._.reviews.default.svc.cluster.local
-        common_tls_context:
-          alpn_protocols: [istio-peer-exchange, istio]
-          tls_certificates:
-          - certificate_chain: { filename: $C/client.pem }
-            private_key: { filename: $C/client.key }
-          validation_context:
-            trusted_ca: { filename: $C/root.pem }
-            match_typed_subject_alt_names:
-            - san_type: URI
-              matcher: { exact: spiffe://cluster.local/ns/default/sa/reviews }
+$(yaml_tls_cluster "outbound|9080||reviews" $P_IN --cert client --alpn "istio-peer-exchange, istio" \
+    --sni outbound_.9080_._.reviews.default.svc.cluster.local --san-exact spiffe://cluster.local/ns/default/sa/reviews)
 EOF
 start_ringside "$TMP/bootstrap.yaml" --concurrency 1
 
