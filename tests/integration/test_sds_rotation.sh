@@ -135,14 +135,7 @@ static_resources:
                 match_subject_alt_names: [ { prefix: "spiffe://$TD/" } ]
               validation_context_sds_secret_config: $(sds ROOTCA)
       filters:
-      - name: envoy.filters.network.http_connection_manager
-        typed_config:
-          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
-          stat_prefix: inbound
-$(yaml_router)
-          route_config:
-            virtual_hosts:
-            - { name: app, domains: ["*"], routes: [ { match: { prefix: "/" }, route: { cluster: app } } ] }
+$(yaml_hcm_filter inbound app)
   clusters:
 $(sds_cluster)
 $(yaml_static_cluster app $UP)
@@ -247,14 +240,7 @@ static_resources:
             - certificate_chain: { filename: "$TMP/live/cert.pem" }
               private_key: { filename: "$TMP/live/key.pem" }
       filters:
-      - name: envoy.filters.network.http_connection_manager
-        typed_config:
-          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
-          stat_prefix: files
-$(yaml_router)
-          route_config:
-            virtual_hosts:
-            - { name: app, domains: ["*"], routes: [ { match: { prefix: "/" }, route: { cluster: app } } ] }
+$(yaml_hcm_filter files app)
   - name: kube
     address: { socket_address: { address: 127.0.0.1, port_value: $P_D } }
     filter_chains:
@@ -268,11 +254,7 @@ $(yaml_router)
               private_key: { filename: "$TMP/kube/tls.key" }
               watched_directory: { path: "$TMP/kube" }
       filters:
-      - name: envoy.filters.network.tcp_proxy
-        typed_config:
-          "@type": type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy
-          stat_prefix: kube
-          cluster: app
+$(yaml_tcp_proxy_filter kube app)
   clusters:
 $(yaml_static_cluster app $UP)
 EOF
