@@ -203,11 +203,8 @@ int rs_cfg_transport_client(struct cctx *cx, const Envoy__Config__Core__V3__Tran
     bool raw = m->descriptor ==
                &envoy__extensions__transport_sockets__raw_buffer__v3__raw_buffer__descriptor;
     *tls = m->descriptor ==
-               &envoy__extensions__transport_sockets__tls__v3__upstream_tls_context__descriptor ||
-           m->descriptor ==
-               &envoy__extensions__transport_sockets__tls__v3__downstream_tls_context__descriptor;
-    if (m->descriptor ==
-        &envoy__extensions__transport_sockets__tls__v3__upstream_tls_context__descriptor) {
+           &envoy__extensions__transport_sockets__tls__v3__upstream_tls_context__descriptor;
+    if (*tls) {
         /* built now (secrets substituted, certificates read, validation set up), shared by every
          * connection of the cluster; its errors name the field. A secret that has not arrived
          * leaves *ctx NULL with r->pending: the cluster warms. */
@@ -217,8 +214,11 @@ int rs_cfg_transport_client(struct cctx *cx, const Envoy__Config__Core__V3__Tran
         if (build_tls(cx, m, u->common_tls_context, r ? r : &dry, ctx) < 0) ret = -1;
         path_pop(cx, o2);
     }
+    if (!raw && !*tls)
+        ret = fail(cx, "typed_config",
+                   "a cluster's transport socket is raw_buffer or an UpstreamTlsContext, not %s",
+                   m->descriptor->name);
     protobuf_c_message_free_unpacked(m, NULL);
-    if (!raw && !*tls) ret = fail(cx, "typed_config", "unsupported transport socket %s", ts->name);
 out:
     path_pop(cx, old);
     return ret;
@@ -237,17 +237,12 @@ int rs_cfg_transport_server(struct cctx *cx, const Envoy__Config__Core__V3__Tran
     size_t old = path_push(cx, "%s", field);
     int ret = 0;
     char err[512];
-    ProtobufCMessage *m =
-        ts->config_type_case == ENVOY__CONFIG__CORE__V3__TRANSPORT_SOCKET__CONFIG_TYPE_TYPED_CONFIG
-            ? xds_any_unpack(ts->typed_config, NULL, err, sizeof err)
-            : NULL;
-    if (!m) {
-        ret = ts->config_type_case ==
-                      ENVOY__CONFIG__CORE__V3__TRANSPORT_SOCKET__CONFIG_TYPE_TYPED_CONFIG
-                  ? fail(cx, "typed_config", "%s", err)
-                  : fail(cx, "typed_config", "is required");
-        goto out;
-    }
+    ProtobufCMessage *m = NULL;
+    if (ts->config_type_case != ENVOY__CONFIG__CORE__V3__TRANSPORT_SOCKET__CONFIG_TYPE_TYPED_CONFIG)
+        ret = fail(cx, "typed_config", "is required");
+    else if (!(m = xds_any_unpack(ts->typed_config, NULL, err, sizeof err)))
+        ret = fail(cx, "typed_config", "%s", err);
+    if (!m) goto out;
     if (m->descriptor ==
         &envoy__extensions__transport_sockets__raw_buffer__v3__raw_buffer__descriptor)
         goto done;

@@ -289,6 +289,17 @@ static void test_refusals_name_resource_and_field(void)
                                     "true }\n")) == 0);
     expect_nack(bs, &t, "Cluster \"c\": common_lb_config.close_connections_on_host_set_change");
     tin_remove(&t, RS_XDS_CDS, "c");
+    /* a listener's TLS context on a cluster is a mistake, named */
+    CHECK(
+        tin_yaml(&t, RS_XDS_CDS,
+                 "name: d\ntype: STATIC\ntransport_socket: { name: tls, typed_config: { \"@type\": "
+                 "type.googleapis.com/"
+                 "envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext } }\n") == 0);
+    expect_nack(bs, &t,
+                "Cluster \"d\": transport_socket.typed_config: a cluster's transport socket is "
+                "raw_buffer or an UpstreamTlsContext, not "
+                "envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext");
+    tin_remove(&t, RS_XDS_CDS, "d");
     /* a TLS-only cluster whose certificates come from SDS (Istio's shape) */
     CHECK(tin_yaml(&t, RS_XDS_CDS,
                    "name: s\ntype: STATIC\n"
