@@ -31,6 +31,7 @@ workloads:
 EOF
 
 start_cp() {
+    : >"$TMP/cp.out" # now, not in the background job: a restart must not find the last run's port
     "$CP" --mesh "$TMP/mesh.yaml" --listen 127.0.0.1:0 --ca-dir "$TMP/ca" --sds-uds "$TMP/sds.sock" \
         --rotate-every 1s -l debug >"$TMP/cp.out" 2>>"$TMP/cp.err" &
     CP_PID=$!
