@@ -68,11 +68,14 @@ stop_pid() { # stop_pid PID: SIGTERM, then a second SIGTERM, then SIGKILL, each 
 cleanup() {
     local rc=$?
     trap - EXIT
+    # what follows is the test's output even when a fail came from inside a redirected command
+    exec 1>&8 2>&1
     local p
     for p in "${PIDS[@]}"; do stop_pid "$p"; done
     wait 2>/dev/null
     local c
     for c in "${CLEANUP_CMDS[@]}"; do eval "$c" >/dev/null 2>&1; done
+    release_ports
     # A sanitizer finding in any process we ran is a failure, whatever the assertions said.
     if grep -lE 'ERROR: (Address|Leak)Sanitizer|runtime error:' "$TMP"/*.err >/dev/null 2>&1; then
         log "FAIL: sanitizer report:"
@@ -96,21 +99,51 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 # free_ports N: N distinct TCP ports free on 127.0.0.1, below the ephemeral range so an
-# outgoing connection cannot take one; random, so tests running in parallel do not collide.
+# outgoing connection cannot take one. Tests run in parallel and a port is bound some time after it
+# is picked, so a port is also reserved for this test in a registry shared by every test on the
+# machine ($RS_PORTS_DIR, one file per port naming the owner's pid, taken under a lock): no other
+# test is given it until this one exits (its files are removed then, or reclaimed once the owner is
+# dead). A CI run once lost a test to two tests picking the same port 15 s apart.
+RS_PORTS_DIR=${RS_PORTS_DIR:-${TMPDIR:-/tmp}/rs-test-ports}
 free_ports() {
-    python3 - "$1" <<'EOF'
-import random, socket, sys
-n, got = int(sys.argv[1]), []
-while len(got) < n:
-    p = random.randrange(20000, 32000)
-    if p in got: continue
-    s = socket.socket()
+    python3 - "$1" "$RS_PORTS_DIR" "$$" <<'EOF'
+import fcntl, os, random, socket, sys
+n, d, me = int(sys.argv[1]), sys.argv[2], sys.argv[3]
+os.makedirs(d, exist_ok=True)
+def owner_alive(path):
     try:
-        s.bind(("127.0.0.1", p)); got.append(p)
-    except OSError: pass
-    finally: s.close()
+        pid = int(open(path).read() or 0)
+        os.kill(pid, 0)
+        return True
+    except (OSError, ValueError):
+        return False
+got = []
+with open(os.path.join(d, ".lock"), "w") as lock:
+    fcntl.flock(lock, fcntl.LOCK_EX)
+    for _ in range(100000):
+        if len(got) == n:
+            break
+        p = random.randrange(20000, 32000)
+        path = os.path.join(d, str(p))
+        if p in got or (os.path.exists(path) and owner_alive(path)):
+            continue
+        s = socket.socket()
+        try:
+            s.bind(("127.0.0.1", p))
+        except OSError:
+            continue
+        finally:
+            s.close()
+        with open(path, "w") as f:
+            f.write(me)
+        got.append(p)
+if len(got) < n:
+    sys.exit("free_ports: no %d free ports" % n)
 print(" ".join(map(str, got)))
 EOF
+}
+release_ports() { # the ports this test reserved (at exit)
+    grep -lx "$$" "$RS_PORTS_DIR"/[0-9]* 2>/dev/null | xargs -r rm -f
 }
 
 # wait_for DESCRIPTION SECONDS CMD...: polls CMD until it succeeds; fails the test at the deadline.
