@@ -81,6 +81,7 @@ for i in range(n):
     socks.append(s)
 sel = selectors.DefaultSelector()
 ok = 0
+bad = {"closed": 0, "timed out": 0, "not 200 from a": 0}  # why a connection was not ok
 req = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"
 for w in range(0, n, 1000):
     wave = socks[w:w + 1000]
@@ -96,12 +97,24 @@ for w in range(0, n, 1000):
             s = key.fileobj
             d = s.recv(65536)
             if not d:
-                sel.unregister(s); left -= 1; continue
+                sel.unregister(s); left -= 1; bad["closed"] += 1
+                sys.stderr.write("connection %d closed after %r\n" % (socks.index(s), bufs[s][:200]))
+                continue
             bufs[s] += d
             b = bufs[s]
             if b"\r\n\r\n" in b and len(b) >= b.index(b"\r\n\r\n") + 4 + 1024:
                 sel.unregister(s); left -= 1
-                ok += b.startswith(b"HTTP/1.1 200") and b"x-upstream-id: a" in b
+                good = b.startswith(b"HTTP/1.1 200") and b"x-upstream-id: a" in b
+                ok += good
+                if not good:
+                    bad["not 200 from a"] += 1
+                    sys.stderr.write("connection %d got %r\n" % (socks.index(s), b[:200]))
+    for key in list(sel.get_map().values()):  # still registered at the deadline
+        s = key.fileobj
+        sel.unregister(s); bad["timed out"] += 1
+        sys.stderr.write("connection %d: no response in 60 s, had %r\n" % (socks.index(s), bufs[s][:200]))
+if ok != n:
+    sys.stderr.write("not ok: %r\n" % bad)
 print(ok, flush=True)
 open(hold, "w").write("%d\n" % ok)
 # hold every connection open until told to stop (stdin closes)
