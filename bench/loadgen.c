@@ -52,7 +52,8 @@
  *   Per-thread histograms (bench/hdr.h) are merged at the end.
  * Output
  *   A human summary on stdout, or with --json one JSON object with every figure (rps, latency
- *   percentiles in µs, errors by kind, status classes, bytes).
+ *   percentiles in µs, errors by kind, status classes, bytes) and the latency histogram's
+ *   non-empty buckets (latency_hist_us), so that runs can be pooled.
  *
  * Cross-check, against build/bench/upstream --threads 1 --body-bytes 1024 on the same loopback
  * (2 shared CPUs, Linux 6.18, nothing pinned, other work running: figures are noisy):
@@ -1177,6 +1178,17 @@ static void report_json(const struct stats *st, int first_errno, const char *tls
            (unsigned long long)rs_hdr_percentile(h, 99),
            (unsigned long long)rs_hdr_percentile(h, 99.9), (unsigned long long)h->max,
            (unsigned long long)h->clamped);
+    /* The histogram itself, so runs can be pooled (bench/report.py's paired p99 section):
+     * [lowest value, width, count] of every non-empty bucket, in µs. */
+    printf("\"latency_hist_us\": [");
+    const char *sep = "";
+    for (unsigned i = 0; i < RS_HDR_BUCKETS; i++) {
+        if (!h->buckets[i]) continue;
+        printf("%s[%llu, %llu, %llu]", sep, (unsigned long long)rs_hdr_bucket_low(i),
+               (unsigned long long)rs_hdr_bucket_width(i), (unsigned long long)h->buckets[i]);
+        sep = ", ";
+    }
+    printf("], ");
     printf("\"status\": {\"1xx\": %llu, \"2xx\": %llu, \"3xx\": %llu, \"4xx\": %llu, "
            "\"5xx\": %llu, \"other\": %llu}, \"errors\": {",
            (unsigned long long)st->status[1], (unsigned long long)st->status[2],
