@@ -791,7 +791,7 @@ static int hcm_upgrades(struct cctx *cx, const Hcm *pm)
 
 /* forward_client_cert_details and set_current_client_cert_details (istiod: APPEND_FORWARD with
  * subject, dns and uri inbound; SANITIZE_SET outbound). */
-static int compile_xfcc(struct cctx *cx, struct rs_hcm_cfg *h, const Hcm *pm)
+static void compile_xfcc(struct rs_hcm_cfg *h, const Hcm *pm)
 {
     switch (pm->forward_client_cert_details) {
     case ENVOY__EXTENSIONS__FILTERS__NETWORK__HTTP_CONNECTION_MANAGER__V3__HTTP_CONNECTION_MANAGER__FORWARD_CLIENT_CERT_DETAILS__FORWARD_ONLY:
@@ -811,12 +811,10 @@ static int compile_xfcc(struct cctx *cx, struct rs_hcm_cfg *h, const Hcm *pm)
     }
     const Envoy__Extensions__Filters__Network__HttpConnectionManager__V3__HttpConnectionManager__SetCurrentClientCertDetails
         *d = pm->set_current_client_cert_details;
-    if (!d) return 0;
-    if (d->cert) return fail(cx, "set_current_client_cert_details.cert", "is not supported yet");
-    if (d->chain) return fail(cx, "set_current_client_cert_details.chain", "is not supported yet");
+    if (!d) return;
     h->xfcc_set = (uint8_t)((d->subject && d->subject->value ? RS_XFCC_SUBJECT : 0) |
-                            (d->uri ? RS_XFCC_URI : 0) | (d->dns ? RS_XFCC_DNS : 0));
-    return 0;
+                            (d->uri ? RS_XFCC_URI : 0) | (d->dns ? RS_XFCC_DNS : 0) |
+                            (d->cert ? RS_XFCC_CERT : 0) | (d->chain ? RS_XFCC_CHAIN : 0));
 }
 
 static int compile_hcm(struct cctx *cx, struct rs_filter_chain *fc, const Hcm *pm, uint16_t port)
@@ -869,7 +867,7 @@ static int compile_hcm(struct cctx *cx, struct rs_filter_chain *fc, const Hcm *p
     if (pm->strip_trailing_host_dot) return fail(cx, "strip_trailing_host_dot", "is not supported");
     if (pm->represent_ipv4_remote_address_as_ipv4_mapped_ipv6)
         return fail(cx, "represent_ipv4_remote_address_as_ipv4_mapped_ipv6", "is not supported");
-    if (compile_xfcc(cx, h, pm)) return -1;
+    compile_xfcc(h, pm);
     if (pm->http_protocol_options) {
         const Envoy__Config__Core__V3__Http1ProtocolOptions *h1 = pm->http_protocol_options;
         if (h1->allow_absolute_url && !h1->allow_absolute_url->value)

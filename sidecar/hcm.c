@@ -1158,6 +1158,7 @@ static struct str_ref hdr_ref(struct stream *st, const struct rs_hdrs *hs, const
 static __thread struct rs_hdrs *tls_hs; /* one per worker thread: too big for the stack */
 static __thread char *tls_norm;         /* the normalized path of the request being routed */
 static __thread size_t tls_norm_cap;
+static __thread struct rs_obuf tls_xfcc; /* the x-forwarded-client-cert value being built */
 
 void rs_hcm_thread_cleanup(void)
 {
@@ -1171,6 +1172,8 @@ void rs_hcm_thread_cleanup(void)
     free(tls_norm);
     tls_norm = NULL;
     tls_norm_cap = 0;
+    rs_obuf_free(&tls_xfcc);
+    tls_xfcc = (struct rs_obuf){0};
 }
 
 static int forward(struct hsess *s, struct stream *st, const struct rs_h1_head *h,
@@ -1225,10 +1228,13 @@ static bool http_rbac_denied(struct hsess *s, const struct rs_route *r,
 
 /* x-forwarded-client-cert, as Envoy's ConnectionManagerUtility::mutateXfccRequestHeader: kept
  * as received (ALWAYS_FORWARD_ONLY; FORWARD_ONLY on mutual TLS), removed (SANITIZE, or no peer
- * certificate), or this hop's element By=...;Hash=...[;Subject=...;URI=...;DNS=...] appended
- * (APPEND_FORWARD) or set (SANITIZE_SET). */
+ * certificate), or this hop's element By=...;Hash=...[;Cert="...";Chain="...";Subject="...";
+ * URI=...;DNS=...] appended (APPEND_FORWARD) or set (SANITIZE_SET). The value is built in a
+ * buffer of the worker's (Cert and Chain make it kilobytes), which H refers to until the next
+ * request's: H is the worker's too, and the head is written out before then. */
 static void xfcc(struct hsess *s, struct rs_hdrs *H)
 {
+    struct rs_obuf *v = &tls_xfcc;
     const struct rs_hcm_cfg *cfg = s->cfg;
     if (cfg->xfcc_mode == RS_XFCC_ALWAYS_FORWARD_ONLY) return;
     const char *hash = rs_tls_peer_cert_sha256(s->down);
@@ -1237,37 +1243,60 @@ static void xfcc(struct hsess *s, struct rs_hdrs *H)
         return;
     }
     if (cfg->xfcc_mode == RS_XFCC_FORWARD_ONLY) return;
-    char v[2048];
-    size_t n = 0;
-#define XPUT(...)                                                                                  \
-    do {                                                                                           \
-        int k = snprintf(v + n, sizeof v - n, __VA_ARGS__);                                        \
-        if (k < 0 || (size_t)k >= sizeof v - n) return; /* too long: left as received */           \
-        n += (size_t)k;                                                                            \
-    } while (0)
+    v->len = 0;
+    v->oom = false;
     int xi = rs_hdrs_find(H, "x-forwarded-client-cert", 23);
-    if (cfg->xfcc_mode == RS_XFCC_APPEND_FORWARD && xi >= 0)
-        XPUT("%.*s,", (int)H->h[xi].vl, H->h[xi].v); /* the earlier hops' elements first */
+    if (cfg->xfcc_mode == RS_XFCC_APPEND_FORWARD && xi >= 0) { /* the earlier hops' elements */
+        rs_obuf_put(v, H->h[xi].v, H->h[xi].vl);
+        rs_obuf_put(v, ",", 1);
+    }
     const char *by = rs_tls_local_uri_san(s->down);
-    if (by) XPUT("By=%s;", by);
-    XPUT("Hash=%s", hash);
-    if (cfg->xfcc_set & RS_XFCC_SUBJECT) {
-        const char *subj = rs_tls_peer_subject(s->down);
-        XPUT(";Subject=\"%s\"", subj ? subj : "");
+    if (by) {
+        rs_obuf_str(v, "By=");
+        rs_obuf_str(v, by);
+        rs_obuf_put(v, ";", 1);
     }
-    if (cfg->xfcc_set & RS_XFCC_URI) {
-        const char *uri = rs_tls_peer_uri_san(s->down);
-        XPUT(";URI=%s", uri ? uri : "");
+    rs_obuf_str(v, "Hash=");
+    rs_obuf_str(v, hash);
+    static const struct {
+        uint8_t bit;
+        const char *key;
+        bool quoted;
+    } field[] = {{RS_XFCC_CERT, ";Cert=", true},
+                 {RS_XFCC_CHAIN, ";Chain=", true},
+                 {RS_XFCC_SUBJECT, ";Subject=", true},
+                 {RS_XFCC_URI, ";URI=", false},
+                 {RS_XFCC_DNS, ";DNS=", false}};
+    for (size_t i = 0; i < sizeof field / sizeof field[0]; i++) {
+        if (!(cfg->xfcc_set & field[i].bit)) continue;
+        const char *val = NULL;
+        switch (field[i].bit) {
+        case RS_XFCC_CERT:
+            val = rs_tls_peer_pem_urlenc(s->down, false);
+            break;
+        case RS_XFCC_CHAIN:
+            val = rs_tls_peer_pem_urlenc(s->down, true);
+            break;
+        case RS_XFCC_SUBJECT:
+            val = rs_tls_peer_subject(s->down);
+            break;
+        case RS_XFCC_URI:
+            val = rs_tls_peer_uri_san(s->down);
+            break;
+        case RS_XFCC_DNS:
+            val = rs_tls_peer_dns_san(s->down);
+            break;
+        }
+        if (!val && field[i].bit == RS_XFCC_DNS)
+            continue; /* Envoy writes DNS only when there is one */
+        rs_obuf_str(v, field[i].key);
+        if (field[i].quoted) rs_obuf_put(v, "\"", 1);
+        rs_obuf_str(v, val ? val : "");
+        if (field[i].quoted) rs_obuf_put(v, "\"", 1);
     }
-    if (cfg->xfcc_set & RS_XFCC_DNS) {
-        const char *dns = rs_tls_peer_dns_san(s->down);
-        if (dns) XPUT(";DNS=%s", dns);
-    }
-#undef XPUT
-    const char *kept = rs_hdrs_keep(H, v, n);
-    if (!kept) return;
+    if (v->oom) return; /* no memory: left as received */
     rs_hdrs_remove(H, "x-forwarded-client-cert", 23);
-    rs_hdrs_add(H, "x-forwarded-client-cert", 23, kept, n);
+    rs_hdrs_add(H, "x-forwarded-client-cert", 23, v->p, v->len);
 }
 
 static int req_head(void *ud, const struct rs_h1_head *h)

@@ -6,11 +6,13 @@
  * leaves as one segment through rs_conn_queue_wire. So bytes are copied only where TLS must (into
  * BoringSSL's record buffer, and the decryption and encryption themselves). Nothing here ever
  * waits on the socket: a handshake advances by one step for each batch of bytes that arrives. */
+#include <ctype.h>
 #include <errno.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include <openssl/base64.h>
 #include <openssl/err.h>
 #include <openssl/x509v3.h>
 
@@ -45,7 +47,8 @@ struct tls_conn {
     rs_stat_id stats[RS_TLS_STAT_COUNT];
     char *peer_uri_san;
     char alpn[256];
-    char *peer_names; /* rs_tls_peer_subject etc.: computed on first use, freed with t */
+    char *peer_names;  /* rs_tls_peer_subject etc.: computed on first use, freed with t */
+    char *peer_pem[2]; /* rs_tls_peer_pem_urlenc: the certificate, the chain; on first use */
 };
 
 static const struct rs_transport tls_transport;
@@ -353,6 +356,8 @@ static void tls_destroy(struct rs_conn *c)
     free(t->out);
     free(t->peer_uri_san);
     free(t->peer_names);
+    free(t->peer_pem[0]);
+    free(t->peer_pem[1]);
     rs_tls_ctx_unref(t->ctx);
     free(t);
     c->tp_state = NULL;
@@ -624,6 +629,71 @@ const char *rs_tls_local_uri_san(const struct rs_conn *c)
 const char *rs_tls_peer_cert_sha256(const struct rs_conn *c)
 {
     return peer_name(c, PN_HASH);
+}
+
+/* DER certificates in PEM, URL-encoded (RFC 3986: everything but unreserved characters as %XX):
+ * "-----BEGIN%20CERTIFICATE-----%0AMIIB..." as Envoy puts them in XFCC's Cert and Chain. */
+static char *pem_urlenc(const STACK_OF(CRYPTO_BUFFER) * certs, size_t n)
+{
+    static const char head[] = "-----BEGIN CERTIFICATE-----\n",
+                      tail[] = "-----END CERTIFICATE-----\n";
+    size_t cap = 1;
+    for (size_t i = 0; i < n; i++) {
+        size_t b64 = (CRYPTO_BUFFER_len(sk_CRYPTO_BUFFER_value(certs, i)) + 2) / 3 * 4;
+        cap +=
+            3 * (sizeof head + sizeof tail + b64 + b64 / 64 + 1); /* all of it escaped, at most */
+    }
+    char *out = malloc(cap), *o = out;
+    uint8_t *b64 = NULL;
+    for (size_t i = 0; out && i < n; i++) {
+        const CRYPTO_BUFFER *der = sk_CRYPTO_BUFFER_value(certs, i);
+        size_t len = CRYPTO_BUFFER_len(der);
+        uint8_t *nb = realloc(b64, (len + 2) / 3 * 4 + 1);
+        if (!nb) {
+            free(out);
+            out = NULL;
+            break;
+        }
+        b64 = nb;
+        size_t bl = EVP_EncodeBlock(b64, CRYPTO_BUFFER_data(der), len);
+        struct {
+            const char *p;
+            size_t len;
+            bool lines; /* base64, in lines of 64 as PEM writes it */
+        } part[] = {{head, sizeof head - 1, false},
+                    {(char *)b64, bl, true},
+                    {tail, sizeof tail - 1, false}};
+        for (size_t k = 0; k < 3; k++) {
+            for (size_t j = 0; j < part[k].len; j++) {
+                unsigned char ch = (unsigned char)part[k].p[j];
+                if (isalnum(ch) || ch == '-' || ch == '.' || ch == '_' || ch == '~') {
+                    *o++ = (char)ch;
+                } else {
+                    *o++ = '%';
+                    *o++ = "0123456789ABCDEF"[ch >> 4];
+                    *o++ = "0123456789ABCDEF"[ch & 15];
+                }
+                if (part[k].lines && (j % 64 == 63 || j == part[k].len - 1))
+                    o = memcpy(o, "%0A", 3) + 3;
+            }
+        }
+    }
+    free(b64);
+    if (out) *o = 0;
+    return out;
+}
+
+const char *rs_tls_peer_pem_urlenc(const struct rs_conn *c, bool chain)
+{
+    struct tls_conn *t = tls_of(c);
+    if (!t || t->state != TLS_OPEN) return NULL;
+    if (!t->peer_pem[chain]) {
+        const STACK_OF(CRYPTO_BUFFER) *certs = SSL_get0_peer_certificates(t->ssl);
+        size_t n = certs ? sk_CRYPTO_BUFFER_num(certs) : 0;
+        if (n == 0) return NULL;
+        t->peer_pem[chain] = pem_urlenc(certs, chain ? n : 1);
+    }
+    return t->peer_pem[chain];
 }
 
 const char *rs_tls_peer_principal(const struct rs_conn *c)

@@ -108,6 +108,10 @@ const char *rs_tls_peer_subject(const struct rs_conn *c);
 const char *rs_tls_peer_dns_san(const struct rs_conn *c);
 const char *rs_tls_peer_cert_sha256(const struct rs_conn *c);
 const char *rs_tls_local_uri_san(const struct rs_conn *c);
+/* The peer's certificate (chain false) or the chain it sent, leaf first (chain true), in PEM,
+ * URL-encoded: XFCC's Cert and Chain. Computed on first use, valid while c is open; NULL as above
+ * or out of memory. */
+const char *rs_tls_peer_pem_urlenc(const struct rs_conn *c, bool chain);
 /* The principal RBAC's `authenticated` matcher sees, as Envoy: the peer's URI SAN, else its DNS
  * SAN, else its subject; "" for a TLS peer with none (no client certificate), NULL when c is not
  * a TLS connection past its handshake. */

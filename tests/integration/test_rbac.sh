@@ -10,7 +10,7 @@
 need openssl
 need curl
 
-read -r P_ADMIN P_HTTP P_TCP P_PLAIN P_HNET UP U_ECHO <<<"$(free_ports 7)"
+read -r P_ADMIN P_HTTP P_TCP P_PLAIN P_HNET P_XFCC UP U_ECHO <<<"$(free_ports 8)"
 start_upstream up "$UP"
 start_echo "$U_ECHO"
 tls_certs_init
@@ -134,6 +134,20 @@ $(tls_socket)
                 permissions: [{ any: true }]
                 principals: [{ authenticated: { principal_name: { exact: "$PP" } } }]
 $(yaml_hcm_filter hnet_http up --prefix-rewrite /echo/)
+  - name: xfcc
+    address: { socket_address: { address: 127.0.0.1, port_value: $P_XFCC } }
+    filter_chains:
+    - name: xfcc-mtls
+$(tls_socket)
+      filters:
+      - name: envoy.filters.network.http_connection_manager
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
+          stat_prefix: xfcc
+          forward_client_cert_details: SANITIZE_SET
+          set_current_client_cert_details: { cert: true, chain: true, uri: true }
+$(yaml_router)
+$(yaml_route_all up /echo/)
   - name: plain
     address: { socket_address: { address: 127.0.0.1, port_value: $P_PLAIN } }
     filter_chains:
@@ -203,6 +217,32 @@ echo_out=$(curl -s --max-time 10 "${AS_PP[@]}" -H 'x-forwarded-client-cert: By=s
 assert_contains "$echo_out" "\"x-forwarded-client-cert\": \"By=spiffe://a;Hash=00,By=spiffe://cluster.local/ns/default/sa/reviews;Hash=$fp;Subject=\\\"O=mesh\\\";URI=$PP;DNS=localhost\"" \
     "XFCC appended with By, Hash, Subject, URI and DNS as Envoy writes them"
 assert_contains "$echo_out" "\"x-forwarded-proto\": \"https\"" "x-forwarded-proto is https behind TLS"
+
+# XFCC's Cert and Chain (SANITIZE_SET): the client's certificate, and the chain it sent (here leaf
+# and intermediate), each URL-encoded PEM that decodes to exactly those certificates
+mkdir -p "$C/inter.d"
+ec "$C/inter.key"
+openssl req -new -key "$C/inter.key" -subj "/O=inter" -out "$C/inter.csr" 2>/dev/null
+printf 'basicConstraints=critical,CA:TRUE\nkeyUsage=critical,keyCertSign\n' >"$C/inter.ext"
+openssl x509 -req -in "$C/inter.csr" -CA "$C/root.pem" -CAkey "$C/root.key" -CAcreateserial -days 1 \
+    -extfile "$C/inter.ext" -out "$C/inter.pem" 2>/dev/null
+leaf viainter inter "$PP"
+cat "$C/viainter.pem" "$C/inter.pem" >"$C/viainter-chain.pem"
+xf=$(curl -s --max-time 10 --cacert "$C/root.pem" --cert "$C/viainter-chain.pem" --key "$C/viainter.key" \
+    -H 'x-forwarded-client-cert: By=spiffe://forged;Hash=00' "https://localhost:$P_XFCC/x")
+assert_eq "$(printf '%s' "$xf" | python3 -c '
+import json, re, ssl, sys, urllib.parse
+x = json.load(sys.stdin)["headers"]["x-forwarded-client-cert"]
+m = re.fullmatch(r"By=([^;]*);Hash=([0-9a-f]{64});Cert=\"([^\"]*)\";Chain=\"([^\"]*)\";URI=(.*)", x)
+if not m: sys.exit("unexpected XFCC: " + x)
+ders = lambda pem: [ssl.PEM_cert_to_DER_cert(b) for b in re.findall(r"-----BEGIN CERTIFICATE-----.*?-----END CERTIFICATE-----\n", pem, re.S)]
+cert, chain = urllib.parse.unquote(m[3]), urllib.parse.unquote(m[4])
+want = ders(open(sys.argv[1]).read())
+print(m[1], m[5], "cert ok" if ders(cert) == want[:1] and cert.count("BEGIN") == 1 else "cert differs",
+      "chain ok" if ders(chain) == want else "chain differs", len(want),
+      "encoded" if re.fullmatch(r"[A-Za-z0-9%._~-]*", m[3] + m[4]) else "not url-encoded")' "$C/viainter-chain.pem")" \
+    "spiffe://cluster.local/ns/default/sa/reviews $PP cert ok chain ok 2 encoded" \
+    "XFCC Cert and Chain: the client's certificate and the chain it sent, URL-encoded PEM (a forged element dropped)"
 
 # ---- TCP over mutual TLS: network RBAC at the end of the handshake ---------------------------
 # s_client_as CERT: openssl s_client as that client sends one line and keeps its stdin open

@@ -183,7 +183,8 @@ static void test_http_rbac_stages_and_per_route(void)
     snprintf(filters, sizeof filters, "%s%s", HTTP_DENY, HTTP_ALLOW);
     struct rs_snapshot *s = compile_listener(
         hcm("          forward_client_cert_details: APPEND_FORWARD\n"
-            "          set_current_client_cert_details: { subject: true, uri: true, dns: true }\n",
+            "          set_current_client_cert_details: { subject: true, uri: true, dns: true, "
+            "cert: true, chain: true }\n",
             filters, PER_ROUTE_OFF),
         err, sizeof err);
     CHECK(s != NULL);
@@ -199,7 +200,8 @@ static void test_http_rbac_stages_and_per_route(void)
     CHECK(has_stat("http.h.rbac.allowed"));
     CHECK(has_stat("http.h.rbac.shadow_allowed"));
     CHECK_EQ_INT(h->xfcc_mode, RS_XFCC_APPEND_FORWARD);
-    CHECK_EQ_INT(h->xfcc_set, RS_XFCC_SUBJECT | RS_XFCC_URI | RS_XFCC_DNS);
+    CHECK_EQ_INT(h->xfcc_set,
+                 RS_XFCC_SUBJECT | RS_XFCC_URI | RS_XFCC_DNS | RS_XFCC_CERT | RS_XFCC_CHAIN);
     /* RBACPerRoute on /open: a filter without rules replaces the ALLOW stage there only */
     struct rs_route_request rq = {.method = "POST",
                                   .method_len = 4,
@@ -318,9 +320,6 @@ static void test_refusals(void)
     /* a disabled HTTP RBAC filter (enabled per route) */
     snprintf(f, sizeof f, "%s            disabled: true\n", HTTP_ALLOW);
     expect_refusal(hcm("", f, ""), "disabled: an RBAC filter enabled per route is not supported");
-    /* XFCC cert/chain */
-    expect_refusal(hcm("          set_current_client_cert_details: { cert: true }\n", "", ""),
-                   "set_current_client_cert_details.cert: is not supported yet");
     /* an RBACPerRoute whose rules cannot be compiled */
     expect_refusal(hcm("", HTTP_ALLOW,
                        "                typed_per_filter_config:\n"
