@@ -20,7 +20,9 @@ CPU-second = connections / that CPU time, set against the limit bench/tls_speed 
 """
 import glob
 import json
+import math
 import os
+import random
 import statistics
 import sys
 
@@ -82,6 +84,165 @@ def load_cells(run, meta):
             )
             cells.setdefault((scen, sysname), []).append(d)
     return cells
+
+
+def load_hist(run, scen, sysname, rnd):
+    """The run's latency histogram ({bucket low: (width, count)}) and its exact min and max, from
+    loadgen's latency_hist_us; None from a loadgen without it."""
+    with open(os.path.join(run, "raw", f"{scen}.{sysname}.{rnd}.json")) as r:
+        lg = json.load(r)
+    if "latency_hist_us" not in lg:
+        return None
+    return ({low: (width, n) for low, width, n in lg["latency_hist_us"]},
+            lg["latency_us"]["min"], lg["latency_us"]["max"])
+
+
+def pooled_percentile(hists, p):
+    """Percentile p of every value of the histograms together, as loadgen computes one (nearest
+    rank, the bucket's midpoint kept within the exact min and max)."""
+    merged, lo, hi = {}, None, None
+    for h, mn, mx in hists:
+        for low, (width, n) in h.items():
+            merged[low] = (width, merged.get(low, (width, 0))[1] + n)
+        if sum(n for _, n in h.values()):
+            lo = mn if lo is None else min(lo, mn)
+            hi = mx if hi is None else max(hi, mx)
+    count = sum(n for _, n in merged.values())
+    if not count:
+        return None, 0
+    rank = max(1, math.ceil(p / 100 * count))
+    if rank >= count:
+        return hi, count
+    seen = 0
+    for low in sorted(merged):
+        width, n = merged[low]
+        seen += n
+        if seen >= rank:
+            return min(max(low + width // 2, lo), hi), count
+    return hi, count
+
+
+def bootstrap_median_ci(xs, reps=2000, seed=1):
+    """95% interval of the median of xs by resampling xs with replacement (percentile method)."""
+    if len(xs) < 3:
+        return None, None
+    rng = random.Random(seed)
+    meds = sorted(statistics.median(rng.choices(xs, k=len(xs))) for _ in range(reps))
+    return meds[int(0.025 * reps)], meds[int(0.975 * reps) - 1]
+
+
+def sign_test_p(wins, n):
+    """Two-sided sign test: the chance of a split at least this uneven if either system were as
+    likely as the other to have the lower figure in a round (ties left out of n)."""
+    if n == 0:
+        return None
+    k = min(wins, n - wins)
+    tail = sum(math.comb(n, i) for i in range(k + 1)) / 2 ** n
+    return min(1.0, 2 * tail)
+
+
+def paired(run, meta, summary):
+    """Per open-loop scenario: each system's p99 per round and pooled over every round's requests,
+    and for Ringside against each peer of the same hop count (and rsbase, an A/A control when it
+    runs the same binary) the per-round ratios at p50, p99, p99.9: median, bootstrap 95% interval,
+    rounds Ringside had the lower figure, sign-test p; and the per-round difference of per-hop
+    p99 overheads, (Ringside - peer) / hops, in which the direct row cancels."""
+    systems = meta["systems"].split()
+    hops = {s: int(meta[f"sys.{s}.hops"]) for s in systems}
+    out = {}
+    for scen in ("rate1k", "rate10k"):
+        rows = summary.get(scen)
+        if not rows:
+            continue
+        sc = {"systems": {}, "pairs": {}}
+        for s, m in rows.items():
+            if not m:
+                continue
+            hists = [load_hist(run, scen, s, r["round"]) for r in m["rounds"]]
+            d = {"p99_rounds": [r["p99"] for r in m["rounds"]]}
+            if all(hists):
+                for p, v in (("p50", 50), ("p99", 99), ("p999", 99.9)):
+                    d[f"pooled_{p}"], d["pooled_count"] = pooled_percentile(hists, v)
+            sc["systems"][s] = d
+        dr = sc["systems"].get("direct")
+        for s, d in sc["systems"].items():
+            if hops[s] and dr and "pooled_p99" in d and "pooled_p99" in dr:
+                d["pooled_overhead_per_hop"] = {p: (d[f"pooled_{p}"] - dr[f"pooled_{p}"]) / hops[s]
+                                                for p in ("p50", "p99", "p999")}
+        for rs in (s for s in systems if s.startswith("ringside-") and rows.get(s)):
+            suffix = rs.split("-", 1)[1]
+            for peer in PEERS + ("rsbase",):
+                ps = f"{peer}-{suffix}"
+                if not rows.get(ps):
+                    continue
+                a = {r["round"]: r for r in rows[rs]["rounds"]}
+                b = {r["round"]: r for r in rows[ps]["rounds"]}
+                common = sorted(set(a) & set(b))
+                pr = {"rounds": len(common)}
+                for p in ("p50", "p99", "p999"):
+                    rat = [a[k][p] / b[k][p] for k in common if a[k][p] > 0 and b[k][p] > 0]
+                    wins = sum(1 for k in common if a[k][p] < b[k][p])
+                    ties = sum(1 for k in common if a[k][p] == b[k][p])
+                    lo, hi = bootstrap_median_ci(rat)
+                    pr[p] = {"ratios": rat, "median": median(rat), "ci95": [lo, hi],
+                             "quartiles": statistics.quantiles(rat, n=4) if len(rat) > 1 else None,
+                             "wins": wins, "ties": ties,
+                             "sign_p": sign_test_p(wins, len(common) - ties)}
+                diff = [(a[k]["p99"] - b[k]["p99"]) / hops[rs] for k in common]
+                lo, hi = bootstrap_median_ci(diff)
+                pr["p99_overhead_diff_us"] = {"per_round": diff, "median": median(diff), "ci95": [lo, hi]}
+                po_a = sc["systems"][rs].get("pooled_overhead_per_hop", {}).get("p99")
+                po_b = sc["systems"][ps].get("pooled_overhead_per_hop", {}).get("p99")
+                pr["pooled_p99_overhead_ratio"] = ratio(po_a, po_b)
+                sc["pairs"][f"{rs}/{ps}"] = pr
+        out[scen] = sc
+    return out
+
+
+def paired_markdown(meta, pair):
+    """The paired p99 section of the report (bench/README.md, "The mTLS tail")."""
+    L = ["", "## p99, paired by round", "",
+         f"Every round ran each system once per scenario, one after the other"
+         f"{' (order rotated every round)' if meta.get('rotate') == '1' else ''}, so the systems "
+         "of one round saw nearly the same background load. For each round, Ringside's figure is "
+         "divided by the peer's of the same round; the table gives the median of those "
+         f"{meta['rounds']} ratios, its 95% interval (bootstrap over rounds), the rounds in which "
+         "Ringside's figure was the lower, and the sign-test p (the chance of a split at least as "
+         "uneven if neither were lower more often). **Δ hop p99** = median over rounds of "
+         "(Ringside's p99 − the peer's) / hops: the difference of the per-hop p99 overheads, in "
+         "which the direct row cancels. **Pooled** = percentiles of all the rounds' requests "
+         "together (merged histograms). No round is left out."]
+    def ci(x, nd=2):
+        lo, hi = x["ci95"]
+        return "–" if lo is None else f"{fmt(lo, nd)}–{fmt(hi, nd)}"
+    for scen, sc in pair.items():
+        L += ["", f"### {scen}", "",
+              "| system | p99 of the rounds: median (min–max) | pooled p50 / p99 / p99.9 | requests "
+              "pooled | pooled hop p50 / p99 / p99.9 |", "|---|--:|--:|--:|--:|"]
+        for s, d in sc["systems"].items():
+            r = d["p99_rounds"]
+            oh = d.get("pooled_overhead_per_hop")
+            L.append(f"| {s} | {fmt(median(r))} ({fmt(min(r))}–{fmt(max(r))}) | "
+                     f"{fmt(d.get('pooled_p50'))} / {fmt(d.get('pooled_p99'))} / "
+                     f"{fmt(d.get('pooled_p999'))} | {fmt(d.get('pooled_count'))} | " +
+                     (" / ".join(fmt(oh[p], 0, True) for p in ("p50", "p99", "p999")) if oh else "") + " |")
+        if not sc["pairs"]:
+            continue
+        L += ["", "| pair | p50 ratio [95%] | lower in | p99 ratio [95%] | lower in | sign p | "
+              "p99.9 ratio [95%] | lower in | Δ hop p99 µs [95%] | pooled hop p99 ratio |",
+              "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|"]
+        for name, pr in sc["pairs"].items():
+            n = pr["rounds"]
+            cells = [name.replace("-", " ")]
+            for p in ("p50", "p99", "p999"):
+                x = pr[p]
+                cells += [f"{fr(x['median'])} [{ci(x)}]", f"{x['wins']}/{n}"]
+                if p == "p99":
+                    cells.append("–" if x["sign_p"] is None else f"{x['sign_p']:.3f}")
+            dd = pr["p99_overhead_diff_us"]
+            cells += [f"{fmt(dd['median'], 0, True)} [{ci(dd, 0)}]", fr(pr["pooled_p99_overhead_ratio"])]
+            L.append("| " + " | ".join(cells) + " |")
+    return L
 
 
 def load_memory(run):
@@ -285,7 +446,7 @@ def limit_section(meta, summary, lim):
     return L
 
 
-def markdown(meta, summary, rat, mem, lim=None):
+def markdown(meta, summary, rat, mem, lim=None, pair=None):
     systems = meta["systems"].split()
     hops = {s: int(meta[f"sys.{s}.hops"]) for s in systems}
     L = []
@@ -414,6 +575,8 @@ def markdown(meta, summary, rat, mem, lim=None):
               f"{fr(ratio(load_rss.get(rs), load_rss.get(ps)))}.")
     if lim:
         L.extend(limit_section(meta, summary, lim))
+    if pair:
+        L.extend(paired_markdown(meta, pair))
     w("")
     w("## Stated plainly")
     w("")
@@ -531,6 +694,7 @@ def main():
     rat = ratios(meta, summary)
     lim = load_tls_limit(run)
     gnuplot_data(run, meta, summary)
+    pair = paired(run, meta, summary) if int(meta["rounds"]) >= 3 else None
     systems = meta["systems"].split()
     errors_total = sum(m["errors"] for rows in summary.values() for m in rows.values() if m)
     doc = {
@@ -546,13 +710,14 @@ def main():
         "memory_kb": mem,
         "ratios": rat,
         "tls_limit": lim,
+        "paired_p99": pair,
         "errors_total": errors_total,
     }
     with open(base + ".json", "w") as f:
         json.dump(doc, f, indent=1)
         f.write("\n")
     with open(base + ".md", "w") as f:
-        f.write(markdown(meta, summary, rat, mem, lim))
+        f.write(markdown(meta, summary, rat, mem, lim, pair))
 
 
 if __name__ == "__main__":

@@ -2,7 +2,8 @@
 # `make bench` / `make bench-full`: Ringside against a direct connection, HAProxy and NGINX, one
 # and two hops, in one run on this machine (see bench/README.md).
 #
-#   bench/run.sh [BUILD_DIR [SET]]      BUILD_DIR default build; SET quick (default), full or mtls
+#   bench/run.sh [BUILD_DIR [SET]]      BUILD_DIR default build; SET quick (default), full, mtls
+#                                       or mtls-tail
 #
 # Systems (bench/systems.sh): direct; ringside, haproxy, nginx with 1 hop and with 2 hops
 # (client-side sidecar -> server-side sidecar), one worker per proxy process, configs generated
@@ -17,6 +18,10 @@
 # straight to hop 2 (tlsconn), against BoringSSL's limit on one core, measured in every round by
 # bench/tls_speed. Quick durations, 3 rounds, no idle-connection memory. RS_BENCH_MTLS=1 adds the
 # mTLS systems and tlsconn to the quick or full set instead.
+# The mtls-tail set: the p99 comparison of the mTLS systems (bench/README.md, "The mTLS tail"):
+# direct and the mTLS hop pairs, the two open-loop scenarios only, in short slices over many
+# rounds, the order of the systems rotated each round, the load generator pinned beside the
+# upstream (CPU 0, the proxies on CPU 1); the report pairs each round's p99s.
 #
 # Writes bench/results/<date>-<set>.json, .md, -latency.png, -overhead.png, and the configs and
 # raw loadgen output under bench/results/<date>-<set>/.
@@ -55,12 +60,20 @@ BODY=1024
 case $SET in
 quick | mtls) ROUNDS=3 WARMUP=0.3 ;;
 full) ROUNDS=5 WARMUP=1 ;;
-*) die "unknown set '$SET' (quick, full or mtls)" ;;
+mtls-tail) ROUNDS=20 WARMUP=0.3 ;;
+*) die "unknown set '$SET' (quick, full, mtls or mtls-tail)" ;;
 esac
 IDLE_CONNS=10000
 SCALE=1
+# ROTATE=1: round r runs the systems starting from the r-th (direct, A, B, C; then A, B, C,
+# direct; ...), so that no system always runs right after the same other one.
+ROTATE=${RS_BENCH_ROTATE:-0}
 if [[ $SET == mtls ]]; then
     SYSTEMS=(direct "${MTLS_SYSTEMS[@]}") SCENARIOS=("${MTLS_SCENARIOS[@]}") IDLE_CONNS=0
+elif [[ $SET == mtls-tail ]]; then
+    SYSTEMS=(direct "${MTLS_SYSTEMS[@]}") SCENARIOS=("${TAIL_SCENARIOS[@]}") IDLE_CONNS=0
+    ROTATE=${RS_BENCH_ROTATE:-1}
+    RS_BENCH_PIN_LOADGEN=${RS_BENCH_PIN_LOADGEN-0}
 elif [[ ${RS_BENCH_MTLS:-0} == 1 ]]; then
     SYSTEMS+=("${MTLS_SYSTEMS[@]}") SCENARIOS+=(tlsconn)
 fi
@@ -77,7 +90,15 @@ IDLE_CONNS=${RS_BENCH_IDLE_CONNS:-$IDLE_CONNS}
 # secs SCENARIO: its measured duration in this set.
 secs() {
     local s
-    if [[ $SMOKE == 1 ]]; then s=0.15; elif [[ $SET == full ]]; then s=${SCEN_SECS_FULL[$1]}; else s=${SCEN_SECS_QUICK[$1]}; fi
+    if [[ $SMOKE == 1 ]]; then
+        s=0.15
+    elif [[ $SET == full ]]; then
+        s=${SCEN_SECS_FULL[$1]}
+    elif [[ $SET == mtls-tail* ]]; then
+        s=${SCEN_SECS_TAIL[$1]}
+    else
+        s=${SCEN_SECS_QUICK[$1]}
+    fi
     awk -v s="$s" -v k="$SCALE" 'BEGIN { print s * k }'
 }
 
@@ -257,7 +278,12 @@ for ((round = 1; round <= ROUNDS; round++)); do
     for scen in "${SCENARIOS[@]}"; do
         say "round $round/$ROUNDS: $scen"
         [[ ${SCEN_PORT[$scen]} == tls ]] && tls_limit "$round"
-        for s in "${SYSTEMS[@]}"; do run_cell "$scen" "$s" "$round"; done
+        n=${#SYSTEMS[@]}
+        for ((i = 0; i < n; i++)); do
+            k=$i
+            ((ROTATE)) && k=$(((i + round - 1) % n))
+            run_cell "$scen" "${SYSTEMS[$k]}" "$round"
+        done
     done
 done
 
@@ -317,6 +343,7 @@ stop_all
     kv placement "$PLACEMENT"
     kv upstream "build/bench/upstream --threads 1 --body-bytes $BODY"
     kv rounds "$ROUNDS"
+    kv rotate "$ROTATE"
     kv warmup_s "$WARMUP"
     kv clk_tck "$CLK_TCK"
     kv idle_conns "$IDLE_CONNS"

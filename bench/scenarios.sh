@@ -3,7 +3,7 @@
 #   SCEN_ARGS   loadgen arguments (besides --url, --duration, --warmup, --json)
 #   SCEN_PORT   which listener of the system it uses: http, tcp (the L4 / tcp_proxy path), or
 #               tls (an mTLS system's hop 2, its mTLS port: loadgen is the client-side sidecar)
-#   SCEN_SECS   measured seconds in the quick set, and in the full set
+#   SCEN_SECS   measured seconds in the quick set, the full set, and the mtls-tail set (a slice)
 #   SCEN_WORK   what the proxies' CPU time is divided by: req (per 1,000 requests), gb (per 10^9
 #               bytes read by the client), conn (per 1,000 connections)
 #   SCEN_RSS    1: sample the proxies' resident memory in the middle of the run
@@ -17,6 +17,7 @@
 
 SCENARIOS=(rate1k rate10k max bulk newconn)
 MTLS_SCENARIOS=(rate1k rate10k max tlsconn)
+TAIL_SCENARIOS=(rate1k rate10k) # the mtls-tail set: short slices, many rounds
 declare -A SCEN_ARGS=(
     [rate1k]="--rate 1000 -c 4"
     [rate10k]="--rate 10000 -c 64 --threads 2"
@@ -28,6 +29,7 @@ declare -A SCEN_ARGS=(
 declare -A SCEN_PORT=([rate1k]=http [rate10k]=http [max]=http [bulk]=tcp [newconn]=http [tlsconn]=tls)
 declare -A SCEN_SECS_QUICK=([rate1k]=2 [rate10k]=1 [max]=1 [bulk]=1 [newconn]=1 [tlsconn]=2)
 declare -A SCEN_SECS_FULL=([rate1k]=10 [rate10k]=10 [max]=5 [bulk]=5 [newconn]=5 [tlsconn]=5)
+declare -A SCEN_SECS_TAIL=([rate1k]=2 [rate10k]=1)
 declare -A SCEN_WORK=([rate1k]=req [rate10k]=req [max]=req [bulk]=gb [newconn]=conn [tlsconn]=conn)
 declare -A SCEN_RSS=([rate10k]=1)
 declare -A SCEN_LABEL=(
