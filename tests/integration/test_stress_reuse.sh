@@ -1,0 +1,389 @@
+#!/usr/bin/env bash
+# Connection-slot and receive-buffer reuse under stress, on the plaintext HTTP/1 path: in
+# parallel, many short connections whose client leaves mid-request (right after its bytes, with
+# them, or after a short pause: downstream resets), connections whose body trickles in past
+# request_timeout (408, closed while the client is still sending), keep-alive connections with
+# pipelined requests and bodies spanning receive buffers, and a wave of thousands of connections
+# at once on a listener with a small backlog. Every response is checked against what its own
+# connection sent (the upstream echoes the request line, headers and the body's length and CRC),
+# and the proxy's counters must add up to what the clients did: a request seen on the wrong
+# connection, garbled bytes (a 400 for a well-formed request), a lost or doubled request, all fail.
+source "$(dirname "$0")/lib.sh"
+need python3
+
+read -r UP L_RT L_MAIN ADMIN_PORT <<<"$(free_ports 4)"
+start_upstream s "$UP" --threads 2
+
+DURATION=${RS_STRESS_SECONDS:-12}
+WAVE=3000
+if [ "$RS_SANITIZED" = 1 ]; then
+    DURATION=${RS_STRESS_SECONDS:-10}
+    WAVE=1500
+fi
+ulimit -n "$(ulimit -Hn)" 2>/dev/null
+[ "$(ulimit -n)" -ge $((2 * WAVE + 1000)) ] || WAVE=$((($(ulimit -n) - 1000) / 2))
+[ "$WAVE" -ge 500 ] || skip "needs a file-descriptor limit of at least 2000"
+
+# Two connection managers on the same workers (same slots, same buffer ring): "rt" with a short
+# request_timeout for the trickling clients, "st" without one for the rest, its listener with a
+# listen backlog of 16 so the wave overflows it.
+hcm_common() {
+    cat <<Y
+          access_log:
+          - name: envoy.access_loggers.stdout
+            typed_config: { "@type": type.googleapis.com/envoy.extensions.access_loggers.stream.v3.StdoutAccessLog }
+$(yaml_router)
+          route_config:
+            virtual_hosts:
+            - name: all
+              domains: ["*"]
+              routes:
+              - match: { prefix: / }
+                route: { cluster: up, timeout: 30s }
+Y
+}
+cat >"$TMP/bootstrap.yaml" <<YAML
+$(yaml_admin $ADMIN_PORT)
+static_resources:
+  listeners:
+$(yaml_hcm rt $L_RT rt)
+          request_timeout: 0.5s
+$(hcm_common)
+$(yaml_hcm main $L_MAIN st | sed 's/^\(    address: .*\)$/\1\n    tcp_backlog_size: 16/')
+$(hcm_common)
+  clusters:
+  - name: up
+    connect_timeout: 5s
+    type: STATIC
+    circuit_breakers: { thresholds: [ { max_connections: 100000, max_pending_requests: 100000, max_requests: 100000 } ] }
+    load_assignment:
+      cluster_name: up
+      endpoints:
+      - lb_endpoints:
+        - endpoint: { address: { socket_address: { address: 127.0.0.1, port_value: $UP } } }
+YAML
+grep -q 'tcp_backlog_size: 16' "$TMP/bootstrap.yaml" || fail "bootstrap without the small backlog"
+start_ringside "$TMP/bootstrap.yaml"
+
+cat >"$TMP/stress.py" <<'EOF'
+"""Clients of four kinds in parallel threads, then a wave; prints the counts as JSON. Any
+response that is not exactly what its own request should get is an error (printed, counted)."""
+import json, os, random, select, selectors, socket, sys, threading, time, zlib
+
+rt_port, main_port, duration, wave_n = map(int, sys.argv[1:5])
+lock = threading.Lock()
+counts = {"ok": 0, "rx_reset": 0, "timeout_408": 0, "timeout_408_seen": 0, "partial_head": 0,
+          "wave_ok": 0, "errors": 0}
+errors = []
+
+
+def add(key, n=1):
+    with lock:
+        counts[key] += n
+
+
+def error(msg):
+    with lock:
+        counts["errors"] += 1
+        if len(errors) < 30:
+            errors.append(msg)
+
+
+def connect(port):
+    s = socket.create_connection(("127.0.0.1", port), timeout=30)
+    s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    return s
+
+
+def read_response(s, buf):
+    """One response from s (buf: bytes already read); returns (status, headers, body, rest) or
+    None if the connection ended first."""
+    while b"\r\n\r\n" not in buf:
+        d = s.recv(65536)
+        if not d:
+            return None
+        buf += d
+    head, _, rest = buf.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    status = int(lines[0].split()[1])
+    hdrs = {}
+    for line in lines[1:]:
+        k, _, v = line.partition(":")
+        hdrs[k.strip().lower()] = v.strip()
+    if "content-length" in hdrs:
+        n = int(hdrs["content-length"])
+        while len(rest) < n:
+            d = s.recv(65536)
+            if not d:
+                return None
+            rest += d
+        return status, hdrs, rest[:n], rest[n:]
+    body = b""
+    while True:  # chunked
+        while b"\r\n" not in rest:
+            d = s.recv(65536)
+            if not d:
+                return None
+            rest += d
+        size_line, _, rest = rest.partition(b"\r\n")
+        size = int(size_line.split(b";")[0], 16)
+        while len(rest) < size + 2:
+            d = s.recv(65536)
+            if not d:
+                return None
+            rest += d
+        body += rest[:size]
+        rest = rest[size + 2:]
+        if size == 0:
+            return status, hdrs, body, rest
+
+
+def request(path, tag, body, chunked):
+    head = "%s %s HTTP/1.1\r\nHost: stress\r\nx-tag: %s\r\n" % ("POST" if body else "GET", path, tag)
+    if not body:
+        return head.encode() + b"\r\n"
+    if chunked:
+        out = head.encode() + b"transfer-encoding: chunked\r\n\r\n"
+        for i in range(0, len(body), 7000):
+            piece = body[i:i + 7000]
+            out += b"%x\r\n%s\r\n" % (len(piece), piece)
+        return out + b"0\r\n\r\n"
+    return head.encode() + b"content-length: %d\r\n\r\n" % len(body) + body
+
+
+def check_echo(resp, path, tag, body, where):
+    """The upstream's echo of exactly this request, or an error."""
+    if resp is None:
+        error("%s: connection ended before the response to %s" % (where, path))
+        return False
+    status, hdrs, rbody, _ = resp
+    try:
+        j = json.loads(rbody)
+    except ValueError:
+        error("%s: %s answered %d, not an echo: %r" % (where, path, status, rbody[:200]))
+        return False
+    want_crc = "%08x" % (zlib.crc32(body) & 0xffffffff)
+    if (status != 200 or j.get("path") != path or j["headers"].get("x-tag") != tag
+            or j.get("body_bytes") != len(body) or j.get("body_crc32") != want_crc):
+        error("%s: sent %s tag %s body %d/%s, got %d %r" % (where, path, tag, len(body), want_crc,
+                                                             status, rbody[:300]))
+        return False
+    return True
+
+
+def leaver(tid, stop):
+    """Symptom 1's client and variants: a head and part of a body, then gone (with the bytes, or
+    after up to 0.2 s); sometimes only part of a head (no request: nothing to count)."""
+    rnd = random.Random(tid)
+    i = 0
+    while time.time() < stop:
+        i += 1
+        kind = rnd.randrange(4)
+        try:
+            s = connect(main_port)
+            if kind == 3:
+                s.sendall(b"POST /echo/leave-%d-%d HTTP/1.1\r\nHost: x\r\nContent-Le" % (tid, i))
+                add("partial_head")
+            else:
+                s.sendall(b"POST /echo/leave-%d-%d HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\nabc"
+                          % (tid, i))
+                add("rx_reset")
+            if kind == 1:
+                time.sleep(rnd.uniform(0, 0.2))
+            elif kind == 2:
+                s.settimeout(0.2)
+                try:
+                    d = s.recv(65536)
+                    if d:
+                        error("leaver got an answer to an incomplete request: %r" % d[:200])
+                except socket.timeout:
+                    pass
+            s.close()
+        except OSError as e:
+            error("leaver: %r" % e)
+
+
+def trickler(tid, stop):
+    """The request_timeout client: its body trickles in (CL 100, 2 bytes every 0.15 s) and the proxy
+    answers 408 and closes while it is still sending."""
+    rnd = random.Random(1000 + tid)
+    i = 0
+    while time.time() < stop:
+        i += 1
+        try:
+            s = connect(rt_port)
+            s.sendall(b"POST /echo/trickle-%d-%d HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\nab"
+                      % (tid, i))
+            add("timeout_408")
+            got = b""
+            closed = False
+            t_end = time.time() + 10
+            while not closed and time.time() < t_end:
+                r, _, _ = select.select([s], [], [], 0.15)
+                if r:
+                    try:
+                        d = s.recv(65536)
+                    except ConnectionResetError:
+                        break
+                    if not d:
+                        closed = True
+                    got += d
+                    continue
+                if not got:
+                    try:
+                        s.send(b"%c%c" % (97 + rnd.randrange(26), 97 + rnd.randrange(26)))
+                    except OSError:
+                        pass  # closed by the proxy under our feet: read what it sent
+            s.close()
+            if got:
+                add("timeout_408_seen")
+                if not (got.startswith(b"HTTP/1.1 408 Request Timeout\r\n")
+                        and got.endswith(b"\r\n\r\nrequest timeout")):
+                    error("trickler: expected exactly a 408, got %r" % got[:300])
+        except OSError as e:
+            error("trickler: %r" % e)
+
+
+def keeper(tid, stop):
+    """Keep-alive connections: several requests each, some pipelined in one write, bodies up to
+    40 KB (spanning receive buffers), content-length or chunked; some connections end with a
+    request cut off mid-body (a downstream reset)."""
+    rnd = random.Random(2000 + tid)
+    c = 0
+    while time.time() < stop:
+        c += 1
+        try:
+            s = connect(main_port)
+            buf = b""
+            n = rnd.randrange(1, 8)
+            k = 0
+            while k < n:
+                batch = []
+                for _ in range(rnd.choice((1, 1, 2, 3))):
+                    k += 1
+                    size = rnd.choice((0, 0, 5, 3000, 16384, 40000))
+                    body = bytes(rnd.randrange(256) for _ in range(min(size, 64))) * (size // 64 + 1)
+                    body = body[:size]
+                    path = "/echo/keep-%d-%d-%d" % (tid, c, k)
+                    tag = "t%d.%d.%d.%d" % (tid, c, k, rnd.randrange(1 << 30))
+                    batch.append((path, tag, body, request(path, tag, body, rnd.random() < 0.3)))
+                s.sendall(b"".join(b[3] for b in batch))
+                for path, tag, body, _ in batch:
+                    resp = read_response(s, buf)
+                    if check_echo(resp, path, tag, body, "keeper"):
+                        add("ok")
+                    if resp is None:
+                        break
+                    buf = resp[3]
+                else:
+                    continue
+                break
+            if rnd.random() < 0.25:
+                s.sendall(b"POST /echo/keep-cut HTTP/1.1\r\nHost: x\r\ncontent-length: 50\r\n\r\n12345")
+                add("rx_reset")
+            s.close()
+        except OSError as e:
+            error("keeper: %r" % e)
+
+
+def wave(n):
+    """n connections at once (non-blocking connects into a backlog of 16), one GET on each."""
+    sel = selectors.DefaultSelector()
+    state = {}
+    for i in range(n):
+        s = socket.socket()
+        s.setblocking(False)
+        s.connect_ex(("127.0.0.1", main_port))
+        path, tag = "/echo/wave-%d" % i, "w%d" % i
+        state[s] = [request(path, tag, b"", False), b"", path, tag]
+        sel.register(s, selectors.EVENT_WRITE)
+    left, deadline = n, time.time() + 40
+    while left and time.time() < deadline:
+        for key, ev in sel.select(timeout=1):
+            s = key.fileobj
+            st = state[s]
+            if ev & selectors.EVENT_WRITE:
+                try:
+                    sent = s.send(st[0])
+                except OSError as e:
+                    error("wave: send on %s: %r" % (st[2], e))
+                    sel.unregister(s); left -= 1
+                    continue
+                st[0] = st[0][sent:]
+                if not st[0]:
+                    sel.modify(s, selectors.EVENT_READ)
+                continue
+            try:
+                d = s.recv(65536)
+            except OSError as e:
+                d = b""
+            st[1] += d
+            if not d or (b"\r\n\r\n" in st[1] and st[1].endswith(b"}\n")):
+                sel.unregister(s); left -= 1
+                b = st[1]
+                h, _, body = b.partition(b"\r\n\r\n")
+                resp = None
+                if b.startswith(b"HTTP/1.1 "):
+                    resp = (int(b.split()[1]), {}, body, b"")
+                if check_echo(resp, st[2], st[3], b"", "wave"):
+                    add("wave_ok")
+    for key in list(sel.get_map().values()):
+        error("wave: no response to %s in 40 s, had %r" % (state[key.fileobj][2],
+                                                         state[key.fileobj][1][:200]))
+    for s in state:
+        s.close()
+
+
+stop = time.time() + duration
+threads = [threading.Thread(target=f, args=(t, stop)) for f, nt in
+           ((leaver, 3), (trickler, 3), (keeper, 3)) for t in range(nt)]
+for t in threads:
+    t.start()
+time.sleep(duration / 3)
+wave(wave_n)
+for t in threads:
+    t.join()
+for e in errors:
+    sys.stderr.write(e + "\n")
+print(json.dumps(counts))
+EOF
+
+t0=$EPOCHREALTIME
+python3 "$TMP/stress.py" "$L_RT" "$L_MAIN" "$DURATION" "$WAVE" >"$TMP/stress.out" 2>"$TMP/stress.err" ||
+    fail "the stress client crashed: $(tail -5 "$TMP/stress.err")"
+log "stress client done in $(python3 -c "print('%.1f' % ($EPOCHREALTIME - $t0))")s: $(cat "$TMP/stress.out")"
+c() { python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))[sys.argv[2]])' "$TMP/stress.out" "$1"; }
+if [ "$(c errors)" != 0 ]; then
+    head -30 "$TMP/stress.err" >&8
+    fail "$(c errors) responses were not what their own request should get"
+fi
+assert_eq "$(c wave_ok)" "$WAVE" "every connection of the wave answered with the echo of its own request"
+assert_ge "$(c ok)" 50 "keep-alive requests answered with the echo of their own request"
+assert_ge "$(c rx_reset)" 20 "clients left mid-request"
+assert_ge "$(c timeout_408)" 10 "trickling clients timed out"
+
+# The counters add up to what the clients did (stats are flushed by the workers: wait for the last).
+OK=$(($(c ok) + $(c wave_ok)))
+wait_stat http.st.downstream_rq_2xx "$OK"
+wait_stat http.st.downstream_rq_rx_reset "$(c rx_reset)"
+wait_stat http.rt.downstream_rq_timeout "$(c timeout_408)"
+cx_idle() { [ "$(admin /stats | awk -F': ' '$1 ~ /^http\.(st|rt)\.downstream_cx_active$/ && $2 == 0' | wc -l)" = 2 ]; }
+wait_for "both listeners' connections closed" 20 cx_idle
+stats=$(admin /stats)
+s() { awk -v n="$1" -F': ' '$1 == n { print $2; exit }' <<<"$stats"; }
+assert_eq "$(s http.st.downstream_rq_2xx)" "$OK" "st: 2xx = the requests the clients saw answered"
+assert_eq "$(s http.st.downstream_rq_rx_reset)" "$(c rx_reset)" "st: rx_reset = the requests the clients left"
+assert_eq "$(s http.st.downstream_rq_total)" "$((OK + $(c rx_reset)))" "st: rq_total = 2xx + rx_reset"
+assert_eq "$(s http.st.downstream_rq_4xx)" 0 "st: no 4xx (no well-formed request answered 400)"
+# A stream reset before any response has status 0, which the connection manager counts as 5xx:
+# so 5xx are the resets and nothing else (no 503 from a lost upstream exchange).
+assert_eq "$(s http.st.downstream_rq_5xx)" "$(c rx_reset)" "st: 5xx = the reset streams only"
+assert_eq "$(s http.st.downstream_cx_protocol_error)" 0 "st: no protocol error"
+assert_eq "$(s http.rt.downstream_rq_timeout)" "$(c timeout_408)" "rt: one request_timeout per trickling client"
+assert_eq "$(s http.rt.downstream_rq_4xx)" "$(c timeout_408)" "rt: 4xx = the 408s"
+assert_eq "$(s http.rt.downstream_rq_total)" "$(c timeout_408)" "rt: rq_total = the 408s"
+assert_eq "$(s http.rt.downstream_cx_protocol_error)" 0 "rt: no protocol error"
+assert_eq "$(grep -c '" 400 ' "$TMP/ringside.out")" 0 "no 400 in the access log"
+assert_eq "$(grep -c '" 0 DC ' "$TMP/ringside.out")" "$(c rx_reset)" "one DC access-log line per client that left mid-request"
+assert_eq "$(status "http://127.0.0.1:$L_MAIN/echo")" 200 "the proxy serves normally afterwards"
+log "passed"
