@@ -231,9 +231,10 @@ def paired_markdown(meta, pair):
         L += ["", "| pair | p50 ratio [95%] | lower in | p99 ratio [95%] | lower in | sign p | "
               "p99.9 ratio [95%] | lower in | Δ hop p99 µs [95%] | pooled hop p99 ratio |",
               "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|"]
+        same = meta.get("baseline", "").split("sha256 ")[-1] == meta.get("ringside_built", "").split("sha256 ")[-1]
         for name, pr in sc["pairs"].items():
             n = pr["rounds"]
-            cells = [name.replace("-", " ")]
+            cells = [name.replace("-", " ") + (" (A/A: same binary)" if "rsbase" in name and same else "")]
             for p in ("p50", "p99", "p999"):
                 x = pr[p]
                 cells += [f"{fr(x['median'])} [{ci(x)}]", f"{x['wins']}/{n}"]

@@ -21,7 +21,8 @@
 # The mtls-tail set: the p99 comparison of the mTLS systems (bench/README.md, "The mTLS tail"):
 # direct and the mTLS hop pairs, the two open-loop scenarios only, in short slices over many
 # rounds, the order of the systems rotated each round, the load generator pinned beside the
-# upstream (CPU 0, the proxies on CPU 1); the report pairs each round's p99s.
+# upstream (CPU 0, the proxies on CPU 1), everything at SCHED_FIFO 1; the report pairs each
+# round's p99s.
 #
 # Writes bench/results/<date>-<set>.json, .md, -latency.png, -overhead.png, and the configs and
 # raw loadgen output under bench/results/<date>-<set>/.
@@ -30,7 +31,9 @@
 # RS_BENCH_RESULTS (bench/results), RS_BENCH_SMOKE=1 (~15 s: every duration 0.15 s,
 # 1 round, 200 idle connections; for tests/integration/test_bench_smoke.sh), RS_BENCH_BASELINE
 # (a ringside binary run by the systems "rsbase-<n>hop", for before/after comparisons),
-# RS_BENCH_PIN_LOADGEN (CPUs for the load generator; default unpinned), RS_BENCH_MTLS=1 (above).
+# RS_BENCH_PIN_LOADGEN (CPUs for the load generator; default unpinned, 0 in mtls-tail),
+# RS_BENCH_RT=1 (everything of the run at SCHED_FIFO 1, below), RS_BENCH_ROTATE=1 (rotate the
+# systems' order every round; default 1 in mtls-tail), RS_BENCH_MTLS=1 (above).
 # shellcheck disable=SC2086,SC2206 # pid lists (SYS_PIDS) and RS_BENCH_SYSTEMS split into words on purpose
 set -euo pipefail
 
@@ -71,9 +74,13 @@ ROTATE=${RS_BENCH_ROTATE:-0}
 if [[ $SET == mtls ]]; then
     SYSTEMS=(direct "${MTLS_SYSTEMS[@]}") SCENARIOS=("${MTLS_SCENARIOS[@]}") IDLE_CONNS=0
 elif [[ $SET == mtls-tail ]]; then
-    SYSTEMS=(direct "${MTLS_SYSTEMS[@]}") SCENARIOS=("${TAIL_SCENARIOS[@]}") IDLE_CONNS=0
+    # rsbase-mtls runs the same binary as ringside-mtls unless RS_BENCH_BASELINE names another:
+    # an A/A control, which shows how far two identical systems differ in this method.
+    SYSTEMS=(direct ringside-mtls rsbase-mtls haproxy-mtls nginx-mtls)
+    SCENARIOS=("${TAIL_SCENARIOS[@]}") IDLE_CONNS=0
+    RS_BENCH_BASELINE=${RS_BENCH_BASELINE:-$BUILD/sidecar/ringside}
     ROTATE=${RS_BENCH_ROTATE:-1}
-    RS_BENCH_PIN_LOADGEN=${RS_BENCH_PIN_LOADGEN-0}
+    RS_BENCH_PIN_LOADGEN=${RS_BENCH_PIN_LOADGEN-0} RS_BENCH_RT=${RS_BENCH_RT:-1}
 elif [[ ${RS_BENCH_MTLS:-0} == 1 ]]; then
     SYSTEMS+=("${MTLS_SYSTEMS[@]}") SCENARIOS+=(tlsconn)
 fi
@@ -154,6 +161,16 @@ PIN_LG=()
 if [[ -n ${RS_BENCH_PIN_LOADGEN:-} ]]; then
     PIN_LG=(taskset -c "$RS_BENCH_PIN_LOADGEN")
     PLACEMENT="${PLACEMENT/loadgen (2 threads) unpinned over all $NCPU CPUs/loadgen (2 threads) on CPU $RS_BENCH_PIN_LOADGEN}"
+fi
+PIN_SPEED=("${PIN_PROXY[@]}") # bench/tls_speed spins: never real-time (it would be throttled)
+# RS_BENCH_RT=1: the upstream, every proxy and the load generator run SCHED_FIFO priority 1
+# (chrt -f 1), so that a CPU-bound process of someone else's on the same CPU no longer makes them
+# wait out its time slice when they wake (several ms with EEVDF here). They block between events,
+# so they take no more CPU than otherwise; the kernel keeps 5% of each CPU for everything else.
+if [[ ${RS_BENCH_RT:-0} == 1 ]]; then
+    chrt -f 1 true 2>/dev/null || die "RS_BENCH_RT=1 needs SCHED_FIFO (root or CAP_SYS_NICE)"
+    PIN_UP+=(chrt -f 1) PIN_PROXY+=(chrt -f 1) PIN_LG+=(chrt -f 1)
+    PLACEMENT+="; upstream, proxies and loadgen SCHED_FIFO priority 1 (chrt -f 1)"
 fi
 
 # Others may rebuild while a run goes on: every hop runs one snapshot of the binary, taken now.
@@ -264,11 +281,11 @@ tls_limit() {
     local secs=0.6
     [[ $SET == full* ]] && secs=1.5
     [[ $SMOKE == 1 ]] && secs=0.06
-    "${PIN_PROXY[@]}" "$TLS_SPEED" --secs "$secs" --pki "$MTLS_DIR" --json \
+    "${PIN_SPEED[@]}" "$TLS_SPEED" --secs "$secs" --pki "$MTLS_DIR" --json \
         >"$OUT/raw/tls_speed.$1.json" ||
         die "bench/tls_speed failed"
     if (($1 == 1 && SMOKE == 0)); then
-        "${PIN_PROXY[@]}" openssl speed -mr -seconds 1 ecdsap256 ecdhx25519 \
+        "${PIN_SPEED[@]}" openssl speed -mr -seconds 1 ecdsap256 ecdhx25519 \
             >"$OUT/raw/openssl_speed.txt" 2>/dev/null || say "openssl speed failed: no OpenSSL figures"
     fi
 }
