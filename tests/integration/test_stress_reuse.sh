@@ -11,7 +11,7 @@
 source "$(dirname "$0")/lib.sh"
 need python3
 
-read -r UP L_RT L_MAIN ADMIN_PORT <<<"$(free_ports 4)"
+read -r UP L_RT L_MAIN L_WAVE ADMIN_PORT <<<"$(free_ports 5)"
 start_upstream s "$UP" --threads 2
 
 DURATION=${RS_STRESS_SECONDS:-12}
@@ -24,9 +24,9 @@ ulimit -n "$(ulimit -Hn)" 2>/dev/null
 [ "$(ulimit -n)" -ge $((2 * WAVE + 1000)) ] || WAVE=$((($(ulimit -n) - 1000) / 2))
 [ "$WAVE" -ge 500 ] || skip "needs a file-descriptor limit of at least 2000"
 
-# Two connection managers on the same workers (same slots, same buffer ring): "rt" with a short
-# request_timeout for the trickling clients, "st" without one for the rest, its listener with a
-# listen backlog of 16 so the wave overflows it.
+# Three connection managers on the same workers (same slots, same buffer ring): "rt" with a short
+# request_timeout for the trickling clients, "st" without one for the other clients, and "wv" for
+# the wave, its listener with a listen backlog of 128 (Envoy's default) so that the wave overflows it.
 hcm_common() {
     cat <<Y
           access_log:
@@ -49,7 +49,9 @@ static_resources:
 $(yaml_hcm rt $L_RT rt)
           request_timeout: 0.5s
 $(hcm_common)
-$(yaml_hcm main $L_MAIN st | sed 's/^\(    address: .*\)$/\1\n    tcp_backlog_size: 16/')
+$(yaml_hcm main $L_MAIN st)
+$(hcm_common)
+$(yaml_hcm wave $L_WAVE wv | sed 's/^\(    address: .*\)$/\1\n    tcp_backlog_size: 128/')
 $(hcm_common)
   clusters:
   - name: up
@@ -62,18 +64,24 @@ $(hcm_common)
       - lb_endpoints:
         - endpoint: { address: { socket_address: { address: 127.0.0.1, port_value: $UP } } }
 YAML
-grep -q 'tcp_backlog_size: 16' "$TMP/bootstrap.yaml" || fail "bootstrap without the small backlog"
+grep -q 'tcp_backlog_size: 128' "$TMP/bootstrap.yaml" || fail "bootstrap without the small backlog"
 start_ringside "$TMP/bootstrap.yaml"
+# SO_REUSEPORT lets another process bind the same port without an error and take part of its
+# connections (Envoy's listeners do the same): make sure these ports are ours alone.
+for port in $L_RT $L_MAIN $L_WAVE; do
+    owners=$(ss -Hltnp "( sport = :$port )" | grep -o 'pid=[0-9]*' | sort -u | tr '\n' ' ')
+    assert_eq "$owners" "pid=$RS_PID " "port $port is listened on by this ringside only"
+done
 
 cat >"$TMP/stress.py" <<'EOF'
 """Clients of four kinds in parallel threads, then a wave; prints the counts as JSON. Any
 response that is not exactly what its own request should get is an error (printed, counted)."""
-import json, os, random, select, selectors, socket, sys, threading, time, zlib
+import json, os, random, select, selectors, socket, struct, sys, threading, time, zlib
 
-rt_port, main_port, duration, wave_n = map(int, sys.argv[1:5])
+rt_port, main_port, wave_port, duration, wave_n, admin_port = map(int, sys.argv[1:7])
 lock = threading.Lock()
 counts = {"ok": 0, "rx_reset": 0, "timeout_408": 0, "timeout_408_seen": 0, "partial_head": 0,
-          "wave_ok": 0, "errors": 0}
+          "wave_ok": 0, "wave_dropped": 0, "leave_dropped": 0, "errors": 0}
 errors = []
 
 
@@ -87,6 +95,38 @@ def error(msg):
         counts["errors"] += 1
         if len(errors) < 30:
             errors.append(msg)
+
+
+def poll_in(s, timeout):
+    """True when s is readable within timeout (poll: the wave's descriptors exceed select's)."""
+    p = select.poll()
+    p.register(s, select.POLLIN)
+    return bool(p.poll(timeout * 1000))
+
+
+def data_acked(s):
+    """True once the peer's kernel acknowledged data we sent (tcp_info.tcpi_bytes_acked counts
+    the SYN as 1). A connection whose handshake completed on our side while the listener's queue
+    was full can be dropped by the server's kernel without a word: its bytes are never acked, and
+    no proxy ever sees it."""
+    ti = s.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 256)
+    return struct.unpack_from("Q", ti, 120)[0] > 1
+
+
+def reset(s):
+    """Closes with RST (SO_LINGER 0): nothing of the connection may reach the server later."""
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    s.close()
+
+
+def guarded(f):
+    """A client thread that dies of an unexpected exception counts as an error."""
+    def run(*args):
+        try:
+            f(*args)
+        except Exception as e:
+            error("%s died: %r" % (f.__name__, e))
+    return run
 
 
 def connect(port):
@@ -183,11 +223,17 @@ def leaver(tid, stop):
             s = connect(main_port)
             if kind == 3:
                 s.sendall(b"POST /echo/leave-%d-%d HTTP/1.1\r\nHost: x\r\nContent-Le" % (tid, i))
-                add("partial_head")
             else:
                 s.sendall(b"POST /echo/leave-%d-%d HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\nabc"
                           % (tid, i))
-                add("rx_reset")
+            t_end = time.time() + 10  # on loopback the ack is there when send returns
+            while not data_acked(s) and time.time() < t_end:
+                time.sleep(0.001)
+            if not data_acked(s):
+                add("leave_dropped")
+                reset(s)
+                continue
+            add("partial_head" if kind == 3 else "rx_reset")
             if kind == 1:
                 time.sleep(rnd.uniform(0, 0.2))
             elif kind == 2:
@@ -219,8 +265,7 @@ def trickler(tid, stop):
             closed = False
             t_end = time.time() + 10
             while not closed and time.time() < t_end:
-                r, _, _ = select.select([s], [], [], 0.15)
-                if r:
+                if poll_in(s, 0.15):
                     try:
                         d = s.recv(65536)
                     except ConnectionResetError:
@@ -287,17 +332,17 @@ def keeper(tid, stop):
 
 
 def wave(n):
-    """n connections at once (non-blocking connects into a backlog of 16), one GET on each."""
+    """n connections at once (non-blocking connects into a backlog of 128), one GET on each."""
     sel = selectors.DefaultSelector()
     state = {}
     for i in range(n):
         s = socket.socket()
         s.setblocking(False)
-        s.connect_ex(("127.0.0.1", main_port))
+        s.connect_ex(("127.0.0.1", wave_port))
         path, tag = "/echo/wave-%d" % i, "w%d" % i
         state[s] = [request(path, tag, b"", False), b"", path, tag]
         sel.register(s, selectors.EVENT_WRITE)
-    left, deadline = n, time.time() + 40
+    left, deadline = n, time.time() + 30
     while left and time.time() < deadline:
         for key, ev in sel.select(timeout=1):
             s = key.fileobj
@@ -327,20 +372,39 @@ def wave(n):
                     resp = (int(b.split()[1]), {}, body, b"")
                 if check_echo(resp, st[2], st[3], b"", "wave"):
                     add("wave_ok")
+    stuck = []
     for key in list(sel.get_map().values()):
-        error("wave: no response to %s in 40 s, had %r" % (state[key.fileobj][2],
-                                                         state[key.fileobj][1][:200]))
+        s = key.fileobj
+        if not state[s][0] and not data_acked(s):
+            add("wave_dropped")  # the server's kernel dropped it: it never reached the proxy
+            sel.unregister(s)
+            reset(s)
+            continue
+        stuck.append(s)
+        error("wave: no response to %s (local port %d) in 30 s, had %r"
+              % (state[s][2], s.getsockname()[1], state[s][1][:200]))
+    if stuck:  # where they are: in the listener's accept queue (its Recv-Q), or accepted with
+        # the request unread (Recv-Q of the proxy's end), or read and not answered
+        os.system("(echo '---- listener'; ss -ltn 'sport = :{p}';"
+                  " echo '---- proxy ends: state, Recv-Q'; ss -tan '( sport = :{p} )' |"
+                  " awk 'NR>1 {{print $1, ($2 > 0 ? \"unread\" : \"read\")}}' | sort | uniq -c;"
+                  " nstat -az TcpExtListenOverflows TcpExtListenDrops TcpExtSyncookiesSent"
+                  " TcpExtSyncookiesRecv TcpExtSyncookiesFailed TcpExtTCPReqQFullDoCookies;"
+                  " curl -s http://127.0.0.1:{a}/stats |"
+                  " grep -E '^listener.127.0.0.1_{p}.downstream_cx|^http.wv.downstream_(cx|rq)_(total|active)') >&2"
+                  .format(p=wave_port, a=admin_port))
     for s in state:
-        s.close()
+        if s.fileno() >= 0:
+            s.close()
 
 
 stop = time.time() + duration
-threads = [threading.Thread(target=f, args=(t, stop)) for f, nt in
+threads = [threading.Thread(target=guarded(f), args=(t, stop)) for f, nt in
            ((leaver, 3), (trickler, 3), (keeper, 3)) for t in range(nt)]
 for t in threads:
     t.start()
 time.sleep(duration / 3)
-wave(wave_n)
+guarded(wave)(wave_n)
 for t in threads:
     t.join()
 for e in errors:
@@ -349,7 +413,7 @@ print(json.dumps(counts))
 EOF
 
 t0=$EPOCHREALTIME
-python3 "$TMP/stress.py" "$L_RT" "$L_MAIN" "$DURATION" "$WAVE" >"$TMP/stress.out" 2>"$TMP/stress.err" ||
+python3 "$TMP/stress.py" "$L_RT" "$L_MAIN" "$L_WAVE" "$DURATION" "$WAVE" "$ADMIN_PORT" >"$TMP/stress.out" 2>"$TMP/stress.err" ||
     fail "the stress client crashed: $(tail -5 "$TMP/stress.err")"
 log "stress client done in $(python3 -c "print('%.1f' % ($EPOCHREALTIME - $t0))")s: $(cat "$TMP/stress.out")"
 c() { python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))[sys.argv[2]])' "$TMP/stress.out" "$1"; }
@@ -357,18 +421,26 @@ if [ "$(c errors)" != 0 ]; then
     head -30 "$TMP/stress.err" >&8
     fail "$(c errors) responses were not what their own request should get"
 fi
-assert_eq "$(c wave_ok)" "$WAVE" "every connection of the wave answered with the echo of its own request"
+assert_eq "$(($(c wave_ok) + $(c wave_dropped)))" "$WAVE" \
+    "every connection of the wave that reached the proxy was answered with the echo of its own request"
+# The wave overflows its listener's queue on purpose: a client whose handshake completed while the
+# queue was full may be dropped by the server's kernel (tcp_abort_on_overflow=0: silently, its bytes
+# never acked; test_scale's one unanswered connection in 10,000 looked like that). Those never
+# reached the proxy: counted apart (a loaded machine drops more: the proxy accepts more slowly).
+log "FIGURE: wave of $WAVE into a backlog of 128: $(c wave_ok) answered, $(c wave_dropped) dropped by the kernel before the proxy; $(c leave_dropped) short clients dropped so"
+assert_ge "$(c wave_ok)" $((WAVE / 2)) "connections of the wave that reached the proxy"
 assert_ge "$(c ok)" 50 "keep-alive requests answered with the echo of their own request"
 assert_ge "$(c rx_reset)" 20 "clients left mid-request"
 assert_ge "$(c timeout_408)" 10 "trickling clients timed out"
 
 # The counters add up to what the clients did (stats are flushed by the workers: wait for the last).
-OK=$(($(c ok) + $(c wave_ok)))
+OK=$(c ok)
 wait_stat http.st.downstream_rq_2xx "$OK"
+wait_stat http.wv.downstream_rq_2xx "$(c wave_ok)"
 wait_stat http.st.downstream_rq_rx_reset "$(c rx_reset)"
 wait_stat http.rt.downstream_rq_timeout "$(c timeout_408)"
-cx_idle() { [ "$(admin /stats | awk -F': ' '$1 ~ /^http\.(st|rt)\.downstream_cx_active$/ && $2 == 0' | wc -l)" = 2 ]; }
-wait_for "both listeners' connections closed" 20 cx_idle
+cx_idle() { [ "$(admin /stats | awk -F': ' '$1 ~ /^http\.(st|rt|wv)\.downstream_cx_active$/ && $2 == 0' | wc -l)" = 3 ]; }
+wait_for "the listeners' connections closed" 20 cx_idle
 stats=$(admin /stats)
 s() { awk -v n="$1" -F': ' '$1 == n { print $2; exit }' <<<"$stats"; }
 assert_eq "$(s http.st.downstream_rq_2xx)" "$OK" "st: 2xx = the requests the clients saw answered"
@@ -379,6 +451,10 @@ assert_eq "$(s http.st.downstream_rq_4xx)" 0 "st: no 4xx (no well-formed request
 # so 5xx are the resets and nothing else (no 503 from a lost upstream exchange).
 assert_eq "$(s http.st.downstream_rq_5xx)" "$(c rx_reset)" "st: 5xx = the reset streams only"
 assert_eq "$(s http.st.downstream_cx_protocol_error)" 0 "st: no protocol error"
+assert_between "$(s http.wv.downstream_rq_2xx)" "$(c wave_ok)" "$(($(c wave_ok) + $(c wave_dropped)))" \
+    "wv: 2xx = the wave's answered connections (a dropped one may have been accepted as it was reset)"
+assert_eq "$(s http.wv.downstream_rq_total)" "$(s http.wv.downstream_rq_2xx)" "wv: every request answered 2xx"
+assert_eq "$(s http.wv.downstream_cx_protocol_error)" 0 "wv: no protocol error"
 assert_eq "$(s http.rt.downstream_rq_timeout)" "$(c timeout_408)" "rt: one request_timeout per trickling client"
 assert_eq "$(s http.rt.downstream_rq_4xx)" "$(c timeout_408)" "rt: 4xx = the 408s"
 assert_eq "$(s http.rt.downstream_rq_total)" "$(c timeout_408)" "rt: rq_total = the 408s"
