@@ -26,7 +26,7 @@ ulimit -n "$(ulimit -Hn)" 2>/dev/null
 
 # Three connection managers on the same workers (same slots, same buffer ring): "rt" with a short
 # request_timeout for the trickling clients, "st" without one for the other clients, and "wv" for
-# the wave, its listener with a listen backlog of 128 (Envoy's default) so that the wave overflows it.
+# the wave, its listener with a listen backlog of 128 so that the wave overflows it.
 hcm_common() {
     cat <<Y
           access_log:
