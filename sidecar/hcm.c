@@ -259,9 +259,12 @@ static void stream_end(struct stream *st)
     uint64_t now_us = rs_now_us();
     uint64_t dur_us = now_us - st->start_mono_us;
     rs_stat_dec(sh, hs->downstream_rq_active);
-    rs_stat_inc(sh, hs->downstream_rq_completed);
-    count_status(sh, st->status, hs->downstream_rq_1xx, hs->downstream_rq_2xx,
-                 hs->downstream_rq_3xx, hs->downstream_rq_4xx, hs->downstream_rq_5xx);
+    if (st->status) { /* as Envoy: a stream reset before any response is neither completed nor
+                       * counted in a status class (downstream_rq_rx_reset counts it) */
+        rs_stat_inc(sh, hs->downstream_rq_completed);
+        count_status(sh, st->status, hs->downstream_rq_1xx, hs->downstream_rq_2xx,
+                     hs->downstream_rq_3xx, hs->downstream_rq_4xx, hs->downstream_rq_5xx);
+    }
     rs_hist_record(sh, hs->downstream_rq_time, dur_us);
     if (st->counted_upstream) {
         const struct rs_cluster_stats *cs = &st->cluster->st;

@@ -129,6 +129,11 @@ for s in socks:
         pass
 print(alive, flush=True)
 EOF
+# the kernel's listen-queue counters (machine-wide): a connection it dropped never reached the proxy
+tcpext() {
+    awk '/^TcpExt:/ { if (!n) { for (i = 2; i <= NF; i++) k[i] = $i; n = 1 } else for (i = 2; i <= NF; i++) if (k[i] ~ /^(ListenOverflows|ListenDrops|SyncookiesFailed)$/) printf "%s=%s ", k[i], $i }' /proc/net/netstat
+}
+kernel0=$(tcpext)
 mkfifo "$TMP/hold-stdin"
 python3 "$TMP/many.py" "$P_HTTP" $NCONN "$TMP/held" <"$TMP/hold-stdin" >"$TMP/many.out" 2>"$TMP/many.err" &
 MANY=$!
@@ -137,8 +142,13 @@ exec 7>"$TMP/hold-stdin"
 t0=$EPOCHREALTIME
 wait_for "$NCONN connections to get their responses" 120 test -s "$TMP/held"
 t1=$EPOCHREALTIME
-assert_eq "$(cat "$TMP/held")" $NCONN "all $NCONN connections answered 200 by the upstream"
 L=listener.127.0.0.1_$P_HTTP
+if [ "$(cat "$TMP/held")" != $NCONN ]; then
+    log "kernel before: $kernel0"
+    log "kernel after:  $(tcpext)"
+    log "the proxy accepted $(stat_value "$L.downstream_cx_total") connections"
+fi
+assert_eq "$(cat "$TMP/held")" $NCONN "all $NCONN connections answered 200 by the upstream"
 wait_for "$NCONN connections active" 10 bash -c "[ \"\$(curl -s http://127.0.0.1:$P_ADMIN/stats | awk -F': ' '\$1==\"$L.downstream_cx_active\"{print \$2}')\" = $NCONN ]"
 log "ok: $L.downstream_cx_active = $NCONN"
 rss=$(proc_kb "$RS_PID" VmRSS)
