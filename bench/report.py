@@ -203,7 +203,7 @@ def paired_markdown(meta, pair):
     """The paired p99 section of the report (bench/README.md, "The mTLS tail")."""
     L = ["", "## p99, paired by round", "",
          f"Every round ran each system once per scenario, one after the other"
-         f"{' (order rotated every round)' if meta.get('rotate') == '1' else ''}, so the systems "
+         f"{' (in an order shuffled every round)' if meta.get('shuffle') == '1' else ''}, so the systems "
          "of one round saw nearly the same background load. For each round, Ringside's figure is "
          "divided by the peer's of the same round; the table gives the median of those "
          f"{meta['rounds']} ratios, its 95% interval (bootstrap over rounds), the rounds in which "

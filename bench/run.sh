@@ -20,7 +20,7 @@
 # mTLS systems and tlsconn to the quick or full set instead.
 # The mtls-tail set: the p99 comparison of the mTLS systems (bench/README.md, "The mTLS tail"):
 # direct and the mTLS hop pairs, the two open-loop scenarios only, in short slices over many
-# rounds, the order of the systems rotated each round, the load generator pinned beside the
+# rounds, the order of the systems shuffled each round, the load generator pinned beside the
 # upstream (CPU 0, the proxies on CPU 1), everything at SCHED_FIFO 1; the report pairs each
 # round's p99s.
 #
@@ -32,8 +32,8 @@
 # 1 round, 200 idle connections; for tests/integration/test_bench_smoke.sh), RS_BENCH_BASELINE
 # (a ringside binary run by the systems "rsbase-<n>hop", for before/after comparisons),
 # RS_BENCH_PIN_LOADGEN (CPUs for the load generator; default unpinned, 0 in mtls-tail),
-# RS_BENCH_RT=1 (everything of the run at SCHED_FIFO 1, below), RS_BENCH_ROTATE=1 (rotate the
-# systems' order every round; default 1 in mtls-tail), RS_BENCH_MTLS=1 (above).
+# RS_BENCH_RT=1 (everything of the run at SCHED_FIFO 1, below), RS_BENCH_SHUFFLE=1 (a new
+# order of the systems every round; default 1 in mtls-tail), RS_BENCH_MTLS=1 (above).
 # shellcheck disable=SC2086,SC2206 # pid lists (SYS_PIDS) and RS_BENCH_SYSTEMS split into words on purpose
 set -euo pipefail
 
@@ -68,9 +68,10 @@ mtls-tail) ROUNDS=20 WARMUP=0.3 ;;
 esac
 IDLE_CONNS=10000
 SCALE=1
-# ROTATE=1: round r runs the systems starting from the r-th (direct, A, B, C; then A, B, C,
-# direct; ...), so that no system always runs right after the same other one.
-ROTATE=${RS_BENCH_ROTATE:-0}
+# SHUFFLE=1: every round runs the systems in a new order, a permutation drawn with the round's
+# number as the seed (the same in every run), so that no system always runs right after the same
+# other one, nor always first.
+SHUFFLE=${RS_BENCH_SHUFFLE:-0}
 if [[ $SET == mtls ]]; then
     SYSTEMS=(direct "${MTLS_SYSTEMS[@]}") SCENARIOS=("${MTLS_SCENARIOS[@]}") IDLE_CONNS=0
 elif [[ $SET == mtls-tail ]]; then
@@ -79,7 +80,7 @@ elif [[ $SET == mtls-tail ]]; then
     SYSTEMS=(direct ringside-mtls rsbase-mtls haproxy-mtls nginx-mtls)
     SCENARIOS=("${TAIL_SCENARIOS[@]}") IDLE_CONNS=0
     RS_BENCH_BASELINE=${RS_BENCH_BASELINE:-$BUILD/sidecar/ringside}
-    ROTATE=${RS_BENCH_ROTATE:-1}
+    SHUFFLE=${RS_BENCH_SHUFFLE:-1}
     RS_BENCH_PIN_LOADGEN=${RS_BENCH_PIN_LOADGEN-0} RS_BENCH_RT=${RS_BENCH_RT:-1}
 elif [[ ${RS_BENCH_MTLS:-0} == 1 ]]; then
     SYSTEMS+=("${MTLS_SYSTEMS[@]}") SCENARIOS+=(tlsconn)
@@ -291,16 +292,24 @@ tls_limit() {
 }
 
 : >"$OUT/cells.tsv"
+# shuffled SEED: the systems in an order drawn with SEED (Fisher-Yates, bash's RANDOM), in ORDER.
+shuffled() {
+    local i j t
+    ORDER=("${SYSTEMS[@]}")
+    RANDOM=$1
+    for ((i = ${#ORDER[@]} - 1; i > 0; i--)); do
+        j=$((RANDOM % (i + 1)))
+        t=${ORDER[i]} ORDER[i]=${ORDER[j]} ORDER[j]=$t
+    done
+}
 for ((round = 1; round <= ROUNDS; round++)); do
+    si=0
     for scen in "${SCENARIOS[@]}"; do
         say "round $round/$ROUNDS: $scen"
         [[ ${SCEN_PORT[$scen]} == tls ]] && tls_limit "$round"
-        n=${#SYSTEMS[@]}
-        for ((i = 0; i < n; i++)); do
-            k=$i
-            ((ROTATE)) && k=$(((i + round - 1) % n))
-            run_cell "$scen" "${SYSTEMS[$k]}" "$round"
-        done
+        ORDER=("${SYSTEMS[@]}")
+        ((SHUFFLE)) && shuffled $((round * 100 + si++))
+        for s in "${ORDER[@]}"; do run_cell "$scen" "$s" "$round"; done
     done
 done
 
@@ -360,7 +369,7 @@ stop_all
     kv placement "$PLACEMENT"
     kv upstream "build/bench/upstream --threads 1 --body-bytes $BODY"
     kv rounds "$ROUNDS"
-    kv rotate "$ROTATE"
+    kv shuffle "$SHUFFLE"
     kv warmup_s "$WARMUP"
     kv clk_tck "$CLK_TCK"
     kv idle_conns "$IDLE_CONNS"
