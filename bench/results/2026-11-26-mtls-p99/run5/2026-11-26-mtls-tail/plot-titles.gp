@@ -1,0 +1,9 @@
+title0 = "1 KiB, 1,000 rps over 4 connections, open loop"
+ymax0 = 1678.0
+title1 = "1 KiB, 10,000 rps over 64 connections, open loop"
+ymax1 = 2166.0
+nblocks = 2
+array C[5] = ["#000000", "#1f77b4", "#9467bd", "#d62728", "#2ca02c"]
+array PC[4] = ["#1f77b4", "#9467bd", "#d62728", "#2ca02c"]
+array D[5] = [1, 3, 3, 3, 3]
+array PD[4] = [3, 3, 3, 3]
