@@ -10,8 +10,25 @@ die() {
 
 port_in_use() { ss -Hltn "( sport = :$1 )" 2>/dev/null | grep -q .; }
 # free_port VAR: sets VAR to a port nobody listens on, below the kernel's ephemeral range (where
-# client connections' local ends could make bind fail) and not handed out before in this run.
+# client connections' local ends could make bind fail), not handed out before in this run, and
+# reserved in the registry the integration tests share ($RS_PORTS_DIR: one file per port naming its
+# owner's pid, taken under a lock, see tests/integration/lib.sh), so a test running beside this run
+# (test_bench_smoke runs this harness in the suite) is never given the same port: Ringside and the
+# upstream bind with SO_REUSEPORT and would share it silently.
 taken_ports=" "
+RS_PORTS_DIR=${RS_PORTS_DIR:-${TMPDIR:-/tmp}/rs-test-ports}
+reserve_port() { # PORT: succeeds if PORT is now this run's in the registry
+    mkdir -p "$RS_PORTS_DIR" || return 1
+    (
+        flock 9 || exit 1
+        f=$RS_PORTS_DIR/$1
+        owner=$(cat "$f" 2>/dev/null) && [ -n "$owner" ] && kill -0 "$owner" 2>/dev/null && exit 1
+        echo $$ >"$f"
+    ) 9>"$RS_PORTS_DIR/.lock"
+}
+release_ports() { # the ports this run reserved (at exit)
+    grep -lx "$$" "$RS_PORTS_DIR"/[0-9]* 2>/dev/null | xargs -r rm -f || true
+}
 free_port() {
     local p tries=0 lo span
     read -r lo _ </proc/sys/net/ipv4/ip_local_port_range
@@ -20,6 +37,7 @@ free_port() {
         p=$((20000 + RANDOM % span))
         [[ $taken_ports == *" $p "* ]] && continue
         port_in_use "$p" && continue
+        reserve_port "$p" || continue
         taken_ports+="$p "
         printf -v "$1" '%s' "$p"
         return 0

@@ -193,7 +193,7 @@ NAME=$DATE-$SET
 OUT=$RESULTS/$NAME
 rm -rf "$OUT"
 mkdir -p "$OUT/configs" "$OUT/raw" "$OUT/logs"
-trap 'stop_all; rm -rf "$SNAP"' EXIT
+trap 'stop_all; release_ports; rm -rf "$SNAP"' EXIT
 # The mTLS systems' PKI, new for every run, under the run's temporary directory.
 ((MTLS)) && mtls_certs "$SNAP/pki"
 trap 'exit 130' INT

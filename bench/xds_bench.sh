@@ -51,7 +51,7 @@ source "$SRC/bench/lib.sh" # say, die, free_port, alive, gone, poll, spawn, stop
 for b in "$RINGSIDE" "$CP" "$UPSTREAM_BIN" "$LOADGEN"; do [[ -x $b ]] || die "$b not built"; done
 
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/xds-bench.XXXXXX")
-trap 'stop_all; rm -rf "$WORK"' EXIT
+trap 'stop_all; release_ports; rm -rf "$WORK"' EXIT
 trap 'exit 130' INT TERM
 
 # Workload addresses in a random 127.A.0.0/16 (bind: workload), so nothing else on the host collides.

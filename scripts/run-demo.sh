@@ -87,6 +87,7 @@ cleanup() {
         wait "$pid" 2>/dev/null || true
     done
     rm -rf "$tmp"
+    release_ports
     exit "$rc"
 }
 trap cleanup EXIT

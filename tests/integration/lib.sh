@@ -143,7 +143,7 @@ print(" ".join(map(str, got)))
 EOF
 }
 release_ports() { # the ports this test reserved (at exit)
-    grep -lx "$$" "$RS_PORTS_DIR"/[0-9]* 2>/dev/null | xargs -r rm -f
+    grep -lx "$$" "$RS_PORTS_DIR"/[0-9]* 2>/dev/null | xargs -r rm -f || true
 }
 
 # wait_for DESCRIPTION SECONDS CMD...: polls CMD until it succeeds; fails the test at the deadline.
