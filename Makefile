@@ -4,7 +4,7 @@ SAN_BUILD ?= build-san
 JOBS ?= $(shell nproc)
 CMAKE_FLAGS ?=
 
-.PHONY: all deps build run test test-quick test-san fuzz bench bench-full bench-mtls clean format
+.PHONY: all deps build run test test-quick test-san fuzz bench bench-full bench-mtls bench-mtls-tail clean format
 
 all: build
 
@@ -45,6 +45,10 @@ bench-full: build
 # Mutual TLS: the mesh hop pairs (scenarios 1-3) and full handshakes per second, ~2 minutes.
 bench-mtls: build
 	@bench/run.sh $(BUILD) mtls
+
+# The mTLS per-hop tail, paired by round against HAProxy and NGINX (bench/README.md), ~8 minutes.
+bench-mtls-tail: build
+	@bench/run.sh $(BUILD) mtls-tail
 
 format:
 	@clang-format -i $$(git ls-files '*.c' '*.h')
