@@ -261,7 +261,7 @@ static void flush(struct rs_conn *c)
      * before the link moves on (a short send would otherwise count as success and the FIN cut
      * the rest off); an error fails the link and the shutdown ends -ECANCELED. */
     bool fin = !zc && n == q->count && (c->flags & RS_CONN_CLOSE_AFTER_FLUSH);
-    if (fin && io_uring_sq_space_left(&c->loop->ring) < 2) io_uring_submit(&c->loop->ring);
+    if (fin) rs_loop_sqe_reserve(c->loop, 2);
     int flags = MSG_NOSIGNAL | (fin ? MSG_WAITALL | MSG_MORE : 0);
     struct io_uring_sqe *sqe;
     if (zc) {
@@ -393,10 +393,7 @@ int rs_conn_connect(struct rs_conn *c, const struct sockaddr *addr, socklen_t le
     if (len > sizeof c->peer) return -EINVAL;
     memcpy(&c->peer, addr, len);
     c->flags |= RS_CONN_CONNECTING;
-    /* The connect and its timeout go to the kernel in one submission: with the queue full between
-     * them, the connect would be submitted alone, its link cut (it then ends at once with
-     * -EINPROGRESS, a failed connect) and the timeout would fail -EINVAL on its own. */
-    if (io_uring_sq_space_left(&c->loop->ring) < 2) io_uring_submit(&c->loop->ring);
+    rs_loop_sqe_reserve(c->loop, 2); /* cut, the connect would end at once with -EINPROGRESS */
     struct io_uring_sqe *sqe = conn_sqe(c, RS_OP_CONNECT);
     io_uring_prep_connect(sqe, c->fd, (struct sockaddr *)&c->peer, len);
     sqe->flags |= IOSQE_IO_LINK;

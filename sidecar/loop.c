@@ -129,6 +129,11 @@ struct io_uring_sqe *rs_loop_sqe(struct rs_loop *loop)
     return sqe;
 }
 
+void rs_loop_sqe_reserve(struct rs_loop *loop, unsigned n)
+{
+    if (io_uring_sq_space_left(&loop->ring) < n) io_uring_submit(&loop->ring);
+}
+
 void rs_loop_wake(struct rs_loop *loop)
 {
     uint64_t one = 1;

@@ -120,6 +120,10 @@ void rs_loop_run(struct rs_loop *loop, void (*on_turn)(struct rs_loop *loop));
 
 /* An SQE, submitting first if the SQ is full; never NULL. */
 struct io_uring_sqe *rs_loop_sqe(struct rs_loop *loop);
+/* Makes room for n SQEs taken next, submitting first if there is less: a chain of linked SQEs
+ * must reach the kernel in one submission (a chain cut by a submission between its entries ends
+ * at the cut: the first op runs unlinked, the next fails -EINVAL). */
+void rs_loop_sqe_reserve(struct rs_loop *loop, unsigned n);
 
 /* Wakes the loop from another thread (it runs on_turn soon after). */
 void rs_loop_wake(struct rs_loop *loop);
