@@ -1235,6 +1235,13 @@ static bool http_rbac_denied(struct hsess *s, const struct rs_route *r,
  * URI=...;DNS=...] appended (APPEND_FORWARD) or set (SANITIZE_SET). The value is built in a
  * buffer of the worker's (Cert and Chain make it kilobytes), which H refers to until the next
  * request's: H is the worker's too, and the head is written out before then. */
+static void xfcc_field(struct rs_obuf *v, const char *key, const char *val, const char *close)
+{
+    rs_obuf_str(v, key);
+    rs_obuf_str(v, val ? val : "");
+    rs_obuf_str(v, close);
+}
+
 static void xfcc(struct hsess *s, struct rs_hdrs *H)
 {
     struct rs_obuf *v = &tls_xfcc;
@@ -1253,51 +1260,18 @@ static void xfcc(struct hsess *s, struct rs_hdrs *H)
         rs_obuf_put(v, H->h[xi].v, H->h[xi].vl);
         rs_obuf_put(v, ",", 1);
     }
-    const char *by = rs_tls_local_uri_san(s->down);
-    if (by) {
-        rs_obuf_str(v, "By=");
-        rs_obuf_str(v, by);
-        rs_obuf_put(v, ";", 1);
-    }
-    rs_obuf_str(v, "Hash=");
-    rs_obuf_str(v, hash);
-    static const struct {
-        uint8_t bit;
-        const char *key;
-        bool quoted;
-    } field[] = {{RS_XFCC_CERT, ";Cert=", true},
-                 {RS_XFCC_CHAIN, ";Chain=", true},
-                 {RS_XFCC_SUBJECT, ";Subject=", true},
-                 {RS_XFCC_URI, ";URI=", false},
-                 {RS_XFCC_DNS, ";DNS=", false}};
-    for (size_t i = 0; i < sizeof field / sizeof field[0]; i++) {
-        if (!(cfg->xfcc_set & field[i].bit)) continue;
-        const char *val = NULL;
-        switch (field[i].bit) {
-        case RS_XFCC_CERT:
-            val = rs_tls_peer_pem_urlenc(s->down, false);
-            break;
-        case RS_XFCC_CHAIN:
-            val = rs_tls_peer_pem_urlenc(s->down, true);
-            break;
-        case RS_XFCC_SUBJECT:
-            val = rs_tls_peer_subject(s->down);
-            break;
-        case RS_XFCC_URI:
-            val = rs_tls_peer_uri_san(s->down);
-            break;
-        case RS_XFCC_DNS:
-            val = rs_tls_peer_dns_san(s->down);
-            break;
-        }
-        if (!val && field[i].bit == RS_XFCC_DNS)
-            continue; /* Envoy writes DNS only when there is one */
-        rs_obuf_str(v, field[i].key);
-        if (field[i].quoted) rs_obuf_put(v, "\"", 1);
-        rs_obuf_str(v, val ? val : "");
-        if (field[i].quoted) rs_obuf_put(v, "\"", 1);
-    }
-    if (v->oom) return; /* no memory: left as received */
+    const struct rs_conn *d = s->down;
+    const char *by = rs_tls_local_uri_san(d);
+    if (by) xfcc_field(v, "By=", by, ";");
+    xfcc_field(v, "Hash=", hash, "");
+    uint8_t set = cfg->xfcc_set;
+    if (set & RS_XFCC_CERT) xfcc_field(v, ";Cert=\"", rs_tls_peer_pem_urlenc(d, false), "\"");
+    if (set & RS_XFCC_CHAIN) xfcc_field(v, ";Chain=\"", rs_tls_peer_pem_urlenc(d, true), "\"");
+    if (set & RS_XFCC_SUBJECT) xfcc_field(v, ";Subject=\"", rs_tls_peer_subject(d), "\"");
+    if (set & RS_XFCC_URI) xfcc_field(v, ";URI=", rs_tls_peer_uri_san(d), "");
+    const char *dns = set & RS_XFCC_DNS ? rs_tls_peer_dns_san(d) : NULL;
+    if (dns) xfcc_field(v, ";DNS=", dns, ""); /* Envoy writes DNS only when there is one */
+    if (v->oom) return;                       /* no memory: left as received */
     rs_hdrs_remove(H, "x-forwarded-client-cert", 23);
     rs_hdrs_add(H, "x-forwarded-client-cert", 23, v->p, v->len);
 }

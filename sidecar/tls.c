@@ -631,55 +631,55 @@ const char *rs_tls_peer_cert_sha256(const struct rs_conn *c)
     return peer_name(c, PN_HASH);
 }
 
-/* DER certificates in PEM, URL-encoded (RFC 3986: everything but unreserved characters as %XX):
- * "-----BEGIN%20CERTIFICATE-----%0AMIIB..." as Envoy puts them in XFCC's Cert and Chain. */
+/* Writes p[0..n) URL-encoded (RFC 3986: all but unreserved characters as %XX) at o; returns the
+ * end. */
+static char *urlenc(char *o, const char *p, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        unsigned char ch = (unsigned char)p[i];
+        if (isalnum(ch) || ch == '-' || ch == '.' || ch == '_' || ch == '~') {
+            *o++ = (char)ch;
+        } else {
+            *o++ = '%';
+            *o++ = "0123456789ABCDEF"[ch >> 4];
+            *o++ = "0123456789ABCDEF"[ch & 15];
+        }
+    }
+    return o;
+}
+
+/* The first n DER certificates of certs in PEM, URL-encoded: "-----BEGIN%20CERTIFICATE-----%0A
+ * MIIB..." as Envoy puts them in XFCC's Cert and Chain. */
 static char *pem_urlenc(const STACK_OF(CRYPTO_BUFFER) * certs, size_t n)
 {
     static const char head[] = "-----BEGIN CERTIFICATE-----\n",
                       tail[] = "-----END CERTIFICATE-----\n";
-    size_t cap = 1;
+    size_t cap = 1, b64max = 0;
     for (size_t i = 0; i < n; i++) {
         size_t b64 = (CRYPTO_BUFFER_len(sk_CRYPTO_BUFFER_value(certs, i)) + 2) / 3 * 4;
+        if (b64 > b64max) b64max = b64;
         cap +=
             3 * (sizeof head + sizeof tail + b64 + b64 / 64 + 1); /* all of it escaped, at most */
     }
     char *out = malloc(cap), *o = out;
-    uint8_t *b64 = NULL;
-    for (size_t i = 0; out && i < n; i++) {
+    uint8_t *b64 = malloc(b64max + 1);
+    if (!out || !b64) {
+        free(out);
+        free(b64);
+        return NULL;
+    }
+    for (size_t i = 0; i < n; i++) {
         const CRYPTO_BUFFER *der = sk_CRYPTO_BUFFER_value(certs, i);
-        size_t len = CRYPTO_BUFFER_len(der);
-        uint8_t *nb = realloc(b64, (len + 2) / 3 * 4 + 1);
-        if (!nb) {
-            free(out);
-            out = NULL;
-            break;
+        size_t bl = EVP_EncodeBlock(b64, CRYPTO_BUFFER_data(der), CRYPTO_BUFFER_len(der));
+        o = urlenc(o, head, sizeof head - 1);
+        for (size_t j = 0; j < bl; j += 64) { /* PEM's lines of 64 */
+            o = urlenc(o, (const char *)b64 + j, bl - j < 64 ? bl - j : 64);
+            o = urlenc(o, "\n", 1);
         }
-        b64 = nb;
-        size_t bl = EVP_EncodeBlock(b64, CRYPTO_BUFFER_data(der), len);
-        struct {
-            const char *p;
-            size_t len;
-            bool lines; /* base64, in lines of 64 as PEM writes it */
-        } part[] = {{head, sizeof head - 1, false},
-                    {(char *)b64, bl, true},
-                    {tail, sizeof tail - 1, false}};
-        for (size_t k = 0; k < 3; k++) {
-            for (size_t j = 0; j < part[k].len; j++) {
-                unsigned char ch = (unsigned char)part[k].p[j];
-                if (isalnum(ch) || ch == '-' || ch == '.' || ch == '_' || ch == '~') {
-                    *o++ = (char)ch;
-                } else {
-                    *o++ = '%';
-                    *o++ = "0123456789ABCDEF"[ch >> 4];
-                    *o++ = "0123456789ABCDEF"[ch & 15];
-                }
-                if (part[k].lines && (j % 64 == 63 || j == part[k].len - 1))
-                    o = memcpy(o, "%0A", 3) + 3;
-            }
-        }
+        o = urlenc(o, tail, sizeof tail - 1);
     }
     free(b64);
-    if (out) *o = 0;
+    *o = 0;
     return out;
 }
 
